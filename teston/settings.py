@@ -1,0 +1,197 @@
+"""One typed settings object, read once from the environment and `.env` at start.
+
+Variable names keep those of the original Go bot (`DISCORD_TOKEN`, `DB_ADDR`, `DB_MAX_*`) so an
+existing `.env` works unchanged; every other variable is TestON's own.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from teston import __version__
+
+DEFAULT_STREAM_URL = "https://stream.wikimedia.org/v2/stream/recentchange"
+DEFAULT_CONTACT = "https://github.com/teston-bot/teston"
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_DURATION_UNITS = {
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ns": 1e-9,
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """Parse a Go-style duration (`15m`, `1h30m`, `90s`) or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return timedelta(seconds=float(text))
+    # Go's time.ParseDuration grammar: a sequence of decimal numbers, each with a unit suffix.
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {value!r} (expected e.g. 15m, 1h30m, 90s)")
+    return timedelta(seconds=total)
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("teston", appauthor=False))
+
+
+def _alias(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+class _Group(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+
+class DatabaseSettings(_Group):
+    """Where PostgreSQL is and how many connections TestON may hold."""
+
+    url: str | None = Field(default=None, validation_alias=_alias("DB_ADDR", "DATABASE_URL"))
+    max_open_conns: int = Field(default=10, ge=1, le=1000, validation_alias="DB_MAX_OPEN_CONNS")
+    max_idle_conns: int = Field(default=2, ge=0, le=1000, validation_alias="DB_MAX_IDLE_CONNS")
+    max_idle_time: timedelta = Field(default=timedelta(minutes=15), validation_alias="DB_MAX_IDLE_TIME")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("max_idle_time", mode="before")
+    @classmethod
+    def _go_duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class DiscordSettings(_Group):
+    """The Discord bot's credentials and behaviour."""
+
+    token: SecretStr | None = Field(default=None, validation_alias="DISCORD_TOKEN")
+    command_prefix: str = Field(default="!", min_length=1, max_length=5, validation_alias="COMMAND_PREFIX")
+    # Guild to sync slash commands to immediately (global sync can take up to an hour to show).
+    sync_guild_id: int | None = Field(default=None, validation_alias="DISCORD_SYNC_GUILD_ID")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class IngestSettings(_Group):
+    """The EventStreams source and how TestON identifies itself to it."""
+
+    stream_url: str = Field(default=DEFAULT_STREAM_URL, validation_alias="STREAM_URL")
+    contact: str = Field(default=DEFAULT_CONTACT, min_length=3, validation_alias="TESTON_CONTACT")
+    batch_size: int = Field(default=2000, ge=1, le=100_000, validation_alias="INGEST_BATCH_SIZE")
+    flush_interval: timedelta = Field(default=timedelta(seconds=1), validation_alias="INGEST_FLUSH_INTERVAL")
+    metrics_port: int = Field(default=9464, ge=0, le=65535, validation_alias="METRICS_PORT")
+    enabled: bool = Field(default=True, validation_alias="INGEST_ENABLED")
+
+    @field_validator("flush_interval", mode="before")
+    @classmethod
+    def _go_duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @property
+    def user_agent_product(self) -> str:
+        return f"TestON/{__version__} ({self.contact})"
+
+
+class AnalyticsSettings(_Group):
+    """Exports, roll-ups, retention and their schedule."""
+
+    export_dir: Path | None = Field(default=None, validation_alias="EXPORT_DIR")
+    retention_days: int = Field(default=30, ge=1, validation_alias="RETENTION_DAYS")
+    intraday_interval: timedelta = Field(default=timedelta(minutes=5), validation_alias="ROLLUP_INTERVAL")
+    nightly_at: time = Field(default=time(0, 15), validation_alias="NIGHTLY_AT")
+
+    @field_validator("intraday_interval", mode="before")
+    @classmethod
+    def _go_duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class Settings(_Group):
+    """Everything TestON reads from its environment, grouped by concern."""
+
+    home: Path = Field(default_factory=_default_home, validation_alias="TESTON_HOME")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    database: DatabaseSettings
+    discord: DiscordSettings
+    ingest: IngestSettings
+    analytics: AnalyticsSettings
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @property
+    def export_dir(self) -> Path:
+        return self.analytics.export_dir or self.home / "exports"
+
+    @property
+    def embedded_data_dir(self) -> Path:
+        return self.home / "postgres"
+
+
+def _variable_of(error: dict[str, Any], group: type[BaseSettings]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    info = group.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return " / ".join(str(a) for a in alias.choices)
+    return str(alias or field)
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read and validate every setting; raise SettingsError naming the offending variable."""
+    groups: dict[str, Any] = {}
+    classes: dict[str, type[_Group]] = {
+        "database": DatabaseSettings,
+        "discord": DiscordSettings,
+        "ingest": IngestSettings,
+        "analytics": AnalyticsSettings,
+    }
+    try:
+        for name, cls in classes.items():
+            current = cls
+            groups[name] = cls(_env_file=env_file)  # type: ignore[call-arg]
+        current = Settings
+        return Settings(_env_file=env_file, **groups)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            variable = _variable_of(dict(err), current)
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+            problems.append(f"{variable}: {err['msg']}{shown}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

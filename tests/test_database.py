@@ -1,0 +1,72 @@
+from datetime import UTC, date, datetime
+
+import psycopg
+import pytest
+
+from teston import database, partitions
+from teston.schema import metadata
+
+
+def test_upgrade_creates_every_table(conn: psycopg.Connection) -> None:
+    tables = {
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'recent\\_changes\\_p%'"
+        )
+    }
+    assert tables == {t.name for t in metadata.sorted_tables} | {"alembic_version"}
+    kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'recent_changes'").fetchone()
+    assert kind == ("p",)  # partitioned
+
+
+def test_upgrade_downgrade_upgrade_round_trip(pg_server, db_url: str) -> None:
+    assert database.current_revision(db_url) == "0001"
+    database.downgrade(db_url, "base")
+    with psycopg.connect(db_url) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+    assert left == (1,)  # only alembic_version remains
+    database.upgrade(db_url)
+    assert database.current_revision(db_url) == "0001"
+
+
+def test_partitions_are_created_on_demand_for_any_day(conn: psycopg.Connection) -> None:
+    days = {date(2018, 3, 7), date(2021, 8, 27)}
+    assert partitions.ensure_partitions(conn, days) == days
+    assert partitions.ensure_partitions(conn, days) == set()
+    assert partitions.existing_partition_days(conn) == days
+    conn.execute(
+        "INSERT INTO recent_changes (event_time, event_id, wiki, server_name, project, type, bot, raw)"
+        " VALUES (%s, gen_random_uuid(), 'enwiki', 'en.wikipedia.org', 'wikipedia', 'edit', false, '{}')",
+        (datetime(2021, 8, 27, 23, 59, 59, tzinfo=UTC),),
+    )
+    where = conn.execute("SELECT tableoid::regclass::text FROM recent_changes").fetchone()
+    assert where == ("recent_changes_p20210827",)
+    with pytest.raises(psycopg.errors.CheckViolation):  # no partition for 2021-08-28
+        conn.execute(
+            "INSERT INTO recent_changes (event_time, event_id, wiki, server_name, project, type, bot, raw)"
+            " VALUES (%s, gen_random_uuid(), 'enwiki', 'en.wikipedia.org', 'wikipedia', 'edit', false, '{}')",
+            (datetime(2021, 8, 28, 0, 0, 0, tzinfo=UTC),),
+        )
+
+
+def test_a_repeated_event_is_a_no_op(conn: psycopg.Connection) -> None:
+    partitions.ensure_partitions(conn, {date(2021, 8, 27)})
+    insert = (
+        "INSERT INTO recent_changes (event_time, event_id, wiki, server_name, project, type, bot, raw)"
+        " VALUES ('2021-08-27T13:20:17Z', '59d43ae0-e4e9-4197-990d-52723364e505', 'kowiki',"
+        " 'ko.wikipedia.org', 'wikipedia', 'edit', false, '{}') ON CONFLICT DO NOTHING"
+    )
+    assert conn.execute(insert).rowcount == 1
+    assert conn.execute(insert).rowcount == 0
+
+
+def test_latest_changes_of_one_wiki_use_the_index(conn: psycopg.Connection) -> None:
+    partitions.ensure_partitions(conn, {date(2021, 8, 27)})
+    conn.execute("SET enable_seqscan = off")
+    plan = "\n".join(
+        r[0]
+        for r in conn.execute(
+            "EXPLAIN SELECT * FROM recent_changes WHERE wiki = 'enwiki' ORDER BY event_time DESC LIMIT 10"
+        ).fetchall()
+    )
+    assert "Index Scan using recent_changes_p20210827_wiki_event_time_idx" in plan
