@@ -11,7 +11,8 @@ def test_upgrade_creates_every_table(conn: psycopg.Connection) -> None:
     tables = {
         row[0]
         for row in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'recent\\_changes\\_p%'"
+            "SELECT tablename FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename NOT LIKE 'recent\\_changes\\_p%'"
         )
     }
     assert tables == {t.name for t in metadata.sorted_tables} | {"alembic_version"}

@@ -1,0 +1,24 @@
+# TestON service image. The embedded PostgreSQL is not used here: docker-compose points DB_ADDR at
+# the `postgres` service.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    TESTON_HOME=/var/lib/teston
+
+WORKDIR /app
+COPY pyproject.toml README.md alembic.ini ./
+COPY teston ./teston
+COPY ingestion ./ingestion
+COPY analytics ./analytics
+COPY bot ./bot
+COPY migrations ./migrations
+RUN pip install . && useradd --system --home-dir /var/lib/teston --create-home teston
+
+USER teston
+VOLUME ["/var/lib/teston"]
+EXPOSE 9464
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=4)" || exit 1
+CMD ["teston", "up"]
