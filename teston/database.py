@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from alembic.config import Config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from teston.embedded import EmbeddedPostgres
@@ -35,8 +36,7 @@ def database_url(settings: Settings) -> Iterator[str]:
         yield server.url
 
 
-def _alembic_config(url: str):  # type: ignore[no-untyped-def]
-    from alembic.config import Config
+def _alembic_config(url: str) -> Config:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
