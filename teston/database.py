@@ -9,9 +9,10 @@ from pathlib import Path
 
 from alembic.config import Config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool
 
 from teston.embedded import EmbeddedPostgres
-from teston.settings import Settings
+from teston.settings import DatabaseSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +67,15 @@ def current_revision(url: str) -> str | None:
         except psycopg.errors.UndefinedTable:
             return None
     return row[0] if row else None
+
+
+def async_pool(url: str, settings: DatabaseSettings, *, name: str = "teston") -> AsyncConnectionPool:
+    """An (unopened) async connection pool sized by the `DB_MAX_*` settings; open it with `async with`."""
+    return AsyncConnectionPool(
+        url,
+        min_size=min(settings.max_idle_conns, settings.max_open_conns),
+        max_size=settings.max_open_conns,
+        max_idle=settings.max_idle_time.total_seconds(),
+        name=name,
+        open=False,
+    )
