@@ -1,0 +1,351 @@
+"""Committing batches of events: rows, quarantine, cursor, gaps and day arrivals in one transaction.
+
+Exactly-once rests on two facts: the stream cursor is written in the same transaction as the rows it
+covers, and `(event_time, event_id)` is the primary key, so whatever a resume sends twice is dropped by
+`ON CONFLICT DO NOTHING`. Rows travel by binary COPY into a per-connection temporary staging table and
+are moved with one `INSERT … SELECT`, so no Python code runs per row apart from COPY's own encoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from ingestion.backoff import Failure, ReconnectPolicy
+from ingestion.events import INGEST_COLUMNS
+from ingestion.gaps import IngestGap
+from teston.partitions import day_of, ensure_partitions
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+STAGING_TABLE = "ingest_staging"
+
+# Errors that say the server or the connection is gone, not that the batch is wrong: retry the batch.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+# Errors that say some row is unacceptable (e.g. a `\u0000` escape that jsonb refuses): isolate the
+# rows that fail and quarantine them, because nothing a stream sends may stop the ingester.
+ROW_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCursor:
+    """Where a stream was last committed: its `Last-Event-ID` (or file position) and newest event time."""
+
+    stream: str
+    position: str
+    last_event_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedEvent:
+    """A payload refused by the parser or the database, with where it came from and why."""
+
+    source: str
+    reason: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Everything one transaction commits; `position` is the cursor after the batch's last event."""
+
+    stream: str
+    rows: Sequence[tuple[Any, ...]]
+    quarantined: Sequence[QuarantinedEvent] = ()
+    position: str | None = None
+    last_event_time: datetime | None = None
+    gaps: Sequence[IngestGap] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    inserted: int
+    duplicates: int
+    rejected: int
+    seconds: float
+    # Rows the database refused that were quarantined instead (counted in `rejected`).
+    refused_rows: int = 0
+    days: frozenset[date] = field(default_factory=frozenset)
+
+
+class WriterStopped(RuntimeError):
+    """The writer was asked to give up while the database was unreachable; the batch was not committed."""
+
+
+_MOVE_ROWS = sql.SQL(
+    """
+    WITH inserted AS (
+        INSERT INTO recent_changes ({columns})
+        SELECT {selected} FROM {staging}
+        ON CONFLICT DO NOTHING
+        RETURNING event_time
+    ), arrived AS (
+        INSERT INTO day_arrivals (day, last_received_at)
+        SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date, now() FROM inserted
+        ON CONFLICT (day) DO UPDATE SET last_received_at = EXCLUDED.last_received_at
+    )
+    SELECT count(*) FROM inserted
+    """
+)
+
+_INSERT_ONE = sql.SQL(
+    """
+    WITH inserted AS (
+        INSERT INTO recent_changes ({columns}) VALUES ({values})
+        ON CONFLICT DO NOTHING
+        RETURNING event_time
+    ), arrived AS (
+        INSERT INTO day_arrivals (day, last_received_at)
+        SELECT (event_time AT TIME ZONE 'UTC')::date, now() FROM inserted
+        ON CONFLICT (day) DO UPDATE SET last_received_at = EXCLUDED.last_received_at
+    )
+    SELECT count(*) FROM inserted
+    """
+)
+
+# The same refused payload from the same origin is one quarantine row: a resume re-sends events, and
+# re-ingesting a file must change nothing.
+_QUARANTINE = """
+    INSERT INTO rejected_events (source, reason, payload)
+    SELECT DISTINCT q.source, q.reason, q.payload
+    FROM unnest(%s::text[], %s::text[], %s::text[]) AS q(source, reason, payload)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM rejected_events r
+        WHERE r.source = q.source AND r.reason = q.reason AND r.payload = q.payload
+    )
+"""
+
+_RECORD_GAP = """
+    INSERT INTO ingest_gaps (stream, gap_from, gap_to)
+    SELECT %(stream)s, %(gap_from)s, %(gap_to)s
+    WHERE NOT EXISTS (
+        SELECT 1 FROM ingest_gaps
+        WHERE stream = %(stream)s AND gap_from = %(gap_from)s AND gap_to = %(gap_to)s
+    )
+"""
+
+_SAVE_CURSOR = """
+    INSERT INTO stream_cursors (stream, last_event_id, last_event_time, updated_at)
+    VALUES (%(stream)s, %(position)s, %(time)s, now())
+    ON CONFLICT (stream) DO UPDATE SET
+        last_event_id = EXCLUDED.last_event_id,
+        last_event_time = GREATEST(stream_cursors.last_event_time, EXCLUDED.last_event_time),
+        updated_at = EXCLUDED.updated_at
+"""
+
+
+def _nul_free(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; a quarantined payload must still be storable.
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
+
+
+class BatchWriter:
+    """Commits batches on one open connection (not thread-safe; one batch at a time)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self._column_types: list[int] = []
+        self._columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
+        self._copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(STAGING_TABLE), self._columns
+        )
+        selected = [
+            sql.SQL("{}::jsonb").format(sql.Identifier(c)) if c == "raw" else sql.Identifier(c)
+            for c in INGEST_COLUMNS
+        ]
+        self._move = _MOVE_ROWS.format(
+            columns=self._columns,
+            selected=sql.SQL(", ").join(selected),
+            staging=sql.Identifier(STAGING_TABLE),
+        )
+        values = [sql.SQL("%s::jsonb") if c == "raw" else sql.SQL("%s") for c in INGEST_COLUMNS]
+        self._insert_one = _INSERT_ONE.format(columns=self._columns, values=sql.SQL(", ").join(values))
+        self._prepare()
+
+    def _prepare(self) -> None:
+        # A temporary table lives as long as the connection and is invisible to others; ON COMMIT
+        # DELETE ROWS empties it at every commit, and a rollback discards a half-copied batch.
+        # Its types come from `recent_changes` itself (raw as text, cast on the way in, so the payload's
+        # JSON text is never re-serialised in Python).
+        selected = [sql.SQL("raw::text AS raw") if c == "raw" else sql.Identifier(c) for c in INGEST_COLUMNS]
+        with self.conn.transaction():
+            self.conn.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS"
+                    " AS SELECT {} FROM recent_changes WITH NO DATA"
+                ).format(sql.Identifier(STAGING_TABLE), sql.SQL(", ").join(selected))
+            )
+            rows = self.conn.execute(
+                "SELECT atttypid::int FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                (f"pg_temp.{STAGING_TABLE}",),
+            ).fetchall()
+        self._column_types = [oid for (oid,) in rows]
+
+    def read_cursor(self, stream: str) -> StreamCursor | None:
+        with self.conn.transaction():
+            row = self.conn.execute(
+                "SELECT last_event_id, last_event_time FROM stream_cursors WHERE stream = %s", (stream,)
+            ).fetchone()
+        return StreamCursor(stream, row[0], row[1]) if row else None
+
+    def commit(self, batch: Batch) -> BatchOutcome:
+        """Commit the batch atomically; on a row the database refuses, quarantine that row instead."""
+        started = time.perf_counter()
+        try:
+            with self.conn.transaction():
+                inserted, days = self._copy_rows(batch.rows)
+                refused: list[QuarantinedEvent] = []
+                rejected = self._finish(batch, refused)
+        except ROW_ERRORS as exc:
+            log.warning("batch refused by the database (%s); isolating the offending rows", exc)
+            with self.conn.transaction():
+                inserted, days, refused = self._insert_one_by_one(batch)
+                rejected = self._finish(batch, refused)
+        return BatchOutcome(
+            inserted=inserted,
+            duplicates=len(batch.rows) - inserted - len(refused),
+            rejected=rejected,
+            seconds=time.perf_counter() - started,
+            refused_rows=len(refused),
+            days=frozenset(days),
+        )
+
+    def _copy_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, set[date]]:
+        if not rows:
+            return 0, set()
+        with self.conn.cursor() as cur:
+            with cur.copy(self._copy) as copy:
+                copy.set_types(self._column_types)
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+            days = {
+                day
+                for (day,) in cur.execute(
+                    sql.SQL("SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date FROM {}").format(
+                        sql.Identifier(STAGING_TABLE)
+                    )
+                )
+            }
+            ensure_partitions(self.conn, days)
+            (inserted,) = cur.execute(self._move).fetchone() or (0,)
+        return int(inserted), days
+
+    def _insert_one_by_one(self, batch: Batch) -> tuple[int, set[date], list[QuarantinedEvent]]:
+        inserted = 0
+        refused: list[QuarantinedEvent] = []
+        at = INGEST_COLUMNS.index("event_time")
+        days = {day_of(row[at]) for row in batch.rows}
+        ensure_partitions(self.conn, days)
+        raw_at = INGEST_COLUMNS.index("raw")
+        for row in batch.rows:
+            try:
+                with self.conn.transaction():  # a savepoint per row
+                    (count,) = self.conn.execute(self._insert_one, row).fetchone() or (0,)
+                    inserted += int(count)
+            except ROW_ERRORS as exc:
+                reason = f"database: {type(exc).__name__}: {str(exc).strip()}"
+                refused.append(QuarantinedEvent(batch.stream, reason, _nul_free(str(row[raw_at]))))
+        return inserted, days, refused
+
+    def _finish(self, batch: Batch, refused: Sequence[QuarantinedEvent]) -> int:
+        quarantined = [*batch.quarantined, *refused]
+        rejected = 0
+        if quarantined:
+            cur = self.conn.execute(
+                _QUARANTINE,
+                (
+                    [q.source for q in quarantined],
+                    [q.reason for q in quarantined],
+                    [_nul_free(q.payload) for q in quarantined],
+                ),
+            )
+            rejected = cur.rowcount
+        for gap in batch.gaps:
+            self.conn.execute(
+                _RECORD_GAP, {"stream": gap.stream, "gap_from": gap.gap_from, "gap_to": gap.gap_to}
+            )
+        if batch.position is not None:
+            self.conn.execute(
+                _SAVE_CURSOR,
+                {"stream": batch.stream, "position": batch.position, "time": batch.last_event_time},
+            )
+        return rejected
+
+
+class ResilientWriter:
+    """A `BatchWriter` that reconnects and retries while PostgreSQL is away; blocking, run it on a thread.
+
+    The cursor only moves when a batch commits, so a batch retried after an outage is never half-applied.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        *,
+        policy: ReconnectPolicy | None = None,
+        rng: random.Random | None = None,
+        on_outage: Callable[[], None] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._on_outage = on_outage
+        self._policy = policy or ReconnectPolicy(initial=0.2, maximum=10.0)
+        self._rng = rng or random.Random()
+        self._writer: BatchWriter | None = None
+        self._give_up = threading.Event()
+        self.outages = 0
+
+    def give_up(self) -> None:
+        """Stop retrying: the batch in progress raises `WriterStopped` at its next failed attempt."""
+        self._give_up.set()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.conn.close()
+            self._writer = None
+
+    def _with_retry(self, action: Callable[[BatchWriter], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                if self._writer is None:
+                    self._writer = BatchWriter(self._connect())
+                return action(self._writer)
+            except CONNECTION_ERRORS as exc:
+                self.close()
+                attempt += 1
+                if attempt == 1:
+                    self.outages += 1
+                    if self._on_outage is not None:
+                        self._on_outage()
+                if self._give_up.is_set():
+                    raise WriterStopped(f"PostgreSQL unreachable: {exc}") from exc
+                delay = self._policy.delay(attempt, Failure.SERVER_ERROR, rng=self._rng)
+                log.warning(
+                    "PostgreSQL unreachable (%s); retrying in %.1fs (attempt %d)",
+                    str(exc).strip(),
+                    delay,
+                    attempt,
+                )
+                self._give_up.wait(delay)
+
+    def read_cursor(self, stream: str) -> StreamCursor | None:
+        return self._with_retry(lambda writer: writer.read_cursor(stream))
+
+    def commit(self, batch: Batch) -> BatchOutcome:
+        return self._with_retry(lambda writer: writer.commit(batch))
