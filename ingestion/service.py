@@ -1,0 +1,144 @@
+"""Ingestion as a long-running component: build a source, run the pipeline, serve metrics, stop cleanly.
+
+`teston ingest` runs one of these until its source ends or a signal arrives; `teston up` runs it beside
+the other components. Everything it uses (HTTP session, database connector, catalog, registry) is passed
+in by the composition root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from ingestion.backoff import Failure, ReconnectPolicy
+from ingestion.client import EventStreamClient, user_agent
+from ingestion.metrics import IngestMetrics, MetricsServer
+from ingestion.pipeline import IngestPipeline, IngestSummary, PipelineOptions
+from ingestion.sources import Source, is_url, open_file_source
+from ingestion.writer import ResilientWriter
+from teston.wikis import WikiCatalog
+
+log = logging.getLogger(__name__)
+
+# A live stream with no commit for this long is reported unhealthy (EventStreams carries dozens of
+# events a second, and at least an hourly canary even on a quiet stream).
+STALE_AFTER = 120.0
+
+
+def open_source(
+    spec: str,
+    *,
+    session: aiohttp.ClientSession | None,
+    user_agent_product: str,
+    since: datetime | None = None,
+    policy: ReconnectPolicy | None = None,
+    on_reconnect: Callable[[Failure], None] | None = None,
+) -> Source:
+    """The live stream for an http(s) URL, a file replay otherwise."""
+    if is_url(spec):
+        if session is None:
+            raise ValueError("following a stream URL needs an HTTP session")
+        return EventStreamClient(
+            session,
+            spec,
+            user_agent=user_agent(user_agent_product),
+            since=since,
+            policy=policy,
+            on_reconnect=on_reconnect,
+        )
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {spec}")
+    return open_file_source(path)
+
+
+def connector(url: str) -> Callable[[], psycopg.Connection[Any]]:
+    """A connection factory for the writer: its own connection, reopened after every outage."""
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(url, connect_timeout=5, application_name="teston-ingest")
+
+    return connect
+
+
+class IngestionService:
+    """The ingestion pipeline plus its metrics endpoint, with async `start`/`stop`/`wait`."""
+
+    name = "ingestion"
+
+    def __init__(
+        self,
+        source: Source,
+        writer: ResilientWriter,
+        catalog: WikiCatalog,
+        *,
+        options: PipelineOptions | None = None,
+        metrics: IngestMetrics | None = None,
+        metrics_address: tuple[str, int] | None = None,
+        on_progress: Callable[[IngestSummary], None] | None = None,
+    ) -> None:
+        self.source = source
+        self._writer = writer
+        self.metrics = metrics
+        self.pipeline = IngestPipeline(
+            source, writer, catalog, options=options, metrics=metrics, on_progress=on_progress
+        )
+        self._metrics_server: MetricsServer | None = None
+        if metrics is not None and metrics_address is not None and metrics_address[1] != 0:
+            host, port = metrics_address
+            self._metrics_server = MetricsServer(metrics.registry, self.health, host=host, port=port)
+        self._task: asyncio.Task[IngestSummary] | None = None
+        self._started_at = time.monotonic()
+
+    @property
+    def summary(self) -> IngestSummary:
+        return self.pipeline.summary
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy while running and, for the live stream, committing recently."""
+        task = self._task
+        running = task is not None and not task.done()
+        last = self.pipeline.last_commit_at
+        since_commit = time.monotonic() - (last if last is not None else self._started_at)
+        healthy = running and (not self.source.live or since_commit < STALE_AFTER)
+        details = {
+            "stream": self.source.stream,
+            "running": running,
+            "seconds_since_commit": round(since_commit, 1),
+            "ingested": self.summary.ingested,
+            "last_event_time": self.summary.last_event_time,
+        }
+        return healthy, details
+
+    async def start(self) -> None:
+        if self._metrics_server is not None:
+            await self._metrics_server.start()
+        self._started_at = time.monotonic()
+        self._task = asyncio.create_task(self.pipeline.run(), name="ingestion")
+
+    async def wait(self) -> IngestSummary:
+        """Return when the source has ended (a file replay) or the pipeline failed."""
+        if self._task is None:
+            raise RuntimeError("the ingestion service was not started")
+        return await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        """Flush and commit what was received, then release the database and the metrics port."""
+        try:
+            if self._task is not None and not self._task.done():
+                self.pipeline.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        finally:
+            await asyncio.to_thread(self._writer.close)
+            if self._metrics_server is not None:
+                await self._metrics_server.stop()
