@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+from datetime import UTC, datetime
 
+import aiohttp
 import typer
+from prometheus_client import CollectorRegistry
+from rich.console import Console
 
+from ingestion.metrics import IngestMetrics
+from ingestion.pipeline import IngestSummary, PipelineOptions
+from ingestion.progress import ReplayProgress
+from ingestion.service import IngestionService, connector, open_source
+from ingestion.sources import is_url
+from ingestion.writer import ResilientWriter, WriterStopped
 from teston import __version__, database
 from teston.embedded import EmbeddedPostgres
-from teston.settings import Settings, SettingsError, load_settings
+from teston.runtime import Component, run_components, stop_on_signals
+from teston.settings import Settings, SettingsError, load_settings, parse_duration
+from teston.wikis import WikiCatalog
+
+# Prometheus scrapes from outside the container (docker-compose publishes the port on the host).
+METRICS_HOST = "0.0.0.0"
 
 app = typer.Typer(help="TestON: Wikipedia's live edit stream, answered in Discord.", no_args_is_help=True)
 db_app = typer.Typer(help="The PostgreSQL database: migrations and connection.", no_args_is_help=True)
@@ -73,6 +90,168 @@ def db_stop() -> None:
     running = server.is_running()
     server.stop()
     typer.echo("embedded PostgreSQL stopped" if running else "embedded PostgreSQL was not running")
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    """An ISO 8601 time (UTC unless it says otherwise) or a duration back from now (`2h`, `1d` as `24h`)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return datetime.now(UTC) - parse_duration(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is neither an ISO time nor a duration", param_hint="--since"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _ingestion_service(
+    settings: Settings,
+    url: str,
+    session: aiohttp.ClientSession,
+    *,
+    source_spec: str,
+    since: datetime | None,
+    batch_size: int,
+    metrics_port: int,
+    registry: CollectorRegistry,
+) -> IngestionService:
+    metrics = IngestMetrics(registry)
+    source = open_source(
+        source_spec,
+        session=session,
+        user_agent_product=settings.ingest.user_agent_product,
+        since=since,
+        on_reconnect=metrics.count_reconnect,
+    )
+    writer = ResilientWriter(connector(url), on_outage=metrics.count_outage)
+    options = PipelineOptions(
+        batch_size=batch_size,
+        flush_interval=settings.ingest.flush_interval.total_seconds(),
+        since=since,
+    )
+    return IngestionService(
+        source,
+        writer,
+        WikiCatalog.load(),
+        options=options,
+        metrics=metrics,
+        metrics_address=(METRICS_HOST, metrics_port),
+    )
+
+
+async def _run_ingest(
+    settings: Settings,
+    url: str,
+    *,
+    source_spec: str,
+    since: datetime | None,
+    batch_size: int,
+    metrics_port: int,
+    show_progress: bool,
+) -> IngestSummary:
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        service = _ingestion_service(
+            settings,
+            url,
+            session,
+            source_spec=source_spec,
+            since=since,
+            batch_size=batch_size,
+            metrics_port=metrics_port,
+            registry=CollectorRegistry(),
+        )
+        with contextlib.ExitStack() as stack:
+            if show_progress:
+                progress = stack.enter_context(ReplayProgress(Console(stderr=True), service.source))
+                service.pipeline.on_progress = progress.update
+            stack.enter_context(stop_on_signals(stop))
+            await run_components([service], stop)
+        return service.summary
+
+
+@app.command()
+def ingest(
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Stream URL, or a .jsonl[.gz] / .sse[.gz] file to replay (default: STREAM_URL).",
+    ),
+    since: str | None = typer.Option(
+        None, "--since", help="Where a stream without a stored cursor starts: ISO time or duration ago (2h)."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Events per batch."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=0, max=65535, help="Prometheus port (0 disables)."
+    ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar for file replays (default: when a terminal)."
+    ),
+) -> None:
+    """Store recent changes: follow the live stream, or replay a file to its end (Ctrl-C flushes, exits 0)."""
+    settings = _settings()
+    spec = source or settings.ingest.stream_url
+    started_since = _parse_since(since)
+    show_progress = (not is_url(spec)) and (progress if progress is not None else sys.stderr.isatty())
+    with database.database_url(settings) as url:
+        database.upgrade(url)
+        try:
+            summary = asyncio.run(
+                _run_ingest(
+                    settings,
+                    url,
+                    source_spec=spec,
+                    since=started_since,
+                    batch_size=batch_size or settings.ingest.batch_size,
+                    metrics_port=settings.ingest.metrics_port if metrics_port is None else metrics_port,
+                    show_progress=show_progress,
+                )
+            )
+        except FileNotFoundError as exc:
+            typer.secho(f"teston: {exc}", err=True, fg="red")
+            raise typer.Exit(2) from None
+        except WriterStopped as exc:
+            typer.secho(f"teston: stopped with a batch not committed ({exc}); it will be resumed", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(summary.describe())
+
+
+async def _run_up(settings: Settings, url: str) -> None:
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        components: list[Component] = []
+        if settings.ingest.enabled:
+            components.append(
+                _ingestion_service(
+                    settings,
+                    url,
+                    session,
+                    source_spec=settings.ingest.stream_url,
+                    since=None,
+                    batch_size=settings.ingest.batch_size,
+                    metrics_port=settings.ingest.metrics_port,
+                    registry=CollectorRegistry(),
+                )
+            )
+        with stop_on_signals(stop):
+            await run_components(components, stop)
+
+
+@app.command()
+def up() -> None:
+    """Run the service (ingestion of the live stream) until SIGINT or SIGTERM."""
+    settings = _settings()
+    with database.database_url(settings) as url:
+        database.upgrade(url)
+        try:
+            asyncio.run(_run_up(settings, url))
+        except WriterStopped as exc:
+            typer.secho(f"teston: stopped with a batch not committed ({exc}); it will be resumed", err=True)
+            raise typer.Exit(1) from None
 
 
 def main() -> None:
