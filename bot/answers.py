@@ -1,0 +1,152 @@
+"""What a command answers, before it is rendered for Discord or for a terminal.
+
+The command core (`bot.commands`) builds these; `bot.rendering` turns them into Discord messages or
+plain text. Keeping the answer separate from its rendering lets both transports say the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+from bot.arguments import Command, Scope
+from teston.wikis import Wiki
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row of `recent_changes`, as much of it as a reply shows."""
+
+    event_time: datetime
+    server_name: str
+    type: str
+    namespace: int | None
+    title: str | None
+    user_name: str | None
+    bot: bool
+    comment: str | None
+    revision_old: int | None
+    revision_new: int | None
+    length_old: int | None
+    length_new: int | None
+    log_type: str | None
+    log_action: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DayFigures:
+    """One row of `daily_wiki_stats`."""
+
+    changes: int
+    edits: int
+    new_pages: int
+    log_actions: int
+    categorize: int
+    other_types: int
+    bot_changes: int
+    anonymous_changes: int
+    human_changes: int
+    bytes_added: int
+    bytes_removed: int
+    net_bytes: int
+    distinct_editors: int
+    distinct_pages: int
+    hourly_changes: tuple[int, ...]
+    computed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TopPage:
+    rank: int
+    namespace: int | None
+    title: str
+    changes: int
+
+
+class DayStatus(StrEnum):
+    PARTIAL = "partial"
+    FINAL = "final"
+
+
+@dataclass(frozen=True, slots=True)
+class DayRollup:
+    """One row of `day_rollups`: whether TestON collected the day, and how completely."""
+
+    status: DayStatus
+    incomplete: bool
+    computed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """The arguments cannot be used; `problem` is plain text, `command` selects the usage line."""
+
+    problem: str
+    command: Command | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """TestON could not answer (the database is unreachable or slow); nothing the user did wrong."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecentChanges:
+    wiki: Wiki
+    changes: tuple[Change, ...]
+    count: int
+    include_bots: bool
+    include_categorize: bool
+    asked: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DayStats:
+    wiki: Wiki
+    day: date
+    figures: DayFigures
+    top_pages: tuple[TopPage, ...]
+    rollup: DayRollup | None
+
+
+class Absence(StrEnum):
+    """Why a day has no figures for a wiki."""
+
+    NOT_COLLECTED = "not_collected"  # no roll-up of the day exists: TestON was not running then
+    NONE_SEEN = "none_seen"  # the day was rolled up and this wiki had no changes in it
+
+
+@dataclass(frozen=True, slots=True)
+class NoStats:
+    wiki: Wiki
+    day: date
+    absence: Absence
+    rollup: DayRollup | None
+    is_today: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageSet:
+    wiki: Wiki
+    scope: Scope
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageDefaults:
+    """The defaults in force for one user in one place, and the wiki they add up to."""
+
+    user: Wiki | None
+    guild: Wiki | None
+    effective: Wiki
+    in_guild: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    command: Command | None
+
+
+Answer = Problem | Failure | RecentChanges | DayStats | NoStats | LanguageSet | LanguageDefaults | Help

@@ -1,0 +1,344 @@
+"""What a command's text asks for: pure parsing into typed requests, or a `UsageError` with one usage line.
+
+Text commands keep the original bot's syntax exactly (`!recent`, `!recent 5`, `!recent en`,
+`!recent en 20`, `!stats 2025-02-04 en`, `!setLang es`, `!setLang es guild`) and add optional words
+(`bots`, `categorize`, `all`). Slash commands arrive as typed options and are checked by the same
+functions, so both forms accept and refuse exactly the same things.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+
+# `!recent` shows 10 changes unless asked, and never more than 100 (one Discord reply stays readable).
+DEFAULT_RECENT_COUNT = 10
+MIN_RECENT_COUNT = 1
+MAX_RECENT_COUNT = 100
+# Wikipedia went live on 2001-01-15; the stream has nothing older, so earlier days are a typo.
+FIRST_YEAR = 2001
+# Longer than any real command; refusing early keeps pathological input away from every later step.
+MAX_ARGUMENTS_LENGTH = 200
+MAX_TOKEN_LENGTH = 100
+# How much of an offending argument a reply repeats back.
+MAX_ECHO_LENGTH = 40
+
+_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER_LIKE = re.compile(r"[+-]?(\d+[.,]\d*|\d*[.,]\d+|\d+e\d+)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+class Command(StrEnum):
+    RECENT = "recent"
+    STATS = "stats"
+    SETLANG = "setlang"
+    HELP = "help"
+
+
+class Scope(StrEnum):
+    """Whose default language `setLang` changes."""
+
+    USER = "user"
+    GUILD = "guild"
+
+
+# One line per command, in the original bot's words; `{p}` is the command prefix.
+PREFIX_USAGE = {
+    Command.RECENT: "{p}recent [lang] [n] [bots]",
+    Command.STATS: "{p}stats <yyyy-mm-dd> [lang]",
+    Command.SETLANG: "{p}setLang <code> [guild]",
+    Command.HELP: "{p}help [command]",
+}
+SLASH_USAGE = {
+    Command.RECENT: "/recent [language] [count] [bots] [categorize]",
+    Command.STATS: "/stats date:<yyyy-mm-dd> [language]",
+    Command.SETLANG: "/setlang language:<code> [server]",
+    Command.HELP: "/help [command]",
+}
+SUMMARIES = {
+    Command.RECENT: "the newest changes of a wiki (n from 1 to 100, default 10); "
+    "`bots` includes bot changes, `categorize` category changes, `all` both",
+    Command.STATS: "a wiki's figures for one UTC day",
+    Command.SETLANG: "set your default language; add `guild` to set the server's (Manage Server)",
+    Command.HELP: "this list",
+}
+
+# Words `!recent` accepts besides a language and a number; no wiki is called any of them.
+_BOTS_WORDS = frozenset({"bots", "bot", "+bots"})
+_CATEGORIZE_WORDS = frozenset({"categorize", "categories", "+categorize"})
+_ALL_WORDS = frozenset({"all", "everything"})
+_GUILD_WORDS = frozenset({"guild", "server"})
+_TODAY_WORDS = {"today": 0, "yesterday": 1}
+
+
+class UsageError(ValueError):
+    """A command was given arguments it cannot use; `problem` says why in plain, unescaped text."""
+
+    def __init__(self, command: Command | None, problem: str) -> None:
+        super().__init__(problem)
+        self.command = command
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class RecentRequest:
+    language: str | None = None
+    count: int = DEFAULT_RECENT_COUNT
+    include_bots: bool = False
+    include_categorize: bool = False
+    # The number asked for when it was above the maximum, so the reply can say it was lowered.
+    asked: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRequest:
+    day: date
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetLanguageRequest:
+    """Set a default (`language` given) or show the defaults in force (`language` None)."""
+
+    language: str | None = None
+    scope: Scope = Scope.USER
+
+
+@dataclass(frozen=True, slots=True)
+class HelpRequest:
+    command: Command | None = None
+
+
+Request = RecentRequest | StatsRequest | SetLanguageRequest | HelpRequest
+
+
+def shown(text: str) -> str:
+    """User text as a reply quotes it: control characters dropped, long text cut, in single quotes."""
+    clean = _CONTROL.sub("", text)
+    if len(clean) > MAX_ECHO_LENGTH:
+        clean = clean[: MAX_ECHO_LENGTH - 1] + "…"
+    return f"'{clean}'"
+
+
+def command_named(name: str) -> Command | None:
+    """The command a name means, ignoring case (`setLang`, `SETLANG`); None if there is none."""
+    try:
+        return Command(name.strip().lower())
+    except ValueError:
+        return None
+
+
+def split_command(text: str, prefix: str) -> tuple[str, str]:
+    """The command name and the rest of `text`; the prefix is optional (`teston ask "stats …"`)."""
+    body = text.strip()
+    if prefix and body.startswith(prefix):
+        body = body[len(prefix) :].lstrip()
+    elif body.startswith("/"):
+        body = body[1:].lstrip()
+    name, _, rest = body.partition(" ")
+    return name, rest
+
+
+def parse_command(text: str, *, prefix: str, today: date) -> Request:
+    """Parse a whole command line such as `!recent en 20` into its request."""
+    name, rest = split_command(text, prefix)
+    if not name:
+        raise UsageError(None, "No command given.")
+    command = command_named(name)
+    if command is None:
+        raise UsageError(None, f"Unknown command {shown(name)}.")
+    return parse_arguments(command, rest, today=today)
+
+
+def parse_arguments(command: Command, arguments: str, *, today: date) -> Request:
+    """Parse the text after a command's name."""
+    tokens = tokenize(command, arguments)
+    if command is Command.RECENT:
+        return parse_recent(tokens)
+    if command is Command.STATS:
+        return parse_stats(tokens, today=today)
+    if command is Command.SETLANG:
+        return parse_setlang(tokens)
+    return parse_help(tokens)
+
+
+def tokenize(command: Command, arguments: str) -> list[str]:
+    """Split arguments on whitespace, dropping quotes around a word (`"en"` is `en`)."""
+    if len(arguments) > MAX_ARGUMENTS_LENGTH:
+        raise UsageError(
+            command, f"That is too long ({len(arguments)} characters; at most {MAX_ARGUMENTS_LENGTH})."
+        )
+    tokens = []
+    for raw in arguments.split():
+        token = raw
+        if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'`":
+            token = token[1:-1]
+        token = _CONTROL.sub("", token)
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise UsageError(command, f"{shown(token)} is too long.")
+        if token:
+            tokens.append(token)
+    return tokens
+
+
+def parse_recent(tokens: Sequence[str]) -> RecentRequest:
+    """`[lang] [n] [bots|categorize|all]`, the language and the number in either order."""
+    language: str | None = None
+    count: int | None = None
+    asked: int | None = None
+    include_bots = include_categorize = False
+    for token in tokens:
+        word = token.lower()
+        if word in _BOTS_WORDS:
+            include_bots = True
+        elif word in _CATEGORIZE_WORDS:
+            include_categorize = True
+        elif word in _ALL_WORDS:
+            include_bots = include_categorize = True
+        elif _INTEGER.fullmatch(token) or _NUMBER_LIKE.fullmatch(token):
+            if count is not None:
+                raise UsageError(Command.RECENT, f"Give one number of changes, not {shown(token)} as well.")
+            count, asked = parse_count(token)
+        elif language is None:
+            language = check_language_text(Command.RECENT, token)
+        else:
+            raise UsageError(Command.RECENT, f"Unexpected extra argument {shown(token)}.")
+    return RecentRequest(
+        language=language,
+        count=DEFAULT_RECENT_COUNT if count is None else count,
+        include_bots=include_bots,
+        include_categorize=include_categorize,
+        asked=asked,
+    )
+
+
+def parse_count(text: str) -> tuple[int, int | None]:
+    """The number of changes to show, and the number asked for if it had to be lowered to 100."""
+    if not _INTEGER.fullmatch(text.strip()):
+        raise UsageError(Command.RECENT, f"{shown(text)} is not a whole number of changes.")
+    return clamp_count(int(text))
+
+
+def clamp_count(value: int) -> tuple[int, int | None]:
+    """Counts above the maximum are lowered to it (the old bot did too); below 1 is a mistake."""
+    if value < MIN_RECENT_COUNT:
+        raise UsageError(
+            Command.RECENT, f"The number of changes must be from {MIN_RECENT_COUNT} to {MAX_RECENT_COUNT}."
+        )
+    if value > MAX_RECENT_COUNT:
+        return MAX_RECENT_COUNT, value
+    return value, None
+
+
+def parse_stats(tokens: Sequence[str], *, today: date) -> StatsRequest:
+    """`<yyyy-mm-dd> [lang]`; the date may also come second, as it is never mistaken for a language."""
+    day: date | None = None
+    language: str | None = None
+    for token in tokens:
+        if day is None and (token[0].isdigit() or token.lower() in _TODAY_WORDS):
+            day = parse_day(token, today=today)
+        elif language is None and not token[0].isdigit():
+            language = check_language_text(Command.STATS, token)
+        else:
+            raise UsageError(Command.STATS, f"Unexpected extra argument {shown(token)}.")
+    if day is None:
+        raise UsageError(Command.STATS, "Which day? Give a date such as 2025-02-04.")
+    return StatsRequest(day=day, language=language)
+
+
+def parse_day(text: str, *, today: date) -> date:
+    """A UTC day from `yyyy-mm-dd` (or `today`, `yesterday`), between 2001 and today."""
+    word = text.strip().lower()
+    if word in _TODAY_WORDS:
+        return today - timedelta(days=_TODAY_WORDS[word])
+    if not _DATE_SHAPE.fullmatch(word):
+        raise UsageError(
+            Command.STATS, f"{shown(text)} is not a date; write it as yyyy-mm-dd, e.g. 2025-02-04."
+        )
+    try:
+        day = date.fromisoformat(word)
+    except ValueError:
+        raise UsageError(Command.STATS, f"{shown(text)} is not a real day.") from None
+    if day.year < FIRST_YEAR:
+        raise UsageError(Command.STATS, f"{day.isoformat()} is before Wikipedia began ({FIRST_YEAR}).")
+    if day > today:
+        raise UsageError(
+            Command.STATS, f"{day.isoformat()} is in the future (today is {today.isoformat()} UTC)."
+        )
+    return day
+
+
+def parse_setlang(tokens: Sequence[str]) -> SetLanguageRequest:
+    """`<code> [guild]`; with no code, the reply shows the defaults in force."""
+    language: str | None = None
+    scope = Scope.USER
+    for token in tokens:
+        if token.lower() in _GUILD_WORDS and scope is Scope.USER:
+            scope = Scope.GUILD
+        elif language is None:
+            language = check_language_text(Command.SETLANG, token)
+        else:
+            raise UsageError(Command.SETLANG, f"Unexpected extra argument {shown(token)}.")
+    return SetLanguageRequest(language=language, scope=scope)
+
+
+def parse_help(tokens: Sequence[str]) -> HelpRequest:
+    if not tokens:
+        return HelpRequest()
+    if len(tokens) > 1:
+        raise UsageError(Command.HELP, f"Unexpected extra argument {shown(tokens[1])}.")
+    command = command_named(tokens[0].removeprefix("!").removeprefix("/"))
+    if command is None:
+        raise UsageError(Command.HELP, f"There is no command {shown(tokens[0])}.")
+    return HelpRequest(command)
+
+
+def check_language_text(command: Command, text: str) -> str:
+    """A language argument as typed; whether a wiki answers to it is the catalog's to say."""
+    stripped = _CONTROL.sub("", text).strip()
+    if not stripped:
+        raise UsageError(command, "The language is empty.")
+    if len(stripped) > MAX_TOKEN_LENGTH:
+        raise UsageError(command, f"{shown(stripped)} is too long for a language.")
+    return stripped
+
+
+def recent_request(
+    language: str | None, count: int | None, *, include_bots: bool, include_categorize: bool
+) -> RecentRequest:
+    """The request of a `/recent` slash command, checked like the text form."""
+    checked_count, asked = (DEFAULT_RECENT_COUNT, None) if count is None else clamp_count(count)
+    return RecentRequest(
+        language=None if language is None else check_language_text(Command.RECENT, language),
+        count=checked_count,
+        include_bots=include_bots,
+        include_categorize=include_categorize,
+        asked=asked,
+    )
+
+
+def stats_request(day_text: str, language: str | None, *, today: date) -> StatsRequest:
+    """The request of a `/stats` slash command, checked like the text form."""
+    if len(day_text) > MAX_TOKEN_LENGTH:
+        raise UsageError(Command.STATS, f"{shown(day_text)} is too long for a date.")
+    return StatsRequest(
+        day=parse_day(day_text, today=today),
+        language=None if language is None else check_language_text(Command.STATS, language),
+    )
+
+
+def setlang_request(language: str | None, *, for_guild: bool) -> SetLanguageRequest:
+    """The request of a `/setlang` slash command, checked like the text form."""
+    return SetLanguageRequest(
+        language=None if language is None else check_language_text(Command.SETLANG, language),
+        scope=Scope.GUILD if for_guild else Scope.USER,
+    )
+
+
+def help_request(command: str | None) -> HelpRequest:
+    """The request of a `/help` slash command."""
+    return parse_help([] if command is None else tokenize(Command.HELP, command))

@@ -1,0 +1,560 @@
+"""Answers rendered as Discord messages (text + embeds within Discord's limits) or as plain text.
+
+Pure: no network, no database, no discord.py. Times are shown in UTC as `YYYY-MM-DD HH:MM:SS UTC`
+everywhere, so a reply reads the same in Discord, on a terminal and in a test.
+
+Everything that came from users or wikis (titles, user names, comments, echoed arguments) is escaped
+before it reaches Discord markdown, and `@` never forms a mention; the Discord shell additionally sends
+every message with no mentions allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, assert_never
+from urllib.parse import quote
+
+from bot.answers import (
+    Absence,
+    Answer,
+    Change,
+    DayStats,
+    DayStatus,
+    Failure,
+    Help,
+    LanguageDefaults,
+    LanguageSet,
+    NoStats,
+    Problem,
+    RecentChanges,
+    TopPage,
+)
+from bot.arguments import PREFIX_USAGE, SLASH_USAGE, SUMMARIES, Command, Scope
+from teston.wikis import Wiki
+
+# Discord's documented limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
+MESSAGE_LIMIT = 2000
+EMBED_TITLE_LIMIT = 256
+EMBED_DESCRIPTION_LIMIT = 4096
+EMBED_FIELDS_LIMIT = 25
+EMBED_FIELD_NAME_LIMIT = 256
+EMBED_FIELD_VALUE_LIMIT = 1024
+EMBED_FOOTER_LIMIT = 2048
+EMBED_TOTAL_LIMIT = 6000
+EMBEDS_PER_MESSAGE = 10
+
+# How much of a wiki's own text one entry shows; titles and user names are at most 255 bytes already.
+COMMENT_LIMIT = 200
+TITLE_LIMIT = 120
+TOP_PAGES_SHOWN = 5
+COLOR = 0x3366CC  # Wikimedia blue
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\*_~|`>\[\]()<#])")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_BIDI_AND_ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedField:
+    name: str
+    value: str
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Embed:
+    """An embed already within Discord's per-part limits (the constructor helpers clip)."""
+
+    title: str | None = None
+    description: str | None = None
+    url: str | None = None
+    fields: tuple[EmbedField, ...] = ()
+    footer: str | None = None
+    color: int = COLOR
+
+    def to_dict(self) -> dict[str, Any]:
+        """The embed as Discord's JSON (also what `discord.Embed.from_dict` takes)."""
+        data: dict[str, Any] = {"type": "rich", "color": self.color}
+        if self.title:
+            data["title"] = self.title
+        if self.description:
+            data["description"] = self.description
+        if self.url:
+            data["url"] = self.url
+        if self.fields:
+            data["fields"] = [{"name": f.name, "value": f.value, "inline": f.inline} for f in self.fields]
+        if self.footer:
+            data["footer"] = {"text": self.footer}
+        return data
+
+    def size(self) -> int:
+        """Characters counted against the 6,000 per message (title, description, fields, footer)."""
+        return (
+            len(self.title or "")
+            + len(self.description or "")
+            + sum(len(f.name) + len(f.value) for f in self.fields)
+            + len(self.footer or "")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    content: str = ""
+    embeds: tuple[Embed, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Messages to send in order; `private` ones are shown only to the caller where possible."""
+
+    messages: tuple[Message, ...]
+    private: bool = False
+    # The first line, unformatted: logs and tests read it.
+    summary: str = field(default="", compare=False)
+
+
+# --- text helpers -------------------------------------------------------------------------------
+
+
+def clean(text: str | None) -> str:
+    """Wiki or user text on one line: control characters and line breaks become single spaces."""
+    if not text:
+        return ""
+    return _BIDI_AND_ZERO_WIDTH.sub("", _CONTROL_OR_NEWLINE.sub(" ", text)).strip()
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def escape(text: str | None) -> str:
+    """Text safe inside Discord markdown: no formatting, links, mentions or line breaks of its own."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", clean(text))
+    # A zero-width space after `@` is how Discord's own clients keep `@everyone` from being a mention.
+    return escaped.replace("@", "@\u200b")
+
+
+def format_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_number(value: int) -> str:
+    return f"{value:,}"
+
+
+def format_signed(value: int) -> str:
+    return f"+{value:,}" if value > 0 else f"{value:,}".replace("-", "−") if value < 0 else "0"
+
+
+def split_lines(lines: Iterable[str], limit: int) -> list[str]:
+    """Join lines into chunks of at most `limit` characters, cutting only lines that alone exceed it."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        while len(line) > limit:
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = candidate
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def pack(content_lines: Sequence[str], embeds: Sequence[Embed] = ()) -> tuple[Message, ...]:
+    """Messages within Discord's limits: content split at line ends, then embeds added while they fit."""
+    messages = [Message(content=chunk) for chunk in split_lines(content_lines, MESSAGE_LIMIT)]
+    for embed in embeds:
+        last = messages[-1] if messages else None
+        fits = (
+            last is not None
+            and len(last.embeds) < EMBEDS_PER_MESSAGE
+            and sum(e.size() for e in last.embeds) + embed.size() <= EMBED_TOTAL_LIMIT
+        )
+        if last is not None and fits:
+            messages[-1] = Message(content=last.content, embeds=(*last.embeds, embed))
+        else:
+            messages.append(Message(embeds=(embed,)))
+    return tuple(messages) or (Message(content="(nothing to show)"),)
+
+
+def embeds_from_lines(
+    lines: Sequence[str], *, title: str | None = None, url: str | None = None
+) -> list[Embed]:
+    """Description-only embeds holding `lines`, each within the description limit."""
+    chunks = split_lines(lines, EMBED_DESCRIPTION_LIMIT)
+    return [
+        Embed(
+            title=clip(title, EMBED_TITLE_LIMIT) if title and i == 0 else None,
+            url=url if i == 0 else None,
+            description=chunk,
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+# --- links --------------------------------------------------------------------------------------
+
+
+def page_url(server_name: str, title: str) -> str:
+    # MediaWiki writes spaces as underscores; everything else is percent-encoded, including the
+    # parentheses that would otherwise end a markdown link early.
+    return f"https://{server_name}/wiki/{quote(title.replace(' ', '_'), safe='/:')}"
+
+
+def contributions_url(server_name: str, user_name: str) -> str:
+    return page_url(server_name, f"Special:Contributions/{user_name}")
+
+
+def diff_url(change: Change) -> str | None:
+    """The diff of an edit, or the first revision of a new page; log and category entries have none."""
+    base = f"https://{change.server_name}/w/index.php"
+    if change.type == "edit" and change.revision_new and change.revision_old:
+        return f"{base}?diff={change.revision_new}&oldid={change.revision_old}"
+    if change.type == "new" and change.revision_new:
+        return f"{base}?oldid={change.revision_new}"
+    return None
+
+
+def link(text: str, url: str) -> str:
+    """A markdown link whose text is already escaped (links inside embeds are never previewed)."""
+    return f"[{text}]({url})"
+
+
+# --- autocomplete ---------------------------------------------------------------------------------
+
+# Discord's limits for one autocomplete choice: 25 choices, names and values of 1 to 100 characters.
+CHOICES_LIMIT = 25
+CHOICE_TEXT_LIMIT = 100
+
+
+class WikiSearch(Protocol):
+    def search(self, prefix: str, limit: int = ...) -> list[Wiki]: ...
+
+
+def language_choices(catalog: WikiSearch, current: str) -> list[tuple[str, str]]:
+    """Autocomplete choices for a language option: (shown name, value typed into the command)."""
+    return [
+        (
+            clip(f"{wiki.label} — {wiki.name} ({wiki.server_name})", CHOICE_TEXT_LIMIT),
+            wiki.label[:CHOICE_TEXT_LIMIT],
+        )
+        for wiki in catalog.search(current[:CHOICE_TEXT_LIMIT], CHOICES_LIMIT)
+        if wiki.label
+    ]
+
+
+# --- usage lines --------------------------------------------------------------------------------
+
+
+def usage_line(command: Command | None, prefix: str, *, slash: bool = False) -> str:
+    if command is None:
+        names = ", ".join(f"{prefix}{'setLang' if c is Command.SETLANG else c.value}" for c in Command)
+        return f"Commands: {names}."
+    usage = SLASH_USAGE[command] if slash else PREFIX_USAGE[command].format(p=prefix)
+    return f"Usage: {usage}"
+
+
+# --- the answers --------------------------------------------------------------------------------
+
+
+def language_of(wiki: Wiki) -> str:
+    """The name a reply gives a wiki in the original bot's sentences: `en`, `en.wiktionary`, `wikidata`."""
+    return wiki.label
+
+
+def stats_sentence(answer: DayStats | NoStats) -> str:
+    """The first line of `!stats`, word for word the original bot's when there are figures."""
+    day = answer.day.isoformat()
+    label = language_of(answer.wiki)
+    if isinstance(answer, DayStats):
+        return f"On {day}, there were {answer.figures.changes} changes for language '{label}'."
+    if answer.absence is Absence.NOT_COLLECTED:
+        return f"No stats found for {label} on {day}"
+    return f"On {day}, there were 0 changes for language '{label}'."
+
+
+def stats_notes(answer: DayStats | NoStats) -> list[str]:
+    """What the first line needs qualified: partial or missing data, or why there is none."""
+    rollup = answer.rollup
+    notes = []
+    if isinstance(answer, NoStats):
+        if answer.absence is Absence.NOT_COLLECTED:
+            if answer.is_today:
+                notes.append("Today's figures appear after the first roll-up of the day.")
+            else:
+                notes.append("TestON was not collecting changes that day.")
+        else:
+            so_far = " so far" if rollup is not None and rollup.status is DayStatus.PARTIAL else ""
+            notes.append(
+                f"TestON was collecting that day and recorded no changes{so_far} "
+                f"on {answer.wiki.server_name}."
+            )
+    if rollup is not None and rollup.status is DayStatus.PARTIAL:
+        computed = rollup.computed_at
+        if isinstance(answer, DayStats):
+            computed = answer.figures.computed_at
+        when = "today" if computed.date() == answer.day else computed.strftime("%Y-%m-%d")
+        notes.append(
+            f"Partial figures: the day is not over or not final yet (as of {when} {computed:%H:%M} UTC)."
+        )
+    if rollup is not None and rollup.incomplete:
+        notes.append("Collection was interrupted that day, so these figures are incomplete.")
+    return notes
+
+
+def busiest_hour(hourly: Sequence[int]) -> tuple[int, int] | None:
+    """The (first) hour with the most changes and its count; None when no hour had any."""
+    if not hourly or max(hourly) <= 0:
+        return None
+    best = max(range(len(hourly)), key=lambda hour: (hourly[hour], -hour))
+    return best, hourly[best]
+
+
+def stats_rows(answer: DayStats) -> list[tuple[str, str]]:
+    """The breakdown as (label, value) pairs shared by both renderings."""
+    f = answer.figures
+    rows = [
+        ("Edits", format_number(f.edits)),
+        ("New pages", format_number(f.new_pages)),
+        ("Log actions", format_number(f.log_actions)),
+        ("Category changes", format_number(f.categorize)),
+        ("Bots", format_number(f.bot_changes)),
+        ("Humans", format_number(f.human_changes)),
+        ("Anonymous", format_number(f.anonymous_changes)),
+        ("Bytes added", format_signed(f.bytes_added)),
+        ("Bytes removed", format_signed(-abs(f.bytes_removed))),
+        ("Net bytes", format_signed(f.net_bytes)),
+        ("Editors", format_number(f.distinct_editors)),
+        ("Pages changed", format_number(f.distinct_pages)),
+    ]
+    if f.other_types:
+        rows.insert(4, ("Other", format_number(f.other_types)))
+    hour = busiest_hour(f.hourly_changes)
+    rows.append(
+        ("Busiest hour", f"{hour[0]:02d}:00–{(hour[0] + 1) % 24:02d}:00 UTC ({format_number(hour[1])})")
+        if hour
+        else ("Busiest hour", "none")
+    )
+    return rows
+
+
+def change_details(change: Change) -> list[str]:
+    """Short facts about one change: size difference, kind, bot."""
+    details = []
+    if change.length_new is not None and change.type in ("edit", "new"):
+        details.append(format_signed(change.length_new - (change.length_old or 0)))
+    if change.type == "new":
+        details.append("new page")
+    elif change.type == "log":
+        details.append(f"log: {clean(change.log_type)}/{clean(change.log_action)}")
+    elif change.type == "categorize":
+        details.append("category")
+    elif change.type != "edit":
+        details.append(clean(change.type))
+    if change.bot:
+        details.append("bot")
+    return details
+
+
+def recent_heading(answer: RecentChanges, prefix: str) -> str:
+    shown_count = len(answer.changes)
+    where = answer.wiki.server_name
+    hidden = []
+    if not answer.include_bots:
+        hidden.append("bot changes")
+    if not answer.include_categorize:
+        hidden.append("category changes")
+    note = f" ({' and '.join(hidden)} left out)" if hidden else ""
+    if shown_count == 0:
+        return f"No changes recorded on {where} yet{note}."
+    noun = "change" if shown_count == 1 else "changes"
+    heading = f"The {shown_count} newest {noun} on {where}, newest first{note}."
+    if answer.asked is not None:
+        heading += f" ({answer.count} is the most {prefix}recent shows.)"
+    elif shown_count < answer.count:
+        heading += f" (Only {shown_count} recorded.)"
+    return heading
+
+
+def recent_entry_markdown(change: Change) -> str:
+    title = clip(clean(change.title), TITLE_LIMIT) or "(no title)"
+    parts = [f"`{format_time(change.event_time)}`"]
+    parts.append(
+        link(escape(title), page_url(change.server_name, clean(change.title)))
+        if change.title
+        else escape(title)
+    )
+    if change.user_name:
+        parts.append(
+            link(
+                escape(clip(clean(change.user_name), TITLE_LIMIT)),
+                contributions_url(change.server_name, clean(change.user_name)),
+            )
+        )
+    details = change_details(change)
+    if details:
+        parts.append(escape(", ".join(details)))
+    comment = clip(clean(change.comment), COMMENT_LIMIT)
+    if comment:
+        parts.append(f"“{escape(comment)}”")
+    diff = diff_url(change)
+    if diff:
+        parts.append(link("diff", diff))
+    return " · ".join(parts)
+
+
+def recent_entry_plain(change: Change) -> str:
+    """`time | title | user | details | comment | link`, one line per change."""
+    title = clean(change.title)
+    url = diff_url(change) or (page_url(change.server_name, title) if title else "")
+    return " | ".join(
+        [
+            format_time(change.event_time),
+            title or "-",
+            clean(change.user_name) or "-",
+            ", ".join(change_details(change)) or "-",
+            clip(clean(change.comment), COMMENT_LIMIT) or "-",
+            url or "-",
+        ]
+    )
+
+
+def top_page_markdown(server_name: str, page: TopPage) -> str:
+    title = clip(clean(page.title), TITLE_LIMIT)
+    return f"{page.rank}. {link(escape(title), page_url(server_name, clean(page.title)))} — {page.changes:,}"
+
+
+def help_lines(command: Command | None, prefix: str, *, markdown: bool) -> list[str]:
+    commands = [command] if command else list(Command)
+    lines = []
+    for each in commands:
+        usage = PREFIX_USAGE[each].format(p=prefix)
+        lines.append(f"`{usage}` — {SUMMARIES[each]}" if markdown else f"{usage} — {SUMMARIES[each]}")
+    if command is None:
+        lines.append(
+            "Slash commands: /recent, /stats, /setlang, /help (with language autocomplete). "
+            "Languages are wiki codes such as en, de, zh-hans, en.wiktionary, wikidata, commons; "
+            "days are UTC."
+        )
+        lines.append("Default language: yours (setLang), else the server's, else en.")
+    return lines if markdown else [line.replace("`", "") for line in lines]
+
+
+def defaults_lines(answer: LanguageDefaults, prefix: str) -> list[str]:
+    wiki = answer.effective
+    if answer.user is not None:
+        source = "your own default"
+    elif answer.guild is not None:
+        source = "this server's default"
+    else:
+        source = "TestON's default; none is set"
+    lines = [f"Your commands use language '{language_of(wiki)}' ({wiki.server_name}): {source}."]
+    if answer.in_guild:
+        server = f"'{language_of(answer.guild)}'" if answer.guild else "not set"
+        lines.append(f"This server's default: {server}.")
+    lines.append(f"Change yours with {prefix}setLang <code>; a server's with {prefix}setLang <code> guild.")
+    return lines
+
+
+def language_set_line(answer: LanguageSet) -> str:
+    whose = "Your" if answer.scope is Scope.USER else "This server's"
+    wiki = answer.wiki
+    return f"{whose} default language is now '{language_of(wiki)}' ({wiki.server_name})."
+
+
+def discord_reply(answer: Answer, *, prefix: str, slash: bool = False) -> Reply:
+    """The answer as Discord messages within the platform's limits.
+
+    Only text from users and wikis is escaped; TestON's own sentences and the catalog's wiki names and
+    hosts are trusted and sent as they are, so they read the same as on a terminal.
+    """
+    if isinstance(answer, Problem):
+        line = f"{escape(answer.problem)} {usage_line(answer.command, prefix, slash=slash)}"
+        return Reply((Message(content=clip(line, MESSAGE_LIMIT)),), private=True, summary=answer.problem)
+    if isinstance(answer, Failure):
+        return Reply((Message(content=answer.message),), private=True, summary=answer.message)
+    if isinstance(answer, RecentChanges):
+        heading = recent_heading(answer, prefix)
+        lines = [recent_entry_markdown(change) for change in answer.changes]
+        embeds = embeds_from_lines(
+            lines,
+            title=f"Recent changes on {answer.wiki.server_name}",
+            url=f"https://{answer.wiki.server_name}/wiki/Special:RecentChanges",
+        )
+        return Reply(pack([heading], embeds), summary=heading)
+    if isinstance(answer, DayStats):
+        first = stats_sentence(answer)
+        wiki = answer.wiki
+        fields = [EmbedField(label, value, inline=True) for label, value in stats_rows(answer)]
+        if answer.top_pages:
+            top = split_lines(
+                [top_page_markdown(wiki.server_name, page) for page in answer.top_pages[:TOP_PAGES_SHOWN]],
+                EMBED_FIELD_VALUE_LIMIT,
+            )[0]
+            fields.append(EmbedField("Top pages", top))
+        status = answer.rollup.status if answer.rollup else DayStatus.FINAL
+        footer = (
+            f"{status.value.capitalize()} figures, computed {answer.figures.computed_at:%Y-%m-%d %H:%M} UTC"
+        )
+        embed = Embed(
+            title=clip(f"{wiki.server_name} on {answer.day.isoformat()}", EMBED_TITLE_LIMIT),
+            url=f"https://{wiki.server_name}/",
+            fields=tuple(fields[:EMBED_FIELDS_LIMIT]),
+            footer=footer,
+        )
+        return Reply(pack([first, *stats_notes(answer)], [embed]), summary=first)
+    if isinstance(answer, NoStats):
+        first = stats_sentence(answer)
+        return Reply(pack([first, *stats_notes(answer)]), summary=first)
+    if isinstance(answer, LanguageSet):
+        line = language_set_line(answer)
+        return Reply((Message(content=line),), private=slash, summary=line)
+    if isinstance(answer, LanguageDefaults):
+        lines = defaults_lines(answer, prefix)
+        return Reply(pack(lines), private=slash, summary=lines[0])
+    if not isinstance(answer, Help):
+        assert_never(answer)
+    lines = help_lines(answer.command, prefix, markdown=True)
+    embed = Embed(title="TestON commands", description=split_lines(lines, EMBED_DESCRIPTION_LIMIT)[0])
+    return Reply(pack([], [embed]), private=slash, summary="help")
+
+
+def plain_text(answer: Answer, *, prefix: str) -> str:
+    """The answer as plain text for a terminal: no markdown, no escaping, one item per line."""
+    if isinstance(answer, Problem):
+        return f"{answer.problem} {usage_line(answer.command, prefix)}"
+    if isinstance(answer, Failure):
+        return answer.message
+    if isinstance(answer, RecentChanges):
+        return "\n".join([recent_heading(answer, prefix), *map(recent_entry_plain, answer.changes)])
+    if isinstance(answer, DayStats):
+        lines = [stats_sentence(answer), *stats_notes(answer)]
+        lines.append(f"{answer.wiki.server_name} on {answer.day.isoformat()}:")
+        lines.extend(f"  {label}: {value}" for label, value in stats_rows(answer))
+        if answer.top_pages:
+            lines.append("  Top pages:")
+            lines.extend(
+                f"    {page.rank}. {clean(page.title)} — {page.changes:,}"
+                for page in answer.top_pages[:TOP_PAGES_SHOWN]
+            )
+        return "\n".join(lines)
+    if isinstance(answer, NoStats):
+        return "\n".join([stats_sentence(answer), *stats_notes(answer)])
+    if isinstance(answer, LanguageSet):
+        return language_set_line(answer)
+    if isinstance(answer, LanguageDefaults):
+        return "\n".join(defaults_lines(answer, prefix))
+    if not isinstance(answer, Help):
+        assert_never(answer)
+    return "\n".join(help_lines(answer.command, prefix, markdown=False))
