@@ -170,8 +170,9 @@ class IngestPipeline:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self.summary.seconds = time.perf_counter() - started
-        if reader.exception() is not None and not self._stop.is_set():
-            raise reader.exception()  # type: ignore[misc]
+        failure = None if reader.cancelled() else reader.exception()
+        if failure is not None:
+            raise failure
         return self.summary
 
     async def _stop_reader_on_request(
