@@ -1,0 +1,46 @@
+"""A local fake Discord (gateway websocket + REST API) that drives the real discord.py client in tests.
+
+    async with FakeDiscord.start() as fake:
+        with pointed_at(fake):
+            async with running(MyBot(guild_ready_timeout=0.05), fake) as bot:
+                await fake.send_user_message("!ping", author=fake.users.alice)
+                [reply] = await fake.wait_for_bot_messages(fake.channels.general, timeout=2)
+
+server.FakeDiscord is the test-facing API; discordpy holds the wiring to discord.py;
+pytest_plugin offers the same as a `fake_discord` fixture.
+"""
+
+from .discordpy import pointed_at, running
+from .errors import ApiError
+from .models import (
+    CallbackType,
+    Channel,
+    Intent,
+    InteractionResponse,
+    Message,
+    Permission,
+    RegisteredCommand,
+    Role,
+    User,
+)
+from .server import FakeDiscord
+from .slash import SlashInvocationError
+from .state import InteractionResult
+
+__all__ = [
+    "ApiError",
+    "CallbackType",
+    "Channel",
+    "FakeDiscord",
+    "Intent",
+    "InteractionResponse",
+    "InteractionResult",
+    "Message",
+    "Permission",
+    "RegisteredCommand",
+    "Role",
+    "SlashInvocationError",
+    "User",
+    "pointed_at",
+    "running",
+]
