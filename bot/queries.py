@@ -1,0 +1,146 @@
+"""The bot's reads and writes: newest changes, a day's summary rows, and language defaults.
+
+Each function takes an open async connection and runs one or two statements; the caller owns the
+transaction. `!stats` reads only the summary tables, never `recent_changes`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from bot.answers import Change, DayFigures, DayRollup, DayStatus, TopPage
+
+_CHANGE_COLUMNS = (
+    "event_time",
+    "server_name",
+    "type",
+    "namespace",
+    "title",
+    "user_name",
+    "bot",
+    "comment",
+    "revision_old",
+    "revision_new",
+    "length_old",
+    "length_new",
+    "log_type",
+    "log_action",
+)
+
+_FIGURE_COLUMNS = (
+    "changes",
+    "edits",
+    "new_pages",
+    "log_actions",
+    "categorize",
+    "other_types",
+    "bot_changes",
+    "anonymous_changes",
+    "human_changes",
+    "bytes_added",
+    "bytes_removed",
+    "net_bytes",
+    "distinct_editors",
+    "distinct_pages",
+    "hourly_changes",
+    "computed_at",
+)
+
+
+def latest_changes_query(*, include_bots: bool, include_categorize: bool) -> sql.Composed:
+    """The newest-first query for one wiki; filters are spelled out, not parameters, so the planner
+    sees them and walks the (wiki, event_time DESC) index of each day's partition newest day first."""
+    conditions = [sql.SQL("wiki = %(wiki)s")]
+    if not include_bots:
+        conditions.append(sql.SQL("NOT bot"))
+    if not include_categorize:
+        conditions.append(sql.SQL("type <> 'categorize'"))
+    return sql.SQL(
+        "SELECT {columns} FROM recent_changes WHERE {conditions} "
+        # rcid orders changes made within the same second as the wiki recorded them.
+        "ORDER BY event_time DESC, rcid DESC NULLS LAST LIMIT %(limit)s"
+    ).format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, _CHANGE_COLUMNS)),
+        conditions=sql.SQL(" AND ").join(conditions),
+    )
+
+
+async def latest_changes(
+    conn: AsyncConnection[Any], wiki: str, limit: int, *, include_bots: bool, include_categorize: bool
+) -> list[Change]:
+    """The `limit` newest changes of `wiki` (a database name such as `enwiki`), newest first."""
+    query = latest_changes_query(include_bots=include_bots, include_categorize=include_categorize)
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, {"wiki": wiki, "limit": limit})
+        return [Change(**row) for row in await cursor.fetchall()]
+
+
+async def day_rollup(conn: AsyncConnection[Any], day: date) -> DayRollup | None:
+    """Whether and how completely `day` was rolled up; None if TestON has no roll-up of it."""
+    cursor = await conn.execute(
+        "SELECT status, incomplete, computed_at FROM day_rollups WHERE day = %s", (day,)
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    status, incomplete, computed_at = row
+    return DayRollup(status=DayStatus(status), incomplete=bool(incomplete), computed_at=computed_at)
+
+
+async def wiki_day_figures(conn: AsyncConnection[Any], wiki: str, day: date) -> DayFigures | None:
+    """The `daily_wiki_stats` row of `wiki` on `day`, if the roll-up wrote one."""
+    query = sql.SQL("SELECT {columns} FROM daily_wiki_stats WHERE day = %s AND wiki = %s").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, _FIGURE_COLUMNS))
+    )
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, (day, wiki))
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    row["hourly_changes"] = tuple(int(n) for n in row["hourly_changes"] or ())
+    return DayFigures(**row)
+
+
+async def top_pages(conn: AsyncConnection[Any], wiki: str, day: date, limit: int) -> list[TopPage]:
+    cursor = await conn.execute(
+        "SELECT rank, namespace, title, changes FROM daily_top_pages "
+        "WHERE day = %s AND wiki = %s ORDER BY rank LIMIT %s",
+        (day, wiki, limit),
+    )
+    return [TopPage(rank=r, namespace=ns, title=t, changes=c) for r, ns, t, c in await cursor.fetchall()]
+
+
+async def language_defaults(
+    conn: AsyncConnection[Any], user_id: int | None, guild_id: int | None
+) -> tuple[str | None, str | None]:
+    """The database names stored as the user's and the guild's default wiki (None where unset)."""
+    cursor = await conn.execute(
+        "SELECT (SELECT wiki FROM user_languages WHERE user_id = %s),"
+        " (SELECT wiki FROM guild_languages WHERE guild_id = %s)",
+        (user_id, guild_id),
+    )
+    row = await cursor.fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+async def set_user_language(conn: AsyncConnection[Any], user_id: int, wiki: str) -> None:
+    await conn.execute(
+        "INSERT INTO user_languages (user_id, wiki, updated_at) VALUES (%s, %s, now()) "
+        "ON CONFLICT (user_id) DO UPDATE SET wiki = EXCLUDED.wiki, updated_at = EXCLUDED.updated_at",
+        (user_id, wiki),
+    )
+
+
+async def set_guild_language(
+    conn: AsyncConnection[Any], guild_id: int, wiki: str, set_by: int | None
+) -> None:
+    await conn.execute(
+        "INSERT INTO guild_languages (guild_id, wiki, set_by, updated_at) VALUES (%s, %s, %s, now()) "
+        "ON CONFLICT (guild_id) DO UPDATE SET wiki = EXCLUDED.wiki, set_by = EXCLUDED.set_by,"
+        " updated_at = EXCLUDED.updated_at",
+        (guild_id, wiki, set_by),
+    )
