@@ -24,7 +24,7 @@ from .models import (
     User,
 )
 from .server import FakeDiscord
-from .slash import SlashInvocationError
+from .slash import OptionValue, SlashInvocationError
 from .state import InteractionResult
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "InteractionResponse",
     "InteractionResult",
     "Message",
+    "OptionValue",
     "Permission",
     "RegisteredCommand",
     "Role",

@@ -131,6 +131,7 @@ class Gateway:
         self.close_codes: list[int] = []  # codes the fake closed connections with, in order
         self.compression: list[str | None] = []  # the `compress` query of each connection
         self._connections: set[Connection] = set()
+        self._dispatch_lock = asyncio.Lock()
 
     @property
     def intents(self) -> int:
@@ -143,11 +144,14 @@ class Gateway:
         session = self.session
         if session is None:
             raise RuntimeError(f"fake Discord: cannot dispatch {event}, no bot has identified on the gateway")
-        session.seq += 1
-        payload = {"op": int(Op.DISPATCH), "d": data, "s": session.seq, "t": event}
-        session.sent.append(payload)
-        if session.connection is not None:
-            await session.connection.send(payload)
+        # Numbering and sending happen under one lock so frames leave in sequence order even when
+        # a test and a REST handler dispatch at the same time.
+        async with self._dispatch_lock:
+            session.seq += 1
+            payload = {"op": int(Op.DISPATCH), "d": data, "s": session.seq, "t": event}
+            session.sent.append(payload)
+            if session.connection is not None:
+                await session.connection.send(payload)
 
     async def request_reconnect(self) -> None:
         """Ask the client to reconnect and RESUME (op 7), as Discord does before moving a session."""

@@ -351,7 +351,10 @@ class RestApi:
 
     async def put_commands(self, request: web.Request) -> web.StreamResponse:
         guild_id = self._command_scope(request)
-        body = await request.json()
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            raise ApiError(400, 50109, "The request body contains invalid JSON.") from None
         if not isinstance(body, list):
             raise ApiError(
                 400,

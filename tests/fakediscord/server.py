@@ -279,7 +279,7 @@ class FakeDiscord:
             if command.payload.get("dm_permission") is False or (contexts is not None and 1 not in contexts):
                 raise SlashInvocationError(f"/{command.name} is not available in DMs")
         data = command_data(
-            command, name, options or {}, self.world, guild_id=channel.guild_id, focused=focused
+            command, name, options or {}, self.world, guild_id=channel.guild_id, invoker=user, focused=focused
         )
         return command, data
 

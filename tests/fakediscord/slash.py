@@ -85,6 +85,7 @@ def _wire_value(
     world: World,
     guild_id: int | None,
     resolved: dict[str, Any],
+    invoker_permissions: int,
 ) -> Any:
     """The JSON value Discord puts in the option, adding any `resolved` entries it implies."""
     kind = OptionType(int(schema["type"]))
@@ -117,7 +118,8 @@ def _wire_value(
             "type": int(value.type),
             "parent_id": None,
         }
-        entry["permissions"] = str(world.permissions(world.users.bot))
+        # A resolved channel carries the invoking member's permissions in it.
+        entry["permissions"] = str(invoker_permissions)
         if value.guild_id is not None:
             entry["guild_id"] = str(value.guild_id)
         resolved.setdefault("channels", {})[str(value.id)] = entry
@@ -135,6 +137,7 @@ def command_data(
     world: World,
     *,
     guild_id: int | None,
+    invoker: User,
     focused: str | None = None,
 ) -> dict[str, Any]:
     """The interaction `data` for running (or, with `focused`, autocompleting) /`name` with `values`."""
@@ -165,7 +168,9 @@ def command_data(
             option["value"] = str(value)
             option["focused"] = True
         else:
-            option["value"] = _wire_value(option_name, schema, value, world, guild_id, resolved)
+            option["value"] = _wire_value(
+                option_name, schema, value, world, guild_id, resolved, world.permissions(invoker)
+            )
         options.append(option)
     nested = options
     for part, part_type in reversed(path):
