@@ -14,7 +14,15 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakediscord import ApiError, FakeDiscord, SlashInvocationError, pointed_at, pytest_plugin, running
+from tests.fakediscord import (
+    ApiError,
+    FakeDiscord,
+    OptionValue,
+    SlashInvocationError,
+    pointed_at,
+    pytest_plugin,
+    running,
+)
 
 # Re-exported so pytest finds the plugin's fixture in this module.
 fake_discord = pytest_plugin.fake_discord
@@ -85,6 +93,13 @@ class ThrowawayBot(commands.Bot):
                 app_commands.Choice(name=code, value=code) for code in LANGUAGES if code.startswith(current)
             ]
 
+        @self.hybrid_command(description="Describe a member, a channel and a role")  # type: ignore[arg-type]
+        async def whois(
+            ctx: Context, member: discord.Member, channel: discord.TextChannel, role: discord.Role
+        ) -> None:
+            can_manage = member.guild_permissions.manage_guild
+            await ctx.send(f"{member.name} in #{channel.name} vs {role.name}: manage_guild={can_manage}")
+
         @self.hybrid_command(description="Set the default wiki language")  # type: ignore[arg-type]
         @commands.has_guild_permissions(manage_guild=True)
         async def setlang(ctx: Context, code: str) -> None:
@@ -147,6 +162,20 @@ async def test_hybrid_command_runs_as_slash_command(fake_discord: FakeDiscord, b
     assert (response.kind, response.type, response.content) == ("callback", 4, "ababab")
     assert result.message is not None and result.message.content == "ababab"
     assert fake_discord.bot_messages(fake_discord.channels.general) == [result.message]
+
+
+async def test_slash_options_resolve_to_members_channels_and_roles(
+    fake_discord: FakeDiscord, bot: ThrowawayBot
+) -> None:
+    options: dict[str, OptionValue] = {
+        "member": fake_discord.users.moderator,
+        "channel": fake_discord.channels.moderation,
+        "role": fake_discord.roles.moderators,
+    }
+
+    result = await fake_discord.invoke_slash("whois", options, user=fake_discord.users.alice, timeout=2)
+
+    assert result.responses[0].content == "moderator in #moderation vs Moderators: manage_guild=True"
 
 
 async def test_deferred_slash_command_is_answered_by_its_followup(
@@ -266,7 +295,7 @@ async def test_command_sync_is_validated_like_discord(fake_discord: FakeDiscord,
 
     assert (refused.value.status, refused.value.code) == (400, 50035)
     assert "In 0.name: Command name is invalid" in refused.value.text
-    assert {c.name for c in fake_discord.registered_commands} == {"echo", "stats", "setlang"}
+    assert {c.name for c in fake_discord.registered_commands} == {"echo", "stats", "whois", "setlang"}
 
 
 async def test_autocomplete_with_more_than_25_choices_is_refused(
