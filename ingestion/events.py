@@ -195,7 +195,6 @@ _JSON_ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _EXPECTED_GOT = re.compile(r"Expected `([^`]*)`, got `([^`]*)`")
-_JSON_TYPE_NAMES = {"dict": "object", "list": "array", "NoneType": "null", "Decimal": "float"}
 
 
 def parse_event(payload: bytes | str, catalog: WikiCatalog) -> ChangeRow | Rejection | Canary:
@@ -207,6 +206,7 @@ def parse_event(payload: bytes | str, catalog: WikiCatalog) -> ChangeRow | Rejec
 
 
 def _parse(payload: bytes | str, catalog: WikiCatalog) -> ChangeRow | Rejection | Canary:
+    source: bytes | str
     if isinstance(payload, str):
         text = source = payload
     else:
@@ -222,7 +222,7 @@ def _parse(payload: bytes | str, catalog: WikiCatalog) -> ChangeRow | Rejection 
         # Errors of untyped decoding locate themselves only as "$[...]"; that says nothing.
         message = str(exc).removesuffix(" - at `$[...]`")
         if message == "Input data was truncated" and _SURROGATE_ESCAPE.search(text):
-            # msgspec reports an unpaired surrogate escape as truncated input.
+            # msgspec can report an unpaired surrogate escape near the end as truncated input.
             message += " (or a \\uD800-\\uDFFF escape without its pair)"
         return _reject(f"invalid JSON: {message}", payload)
     except RecursionError:
@@ -337,7 +337,7 @@ def _field_error(message: str) -> str:
     match = _EXPECTED_GOT.fullmatch(text)
     if match:
         expected = match[1].removesuffix(" | null").replace("uuid", "UUID string")
-        got = _JSON_TYPE_NAMES.get(match[2], match[2]).replace("decimal", "float")
+        got = match[2].replace("decimal", "float")  # fractions are decoded as Decimal
         text = f"expected {expected}, got {got}"
     else:
         text = text.replace("`", "")
