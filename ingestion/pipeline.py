@@ -97,7 +97,7 @@ class _PendingBatch:
 
     @property
     def empty(self) -> bool:
-        return self.position is None and not self.rows and not self.quarantined
+        return self.position is None and self.size == 0
 
 
 _END = object()
@@ -210,13 +210,21 @@ class IngestPipeline:
                 committer.result()
                 raise RuntimeError("batch committer stopped unexpectedly")
             if getter in done:
-                item = getter.result()
+                delivery: Delivery = getter.result()  # type: ignore[assignment]
                 if pending.empty:
                     pending.started = loop.time()
-                self._parse_into(pending, item)  # type: ignore[arg-type]
-                if pending.size >= self.options.batch_size:
-                    await _put_unless_failed(batches, self._seal(pending), committer)
-                    pending = _PendingBatch()
+                # A delivery larger than a batch is split; only the batch holding its end carries its
+                # position, so the cursor never covers events that are not yet committed.
+                start, count = 0, len(delivery.payloads)
+                while start < count:
+                    end = min(start + self.options.batch_size - pending.size, count)
+                    self._parse_into(pending, delivery, start, end)
+                    if pending.size >= self.options.batch_size:
+                        await _put_unless_failed(batches, self._seal(pending), committer)
+                        pending = _PendingBatch(started=loop.time())
+                    start = end
+                if count == 0 and delivery.position is not None:
+                    pending.position = delivery.position
                 continue
             getter.cancel()
             if reader.done() and deliveries.empty():
@@ -227,12 +235,13 @@ class IngestPipeline:
         if not pending.empty:
             await _put_unless_failed(batches, self._seal(pending), committer)
 
-    def _parse_into(self, pending: _PendingBatch, delivery: Delivery) -> None:
-        if delivery.resumed:
+    def _parse_into(self, pending: _PendingBatch, delivery: Delivery, start: int, end: int) -> None:
+        if delivery.resumed and start == 0:
             self._check_gap = True
         catalog = self._catalog
         rows = pending.rows
-        for index, payload in enumerate(delivery.payloads):
+        for index in range(start, end):
+            payload = delivery.payloads[index]
             if not payload or payload.isspace():
                 continue  # a blank line in a JSON Lines file is not an event
             result = parse_event(payload, catalog)
@@ -246,7 +255,7 @@ class IngestPipeline:
                 pending.quarantined.append(QuarantinedEvent(origin, result.reason, result.payload))
             else:
                 pending.canary += 1
-        if delivery.position is not None:
+        if end == len(delivery.payloads) and delivery.position is not None:
             pending.position = delivery.position
 
     def _record_gap(self, pending: _PendingBatch, first_event_time: datetime) -> None:
