@@ -139,7 +139,10 @@ def _sse_outcomes(path: Path, catalog: WikiCatalog) -> list[tuple[str, ChangeRow
     ]
 
 
-def _expected(outcomes: list[tuple[str, Any]]) -> tuple[dict[tuple[Any, Any], ChangeRow], set[tuple[str, ...]]]:
+Expected = tuple[dict[tuple[Any, Any], ChangeRow], set[tuple[str, ...]]]
+
+
+def _expected(outcomes: list[tuple[str, Any]]) -> Expected:
     rows: dict[tuple[Any, Any], ChangeRow] = {}
     quarantine: set[tuple[str, ...]] = set()
     for origin, outcome in outcomes:
