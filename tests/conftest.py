@@ -14,6 +14,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from teston import database
 from teston.embedded import EmbeddedPostgres
 
+pytest_plugins = ["tests.fakediscord.pytest_plugin"]
+
 DATA_DIR = Path(__file__).parent / "data"
 TEMPLATE_DB = "teston_template"
 # Durability is not under test here; without fsync the suite runs several times faster.
