@@ -6,13 +6,19 @@ import asyncio
 import contextlib
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import aiohttp
+import psycopg
 import typer
 from prometheus_client import CollectorRegistry
+from psycopg_pool import ConnectionPool
 from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
+from analytics import jobs, rollup
+from analytics.scheduler import AnalyticsScheduler, Schedule
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import IngestSummary, PipelineOptions
 from ingestion.progress import ReplayProgress
@@ -237,8 +243,10 @@ async def _run_up(settings: Settings, url: str) -> None:
                     registry=CollectorRegistry(),
                 )
             )
-        with stop_on_signals(stop):
-            await run_components(components, stop)
+        with ConnectionPool(url, min_size=1, max_size=4, open=True, name="analytics") as pool:
+            components.append(AnalyticsScheduler(pool.connection, _schedule(settings)))
+            with stop_on_signals(stop):
+                await run_components(components, stop)
 
 
 @app.command()
@@ -252,6 +260,102 @@ def up() -> None:
         except WriterStopped as exc:
             typer.secho(f"teston: stopped with a batch not committed ({exc}); it will be resumed", err=True)
             raise typer.Exit(1) from None
+
+
+def _schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        export_dir=settings.export_dir,
+        retention_days=settings.analytics.retention_days,
+        intraday_interval=settings.analytics.intraday_interval,
+        nightly_at=settings.analytics.nightly_at,
+    )
+
+
+def _parse_day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+
+
+@app.command("rollup")
+def rollup_command(
+    day: str | None = typer.Option(None, "--date", help="One UTC day (YYYY-MM-DD)."),
+    first: str | None = typer.Option(None, "--from", help="First UTC day of a range."),
+    last: str | None = typer.Option(None, "--to", help="Last UTC day of a range (inclusive)."),
+    every: bool = typer.Option(False, "--all", help="Every day present in the raw table."),
+) -> None:
+    """Export and roll up days into the summary tables (closed days final, today partial)."""
+    chosen = sum([day is not None, first is not None or last is not None, every])
+    if chosen != 1 or (first is None) != (last is None):
+        raise typer.BadParameter("give exactly one of --date D, --from D --to D, or --all")
+    settings = _settings()
+    console = Console(stderr=True)
+    with database.database_url(settings) as url:
+        database.upgrade(url)
+        if every:
+            with psycopg.connect(url) as conn:
+                days = rollup.raw_days(conn)
+        elif day is not None:
+            days = [_parse_day(day, "--date")]
+        else:
+            assert first is not None and last is not None
+            days = rollup.days_between(_parse_day(first, "--from"), _parse_day(last, "--to"))
+        if not days:
+            typer.echo("no days to roll up")
+            return
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("rolling up", total=len(days))
+            results: list[rollup.DayRollup] = []
+
+            def done(result: rollup.DayRollup) -> None:
+                results.append(result)
+                progress.update(task, advance=1, description=f"rolled up {result.day}")
+
+            run = jobs.run_recorded(
+                lambda: psycopg.connect(url),
+                "rollup",
+                jobs.rollup_job(settings.export_dir, days, on_day=done),
+                day=days[0] if len(days) == 1 else None,
+            )
+    table = Table(title=f"roll-up ({run.status})")
+    for column in ("day", "status", "events", "wikis", "incomplete", "seconds"):
+        table.add_column(column, justify="right" if column in {"events", "wikis", "seconds"} else "left")
+    for result in results:
+        table.add_row(
+            result.day.isoformat(),
+            result.status,
+            f"{result.events:,}",
+            str(result.wikis),
+            "yes" if result.incomplete else "",
+            f"{result.seconds:.2f}",
+        )
+    Console().print(table)
+    typer.echo(
+        f"{len(results)} of {len(days)} days rolled up, {sum(r.events for r in results):,} events; "
+        f"exports in {settings.export_dir}"
+    )
+    if run.status != jobs.SUCCEEDED:
+        typer.secho(f"teston: roll-up {run.status}: {run.error or run.details.get('reason')}", err=True)
+        raise typer.Exit(1)
+
+
+async def _run_scheduler(settings: Settings, url: str) -> None:
+    stop = asyncio.Event()
+    with (
+        ConnectionPool(url, min_size=1, max_size=4, open=True, name="analytics") as pool,
+        stop_on_signals(stop),
+    ):
+        await run_components([AnalyticsScheduler(pool.connection, _schedule(settings))], stop)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run only the analytics schedule (intraday roll-ups, nightly exports and retention)."""
+    settings = _settings()
+    with database.database_url(settings) as url:
+        database.upgrade(url)
+        asyncio.run(_run_scheduler(settings, url))
 
 
 def main() -> None:

@@ -1,0 +1,185 @@
+"""The figures of a UTC day, per wiki: pure Polars functions over a frame of that day's rows.
+
+No IO here. Each function takes a (lazy) frame with the columns of `day_rows.TYPED_SCHEMA` (only those
+it names are read) and returns a lazy frame shaped like its summary table. Every figure is defined in
+`analytics/README.md`; the definitions there and the expressions here change together.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from teston.partitions import day_bounds
+
+TOP_N = 10
+HOURS = 24
+
+EDIT_TYPES = ("edit", "new")
+NAMED_TYPES = ("edit", "new", "log", "categorize")
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_HEXTET = r"[0-9A-Fa-f]{1,4}"
+
+
+def _ipv6_pattern() -> str:
+    """Every spelling Python's `ipaddress.IPv6Address` accepts, as one regex without look-arounds.
+
+    Eight hextets, or six and a dotted IPv4 tail; `::` stands for one or more zero hextets and may
+    appear once; an optional `%zone` follows.
+    """
+    spellings = []
+    for tail, groups in (("", 8), (_IPV4, 6)):
+        full = ":".join([_HEXTET] * groups)
+        spellings.append(f"{full}:{tail}" if tail else full)
+        for left in range(groups):
+            for right in range(groups - left):
+                head = ":".join([_HEXTET] * left)
+                body = ":".join([_HEXTET] * right)
+                if tail:
+                    body = f"{body}:{tail}" if body else tail
+                spellings.append(f"{head}::{body}")
+    return "(?:" + "|".join(spellings) + r")(?:%[^%]+)?"
+
+
+# A logged-out editor is named by their IP address; since 2025 by a temporary account `~YYYY-…`.
+ANONYMOUS_USER_PATTERN = rf"^(?:{_IPV4}|{_ipv6_pattern()}|~[0-9]{{4}}-.*)$"
+
+
+def is_anonymous(user_name: pl.Expr) -> pl.Expr:
+    """True where a user name is an IPv4/IPv6 address or a temporary account (`~2025-12345-67`)."""
+    return user_name.str.contains(ANONYMOUS_USER_PATTERN).fill_null(False)
+
+
+def rows_of_day(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
+    """The rows whose event time falls on the UTC day `day`."""
+    start, end = day_bounds(day)
+    return frame.filter((pl.col("event_time") >= start) & (pl.col("event_time") < end))
+
+
+def _count(condition: pl.Expr) -> pl.Expr:
+    return condition.cast(pl.Int64).sum()
+
+
+def _hourly_changes(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Per wiki, a list of 24 change counts, one per UTC hour (zeros included)."""
+    counts = rows.group_by("wiki", pl.col("event_time").dt.hour().cast(pl.Int8).alias("hour")).agg(
+        pl.len().cast(pl.Int64).alias("n")
+    )
+    grid = (
+        counts.select("wiki")
+        .unique()
+        .join(pl.LazyFrame({"hour": pl.Series(range(HOURS), dtype=pl.Int8)}), how="cross")
+    )
+    return (
+        grid.join(counts, on=["wiki", "hour"], how="left")
+        .sort("wiki", "hour")
+        .group_by("wiki", maintain_order=True)
+        .agg(pl.col("n").fill_null(0).alias("hourly_changes"))
+    )
+
+
+def _distinct(rows: pl.LazyFrame, column: str, alias: str) -> pl.LazyFrame:
+    # unique-then-count streams in far less memory than n_unique inside a wide aggregation.
+    return (
+        rows.select("wiki", column)
+        .drop_nulls()
+        .unique()
+        .group_by("wiki")
+        .agg(pl.len().cast(pl.Int64).alias(alias))
+    )
+
+
+def daily_wiki_stats(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
+    """One row per wiki with the columns of `daily_wiki_stats` (less `computed_at`), sorted by wiki."""
+    rows = rows_of_day(frame, day)
+    kind = pl.col("type")
+    bot = pl.col("bot")
+    anonymous = ~bot & is_anonymous(pl.col("user_name"))
+    # Size change of an edit or page creation; a creation has no old length and starts from zero.
+    delta = pl.when(kind.is_in(EDIT_TYPES)).then(
+        pl.col("length_new").cast(pl.Int64) - pl.col("length_old").cast(pl.Int64).fill_null(0)
+    )
+    counts = rows.group_by("wiki").agg(
+        pl.len().cast(pl.Int64).alias("changes"),
+        _count(kind.is_in(EDIT_TYPES)).alias("edits"),
+        _count(kind == "new").alias("new_pages"),
+        _count(kind == "log").alias("log_actions"),
+        _count(kind == "categorize").alias("categorize"),
+        _count(~kind.is_in(NAMED_TYPES)).alias("other_types"),
+        _count(bot).alias("bot_changes"),
+        _count(anonymous).alias("anonymous_changes"),
+        _count(~bot & ~anonymous).alias("human_changes"),
+        _count(pl.col("namespace") == 0).alias("content_changes"),
+        _count((pl.col("namespace") != 0).fill_null(True)).alias("other_namespace_changes"),
+        delta.clip(lower_bound=0).sum().cast(pl.Int64).alias("bytes_added"),
+        (-delta).clip(lower_bound=0).sum().cast(pl.Int64).alias("bytes_removed"),
+    )
+    return (
+        counts.join(_distinct(rows, "user_name", "distinct_editors"), on="wiki", how="left")
+        .join(_distinct(rows, "title", "distinct_pages"), on="wiki", how="left")
+        .join(_hourly_changes(rows), on="wiki", how="left")
+        .with_columns(
+            (pl.col("bytes_added") - pl.col("bytes_removed")).alias("net_bytes"),
+            pl.col("distinct_editors", "distinct_pages").fill_null(0),
+            pl.lit(day, dtype=pl.Date).alias("day"),
+        )
+        .select(
+            "day",
+            "wiki",
+            "changes",
+            "edits",
+            "new_pages",
+            "log_actions",
+            "categorize",
+            "other_types",
+            "bot_changes",
+            "anonymous_changes",
+            "human_changes",
+            "content_changes",
+            "other_namespace_changes",
+            "bytes_added",
+            "bytes_removed",
+            "net_bytes",
+            "distinct_editors",
+            "distinct_pages",
+            "hourly_changes",
+        )
+        .sort("wiki")
+    )
+
+
+def _ranked(counts: pl.LazyFrame, tie_breakers: list[str], day: date) -> pl.LazyFrame:
+    # Most edits first; ties go to the alphabetically first name, so every run ranks alike.
+    return (
+        counts.sort(
+            ["wiki", "changes", *tie_breakers], descending=[False, True, *[False] * len(tie_breakers)]
+        )
+        .with_columns((pl.int_range(pl.len()).over("wiki") + 1).cast(pl.Int16).alias("rank"))
+        .filter(pl.col("rank") <= TOP_N)
+        .with_columns(pl.lit(day, dtype=pl.Date).alias("day"))
+    )
+
+
+def top_pages(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
+    """Per wiki, the ten most-edited pages (edits and creations), as rows of `daily_top_pages`."""
+    counts = (
+        rows_of_day(frame, day)
+        .filter(pl.col("type").is_in(EDIT_TYPES) & pl.col("title").is_not_null())
+        .group_by("wiki", "title")
+        .agg(pl.len().cast(pl.Int64).alias("changes"), pl.col("namespace").min().alias("namespace"))
+    )
+    return _ranked(counts, ["title"], day).select("day", "wiki", "rank", "namespace", "title", "changes")
+
+
+def top_editors(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
+    """Per wiki, the ten editors with most edits (edits and creations), as rows of `daily_top_editors`."""
+    counts = (
+        rows_of_day(frame, day)
+        .filter(pl.col("type").is_in(EDIT_TYPES) & pl.col("user_name").is_not_null())
+        .group_by("wiki", "user_name")
+        .agg(pl.len().cast(pl.Int64).alias("changes"), pl.col("bot").any().alias("bot"))
+    )
+    return _ranked(counts, ["user_name"], day).select("day", "wiki", "rank", "user_name", "bot", "changes")

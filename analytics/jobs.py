@@ -1,0 +1,249 @@
+"""The analytics jobs and how each run is guarded and recorded.
+
+`run_recorded` wraps any job: a PostgreSQL advisory lock per job kind keeps two TestON processes from
+running the same job at once, a scheduled slot already done elsewhere is skipped, and every run (also
+the skipped ones) becomes a row of `job_runs` with its outcome and figures. The jobs themselves are
+thin: which days to roll up, then `rollup.rollup_day` and `retention.drop_expired_partitions`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import Jsonb
+
+from analytics import retention, rollup
+
+log = logging.getLogger(__name__)
+
+# First key of the two-key advisory lock space for jobs; the second is a hash of the job's kind.
+_JOB_LOCK_CLASS = 0x7E57_0002
+
+Connect = Callable[[], contextlib.AbstractContextManager[psycopg.Connection]]
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+SKIPPED = "skipped"
+RUNNING = "running"
+
+
+@dataclass
+class JobResult:
+    """What a job did: a row count, figures for `job_runs.details`, and per-day errors if any."""
+
+    rows: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One recorded run."""
+
+    id: int
+    kind: str
+    status: str
+    rows: int | None
+    details: dict[str, Any]
+    error: str | None
+
+
+def _lock_key(kind: str) -> int:
+    # crc32 is stable across processes and versions (unlike Python's hash); fold it into int4.
+    value = zlib.crc32(kind.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _record(
+    conn: psycopg.Connection,
+    kind: str,
+    status: str,
+    *,
+    day: date | None,
+    details: dict[str, Any],
+    error: str | None = None,
+) -> int:
+    with conn.transaction():
+        row = conn.execute(
+            """
+            INSERT INTO job_runs (kind, day, status, started_at, finished_at, duration_ms, details, error)
+            VALUES (%s, %s, %s, now(), CASE WHEN %s <> 'running' THEN now() END,
+                    CASE WHEN %s <> 'running' THEN 0 END, %s, %s)
+            RETURNING id
+            """,
+            (kind, day, status, status, status, Jsonb(details), error),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _slot_done(conn: psycopg.Connection, kind: str, slot: datetime) -> bool:
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM job_runs"
+            " WHERE kind = %s AND status = %s AND details->>'slot' = %s)",
+            (kind, SUCCEEDED, slot.isoformat()),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def run_recorded(
+    connect: Connect,
+    kind: str,
+    work: Callable[[psycopg.Connection], JobResult],
+    *,
+    day: date | None = None,
+    slot: datetime | None = None,
+) -> JobRun:
+    """Run `work` under the job's advisory lock and record the run; never raises for the job's errors."""
+    base: dict[str, Any] = {"slot": slot.isoformat()} if slot else {}
+    with connect() as guard:
+        with guard.transaction():
+            row = guard.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", (_JOB_LOCK_CLASS, _lock_key(kind))
+            ).fetchone()
+        if not (row and row[0]):
+            details = base | {"reason": "running in another process"}
+            run_id = _record(guard, kind, SKIPPED, day=day, details=details)
+            log.info("%s skipped: running in another process", kind)
+            return JobRun(run_id, kind, SKIPPED, None, details, None)
+        try:
+            if slot is not None and _slot_done(guard, kind, slot):
+                details = base | {"reason": "slot already run"}
+                run_id = _record(guard, kind, SKIPPED, day=day, details=details)
+                log.info("%s skipped: slot %s already run", kind, slot.isoformat())
+                return JobRun(run_id, kind, SKIPPED, None, details, None)
+            run_id = _record(guard, kind, RUNNING, day=day, details=base)
+            started = time.perf_counter()
+            error: str | None = None
+            try:
+                with connect() as conn:
+                    result = work(conn)
+            except Exception as exc:
+                log.exception("%s failed", kind)
+                result = JobResult()
+                error = "".join(traceback.format_exception_only(exc)).strip()
+            if result.errors and error is None:
+                error = "; ".join(result.errors)
+            status = FAILED if error else SUCCEEDED
+            details = base | result.details
+            with guard.transaction():
+                guard.execute(
+                    """
+                    UPDATE job_runs SET status = %s, rows = %s, finished_at = now(), duration_ms = %s,
+                        details = %s, error = %s
+                    WHERE id = %s
+                    """,
+                    (
+                        status,
+                        result.rows,
+                        (time.perf_counter() - started) * 1000,
+                        Jsonb(details),
+                        error,
+                        run_id,
+                    ),
+                )
+            return JobRun(run_id, kind, status, result.rows, details, error)
+        finally:
+            with guard.transaction():
+                guard.execute("SELECT pg_advisory_unlock(%s, %s)", (_JOB_LOCK_CLASS, _lock_key(kind)))
+
+
+def _describe(result: rollup.DayRollup) -> dict[str, Any]:
+    return {
+        "day": result.day.isoformat(),
+        "status": result.status,
+        "events": result.events,
+        "wikis": result.wikis,
+        "incomplete": result.incomplete,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def _roll_up(
+    conn: psycopg.Connection,
+    export_dir: Path,
+    days: list[date],
+    outcome: JobResult,
+    *,
+    now: datetime,
+    final: bool | None,
+    on_day: Callable[[rollup.DayRollup], None] | None = None,
+) -> None:
+    """Roll up each day; one day's failure is recorded and does not stop the others."""
+    rolled = outcome.details.setdefault("days", [])
+    for day in days:
+        try:
+            result = rollup.rollup_day(conn, export_dir, day, now=now, final=final)
+        except Exception as exc:
+            log.exception("roll-up of %s failed", day)
+            outcome.errors.append(f"{day}: {exc}")
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.rollback()
+            continue
+        outcome.rows += result.events
+        rolled.append(_describe(result))
+        if on_day:
+            on_day(result)
+
+
+def rollup_job(
+    export_dir: Path,
+    days: list[date],
+    *,
+    now: datetime | None = None,
+    on_day: Callable[[rollup.DayRollup], None] | None = None,
+) -> Callable[[psycopg.Connection], JobResult]:
+    """Roll up the given days (final if closed, partial if today): `teston rollup`."""
+
+    def work(conn: psycopg.Connection) -> JobResult:
+        outcome = JobResult()
+        _roll_up(conn, export_dir, days, outcome, now=now or datetime.now(UTC), final=None, on_day=on_day)
+        return outcome
+
+    return work
+
+
+def intraday(conn: psycopg.Connection, export_dir: Path, *, now: datetime | None = None) -> JobResult:
+    """Refresh today (and yesterday until it is final) as partial; re-finalize days that went stale."""
+    moment = now or datetime.now(UTC)
+    today = rollup.today_utc(moment)
+    yesterday = today - timedelta(days=1)
+    outcome = JobResult()
+    _roll_up(conn, export_dir, [today], outcome, now=moment, final=None)
+    if not rollup.is_final(conn, yesterday):
+        _roll_up(conn, export_dir, [yesterday], outcome, now=moment, final=False)
+    # Late events (or a gap recorded later) for a finalized day: export and roll it up again.
+    stale = rollup.stale_days(conn)
+    outcome.details["stale"] = [day.isoformat() for day in stale]
+    _roll_up(conn, export_dir, stale, outcome, now=moment, final=None)
+    return outcome
+
+
+def nightly(
+    conn: psycopg.Connection,
+    export_dir: Path,
+    *,
+    retention_days: int,
+    now: datetime | None = None,
+) -> JobResult:
+    """Export and finalize every closed day that needs it, then drop raw partitions past retention."""
+    moment = now or datetime.now(UTC)
+    today = rollup.today_utc(moment)
+    outcome = JobResult()
+    _roll_up(conn, export_dir, rollup.days_to_finalize(conn, today), outcome, now=moment, final=None)
+    kept = retention.drop_expired_partitions(conn, export_dir, today=today, retention_days=retention_days)
+    outcome.details["dropped"] = [day.isoformat() for day in kept.dropped]
+    outcome.details["kept"] = {day.isoformat(): reason for day, reason in kept.kept.items()}
+    return outcome

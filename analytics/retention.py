@@ -1,0 +1,93 @@
+"""Dropping raw daily partitions once their Parquet export is verified, and never before.
+
+A partition older than the retention period is dropped only when all of these hold, checked at the
+moment of dropping: `day_exports` has a verified export of the day; the file is where the export
+module says and its footer counts the recorded rows; PostgreSQL still holds exactly that many rows
+(nothing arrived since); and no arrival for the day is newer than the export.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from analytics import exports
+from teston.partitions import day_bounds, drop_partition, existing_partition_days, partition_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RetentionOutcome:
+    """Partitions dropped, and those kept past their time with the reason."""
+
+    dropped: list[date] = field(default_factory=list)
+    kept: dict[date, str] = field(default_factory=dict)
+
+
+def retention_cutoff(today: date, retention_days: int) -> date:
+    """The oldest day whose raw partition is kept: `retention_days` full days before today."""
+    return today - timedelta(days=retention_days)
+
+
+def _reason_to_keep(conn: psycopg.Connection, export_dir: Path, day: date) -> str | None:
+    recorded = exports.recorded_export(conn, day)
+    if recorded is None:
+        return "not exported"
+    if recorded.verified_at is None:
+        return "export not verified"
+    path = exports.day_path(export_dir, day)
+    if not path.is_file():
+        return f"export file missing: {path}"
+    try:
+        on_disk = exports.parquet_rows(path)
+    except Exception as exc:  # an unreadable file is as good as a missing one
+        return f"export file unreadable: {exc}"
+    if on_disk != recorded.rows:
+        return f"export file holds {on_disk} rows, {recorded.rows} recorded"
+    start, end = day_bounds(day)
+    row = conn.execute(
+        """
+        SELECT (SELECT count(*) FROM recent_changes WHERE event_time >= %s AND event_time < %s),
+               (SELECT last_received_at FROM day_arrivals WHERE day = %s)
+        """,
+        (start, end, day),
+    ).fetchone()
+    assert row is not None
+    in_postgres, last_arrival = int(row[0]), row[1]
+    if in_postgres != recorded.rows:
+        return f"PostgreSQL holds {in_postgres} rows, the export {recorded.rows}"
+    exported_up_to = recorded.max_received_at
+    if last_arrival is not None and (exported_up_to is None or last_arrival > exported_up_to):
+        return "rows arrived after the export"
+    return None
+
+
+def drop_expired_partitions(
+    conn: psycopg.Connection, export_dir: Path, *, today: date, retention_days: int
+) -> RetentionOutcome:
+    """Drop the raw partitions older than the retention period whose export is verified."""
+    outcome = RetentionOutcome()
+    cutoff = retention_cutoff(today, retention_days)
+    with conn.transaction():
+        expired = sorted(day for day in existing_partition_days(conn) if day < cutoff)
+    for day in expired:
+        # One transaction per day, so the checks and the DROP see the same rows.
+        with conn.transaction():
+            # SHARE mode lets readers in but holds back inserts into this day until the drop commits.
+            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(partition_name(day))))
+            reason = _reason_to_keep(conn, export_dir, day)
+            if reason is None:
+                drop_partition(conn, day)
+        if reason is None:
+            outcome.dropped.append(day)
+            log.info("dropped raw partition of %s (exported and verified)", day)
+        else:
+            outcome.kept[day] = reason
+            log.warning("kept raw partition of %s past retention: %s", day, reason)
+    return outcome

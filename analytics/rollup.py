@@ -1,0 +1,314 @@
+"""Roll a UTC day up into the summary tables: read the day once, compute its figures, replace its rows.
+
+A closed day (before today, UTC) is exported to Parquet first and its figures are computed from that
+file, so the export and the summary come from the same PostgreSQL snapshot and the day is read out of
+PostgreSQL once. An open day (today) is streamed into a scratch Parquet file instead and marked
+`partial`. Either way the summary rows of the day are replaced in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import psycopg
+
+from analytics import aggregates, exports
+from teston.partitions import day_bounds, existing_partition_days
+
+log = logging.getLogger(__name__)
+
+PARTIAL = "partial"
+FINAL = "final"
+
+_STATS_COLUMNS = (
+    "day",
+    "wiki",
+    "changes",
+    "edits",
+    "new_pages",
+    "log_actions",
+    "categorize",
+    "other_types",
+    "bot_changes",
+    "anonymous_changes",
+    "human_changes",
+    "content_changes",
+    "other_namespace_changes",
+    "bytes_added",
+    "bytes_removed",
+    "net_bytes",
+    "distinct_editors",
+    "distinct_pages",
+    "hourly_changes",
+)
+_TOP_PAGE_COLUMNS = ("day", "wiki", "rank", "namespace", "title", "changes")
+_TOP_EDITOR_COLUMNS = ("day", "wiki", "rank", "user_name", "bot", "changes")
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """Everything the summary tables hold for one day."""
+
+    day: date
+    wiki_stats: pl.DataFrame
+    top_pages: pl.DataFrame
+    top_editors: pl.DataFrame
+
+    @property
+    def events(self) -> int:
+        return int(self.wiki_stats["changes"].sum()) if self.wiki_stats.height else 0
+
+    @property
+    def wikis(self) -> int:
+        return self.wiki_stats.height
+
+
+@dataclass(frozen=True)
+class DayRollup:
+    """The outcome of rolling up one day."""
+
+    day: date
+    status: str
+    events: int
+    wikis: int
+    incomplete: bool
+    max_received_at: datetime | None
+    computed_at: datetime
+    exported: exports.DayExport | None
+    seconds: float
+
+
+def figures_of_day(frame: pl.LazyFrame, day: date) -> DayFigures:
+    """Compute every summary figure of `day` from a frame of its rows."""
+    # The streaming engine keeps memory bounded by the groups, not by the day's rows.
+    stats, pages, editors = pl.collect_all(
+        [
+            aggregates.daily_wiki_stats(frame, day),
+            aggregates.top_pages(frame, day),
+            aggregates.top_editors(frame, day),
+        ],
+        engine="streaming",
+    )
+    return DayFigures(day=day, wiki_stats=stats, top_pages=pages, top_editors=editors)
+
+
+def figures_of_parquet(path: Path, day: date) -> DayFigures:
+    return figures_of_day(pl.scan_parquet(path), day)
+
+
+def day_has_gap(conn: psycopg.Connection, day: date) -> bool:
+    """Whether ingestion recorded a gap overlapping the day: its figures then undercount."""
+    start, end = day_bounds(day)
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ingest_gaps WHERE gap_from < %s AND gap_to > %s)", (end, start)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def write_figures(
+    conn: psycopg.Connection,
+    figures: DayFigures,
+    *,
+    status: str,
+    incomplete: bool,
+    max_received_at: datetime | None,
+    computed_at: datetime,
+) -> None:
+    """Replace the day's summary rows and its `day_rollups` entry, in one transaction."""
+    day = figures.day
+    stats_rows = [(*row, computed_at) for row in figures.wiki_stats.select(_STATS_COLUMNS).iter_rows()]
+    with conn.transaction():
+        for table in ("daily_wiki_stats", "daily_top_pages", "daily_top_editors"):
+            conn.execute(f"DELETE FROM {table} WHERE day = %s", (day,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO daily_wiki_stats ({', '.join(_STATS_COLUMNS)}, computed_at)"
+                f" VALUES ({', '.join(['%s'] * (len(_STATS_COLUMNS) + 1))})",
+                stats_rows,
+            )
+            cur.executemany(
+                f"INSERT INTO daily_top_pages ({', '.join(_TOP_PAGE_COLUMNS)})"
+                f" VALUES ({', '.join(['%s'] * len(_TOP_PAGE_COLUMNS))})",
+                list(figures.top_pages.select(_TOP_PAGE_COLUMNS).iter_rows()),
+            )
+            cur.executemany(
+                f"INSERT INTO daily_top_editors ({', '.join(_TOP_EDITOR_COLUMNS)})"
+                f" VALUES ({', '.join(['%s'] * len(_TOP_EDITOR_COLUMNS))})",
+                list(figures.top_editors.select(_TOP_EDITOR_COLUMNS).iter_rows()),
+            )
+        conn.execute(
+            """
+            INSERT INTO day_rollups (day, status, incomplete, events, wikis, max_received_at, computed_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (day) DO UPDATE SET status = excluded.status, incomplete = excluded.incomplete,
+                events = excluded.events, wikis = excluded.wikis,
+                max_received_at = excluded.max_received_at, computed_at = excluded.computed_at
+            """,
+            (day, status, incomplete, figures.events, figures.wikis, max_received_at, computed_at),
+        )
+
+
+def is_final(conn: psycopg.Connection, day: date) -> bool:
+    with conn.transaction():
+        row = conn.execute("SELECT status FROM day_rollups WHERE day = %s", (day,)).fetchone()
+    return bool(row and row[0] == FINAL)
+
+
+def today_utc(now: datetime | None = None) -> date:
+    return (now or datetime.now(UTC)).astimezone(UTC).date()
+
+
+def rollup_day(
+    conn: psycopg.Connection,
+    export_dir: Path,
+    day: date,
+    *,
+    now: datetime | None = None,
+    final: bool | None = None,
+    scratch_dir: Path | None = None,
+) -> DayRollup:
+    """Roll up one day: final (exported, verified) if it is closed, partial if it is today or later.
+
+    `final=False` rolls a closed day up as partial (from PostgreSQL, without exporting it).
+    """
+    started = time.perf_counter()
+    computed_at = now or datetime.now(UTC)
+    exported: exports.DayExport | None = None
+    closed = day < today_utc(computed_at)
+    if final and not closed:
+        raise ValueError(f"{day} is not over yet (UTC); it cannot be final")
+    if closed and final is not False:
+        status = FINAL
+        kept = _export_without_raw_rows(conn, export_dir, day)
+        if kept is not None:
+            # Retention dropped the raw rows: the verified export is the day's only copy.
+            figures = figures_of_parquet(kept.path, day)
+            rows, max_received_at = exports.parquet_rows(kept.path), kept.max_received_at
+        else:
+            exported = exports.export_day(conn, export_dir, day)
+            figures = figures_of_parquet(exported.path, day)
+            rows, max_received_at = exported.rows, exported.max_received_at
+    else:
+        status = PARTIAL
+        with (
+            tempfile.TemporaryDirectory(dir=scratch_dir, prefix="teston-rollup-") as directory,
+            exports.scratch_day(conn, day, Path(directory)) as written,
+        ):
+            figures = figures_of_parquet(written.path, day)
+            rows, max_received_at = written.rows, written.max_received_at
+    if figures.events != rows:
+        raise RuntimeError(f"{day}: figures count {figures.events} changes but the day has {rows} rows")
+    with conn.transaction():
+        incomplete = day_has_gap(conn, day)
+    write_figures(
+        conn,
+        figures,
+        status=status,
+        incomplete=incomplete,
+        max_received_at=max_received_at,
+        computed_at=computed_at,
+    )
+    seconds = time.perf_counter() - started
+    log.info("rolled up %s (%s): %d events in %d wikis, %.2fs", day, status, rows, figures.wikis, seconds)
+    return DayRollup(
+        day=day,
+        status=status,
+        events=rows,
+        wikis=figures.wikis,
+        incomplete=incomplete,
+        max_received_at=max_received_at,
+        computed_at=computed_at,
+        exported=exported,
+        seconds=seconds,
+    )
+
+
+def _export_without_raw_rows(
+    conn: psycopg.Connection, export_dir: Path, day: date
+) -> exports.RecordedExport | None:
+    """The verified export of a day whose raw partition no longer exists, if that is the case."""
+    with conn.transaction():
+        has_partition = day in existing_partition_days(conn)
+    if has_partition:
+        return None
+    recorded = exports.recorded_export(conn, day)
+    if recorded is None or recorded.verified_at is None or not exports.day_path(export_dir, day).exists():
+        return None
+    return recorded
+
+
+def rollup_days(
+    conn: psycopg.Connection,
+    export_dir: Path,
+    days: Iterable[date],
+    *,
+    now: datetime | None = None,
+    on_day: Callable[[DayRollup], None] | None = None,
+) -> list[DayRollup]:
+    """Roll up several days in order, reporting each as it completes."""
+    results = []
+    for day in sorted(set(days)):
+        result = rollup_day(conn, export_dir, day, now=now)
+        results.append(result)
+        if on_day:
+            on_day(result)
+    return results
+
+
+def raw_days(conn: psycopg.Connection) -> list[date]:
+    """Every day that has rows in `recent_changes`."""
+    days = []
+    with conn.transaction():
+        for day in sorted(existing_partition_days(conn)):
+            start, end = day_bounds(day)
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM recent_changes WHERE event_time >= %s AND event_time < %s)",
+                (start, end),
+            ).fetchone()
+            if row and row[0]:
+                days.append(day)
+    return days
+
+
+def days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+
+
+def stale_days(conn: psycopg.Connection) -> list[date]:
+    """Final days whose figures are out of date: rows arrived, or a gap was recorded, after the roll-up."""
+    with conn.transaction():
+        rows = conn.execute(
+            """
+        SELECT r.day FROM day_rollups r
+        JOIN day_arrivals a ON a.day = r.day
+        WHERE r.status = 'final' AND a.last_received_at > coalesce(r.max_received_at, '-infinity')
+        UNION
+        SELECT r.day FROM day_rollups r
+        JOIN ingest_gaps g ON g.gap_from < ((r.day + 1)::timestamp AT TIME ZONE 'UTC')
+            AND g.gap_to > (r.day::timestamp AT TIME ZONE 'UTC')
+        WHERE r.status = 'final' AND g.recorded_at > r.computed_at
+        ORDER BY 1
+        """
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def days_to_finalize(conn: psycopg.Connection, today: date) -> list[date]:
+    """Closed days that have data, or a partial roll-up, but no up-to-date final roll-up."""
+    candidates = set(raw_days(conn))
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT day FROM day_arrivals WHERE day < %s UNION SELECT day FROM day_rollups WHERE day < %s",
+            (today, today),
+        ).fetchall()
+        finals = conn.execute("SELECT day FROM day_rollups WHERE status = 'final'").fetchall()
+    candidates |= {row[0] for row in rows}
+    fresh = {row[0] for row in finals} - set(stale_days(conn))
+    return sorted(day for day in candidates if day < today and day not in fresh)
