@@ -52,7 +52,8 @@ TITLE_LIMIT = 120
 TOP_PAGES_SHOWN = 5
 COLOR = 0x3366CC  # Wikimedia blue
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\*_~|`>\[\]()<#])")
+# Escaping the brackets is enough to break a masked link `[text](url)`; parentheses stay readable.
+_MARKDOWN_SPECIAL = re.compile(r"([\\*_~|`>\[\]<#])")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _BIDI_AND_ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 

@@ -121,7 +121,7 @@ def test_diff_links_exist_for_edits_and_new_pages_only() -> None:
     ("text", "escaped"),
     [
         ("**bold** _it_ ~~s~~ ||spoiler||", r"\*\*bold\*\* \_it\_ \~\~s\~\~ \|\|spoiler\|\|"),
-        ("[click](https://evil.example)", r"\[click\]\(https://evil.example\)"),
+        ("[click](https://evil.example)", r"\[click\](https://evil.example)"),
         ("`code` > quote # h", r"\`code\` \> quote \# h"),
         ("@everyone @here", "@\u200beveryone @\u200bhere"),
         ("<@123> <@&456> <#789>", "\\<@\u200b123\\> \\<@\u200b&456\\> \\<\\#789\\>"),
@@ -190,9 +190,9 @@ def test_recent_entries_escape_wiki_text_and_never_form_mentions() -> None:
     answer = RecentChanges(EN, (hostile,), count=1, include_bots=True, include_categorize=True)
     [message] = discord_reply(answer, prefix="!").messages
     description = message.embeds[0].description or ""
-    assert "[\\*Bold\\* \\(x\\)](https://en.wikipedia.org/wiki/%2ABold%2A_%28x%29)" in description
+    assert "[\\*Bold\\* (x)](https://en.wikipedia.org/wiki/%2ABold%2A_%28x%29)" in description
     assert "[@\u200beveryone](https://en.wikipedia.org/wiki/Special:Contributions/%40everyone)" in description
-    assert "\\[free nitro\\]\\(https://evil.example\\) \\<@\u200b&1\\> @\u200bhere \\# big" in description
+    assert "\\[free nitro\\](https://evil.example) \\<@\u200b&1\\> @\u200bhere \\# big" in description
     assert "@everyone" not in description and "@here" not in description
     assert message.content == "The 1 newest change on en.wikipedia.org, newest first."
 

@@ -1,0 +1,200 @@
+"""The Discord shell: hybrid commands (`!recent` and `/recent`) that hand their input to the command core.
+
+Nothing here decides what a command means. Text commands are re-read from the message with the pure
+parser, so the original bot's syntax (`!recent 5`, `!recent en 20`) is parsed exactly as `teston ask`
+parses it; slash commands arrive as typed options and are checked by the same functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import arguments
+from bot.answers import Answer, Failure, Problem
+from bot.arguments import Command, Request, UsageError
+from bot.commands import CommandCore, Invoker
+from bot.rendering import Reply, discord_reply, language_choices
+
+log = logging.getLogger(__name__)
+
+# Discord shows "The application did not respond" after 3 seconds; a slower answer is deferred first.
+DEFER_AFTER = 2.0
+NO_MENTIONS = discord.AllowedMentions.none()
+SOMETHING_BROKE = "Something went wrong answering that; it has been logged. Please try again later."
+
+HelpTopic = Literal["recent", "stats", "setlang", "help"]
+
+
+def _cooldown_of(ctx: commands.Context[Any]) -> commands.Cooldown | None:
+    # Called once per new user (the bucket key); each user needs a Cooldown of their own.
+    cog = ctx.cog
+    if not isinstance(cog, WikiCommands) or cog.cooldown is None:
+        return None
+    return cog.cooldown.copy()
+
+
+def invoker_of(ctx: commands.Context[Any]) -> Invoker:
+    """Who runs the command, where, and whether they may change the server's default."""
+    guild_id = ctx.guild.id if ctx.guild else ctx.interaction.guild_id if ctx.interaction else None
+    # Discord computes an interaction's permissions; for a message, the member's roles in the channel.
+    can_manage = guild_id is not None and ctx.permissions.manage_guild
+    return Invoker(user_id=ctx.author.id, guild_id=guild_id, can_manage_guild=can_manage)
+
+
+class WikiCommands(commands.Cog, name="TestON"):
+    """`recent`, `stats`, `setlang` and `help`, each as a text and a slash command."""
+
+    def __init__(self, core: CommandCore, cooldown: commands.Cooldown | None) -> None:
+        self.core = core
+        self.cooldown = cooldown
+
+    # --- the commands ---------------------------------------------------------------------------
+    # discord.py 2.7's `hybrid_command` overloads resolve to `Never` under mypy 2, hence the ignores.
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(name="recent", description="The newest changes of a wiki.")  # type: ignore[arg-type]
+    @app_commands.describe(
+        language="Wiki language code (en, de, zh-hans, wikidata…); default: yours, the server's, or en",
+        count="How many changes, 1 to 100 (default 10)",
+        bots="Include changes made by bots",
+        categorize="Include category membership changes",
+    )
+    async def recent(
+        self,
+        ctx: commands.Context[Any],
+        language: str | None = None,
+        count: app_commands.Range[int, 1, 100] | None = None,
+        bots: bool | None = None,
+        categorize: bool | None = None,
+    ) -> None:
+        await self._run(
+            ctx,
+            lambda: arguments.recent_request(
+                language, count, include_bots=bool(bots), include_categorize=bool(categorize)
+            ),
+        )
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(name="stats", description="A wiki's figures for one UTC day.")  # type: ignore[arg-type]
+    @app_commands.rename(day="date")
+    @app_commands.describe(
+        day="The UTC day, as yyyy-mm-dd (or today, yesterday)",
+        language="Wiki language code; default: yours, the server's, or en",
+    )
+    async def stats(self, ctx: commands.Context[Any], day: str, language: str | None = None) -> None:
+        await self._run(ctx, lambda: arguments.stats_request(day, language, today=self.core.today()))
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(  # type: ignore[arg-type]
+        name="setlang", description="Set your default language, or the server's."
+    )
+    @app_commands.describe(
+        language="Wiki language code (en, de, zh-hans, wikidata…); leave out to see the defaults",
+        server="Set this server's default instead of yours (needs Manage Server)",
+    )
+    async def setlang(
+        self, ctx: commands.Context[Any], language: str | None = None, server: bool | None = None
+    ) -> None:
+        await self._run(ctx, lambda: arguments.setlang_request(language, for_guild=bool(server)))
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(name="help", description="TestON's commands and how to use them.")  # type: ignore[arg-type]
+    @app_commands.describe(command="One command to explain")
+    async def help(self, ctx: commands.Context[Any], command: HelpTopic | None = None) -> None:
+        await self._run(ctx, lambda: arguments.help_request(command))
+
+    @recent.autocomplete("language")
+    @stats.autocomplete("language")
+    @setlang.autocomplete("language")
+    async def _language_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=name, value=value)
+            for name, value in language_choices(self.core.catalog, current)
+        ]
+
+    # --- the shell ------------------------------------------------------------------------------
+
+    async def _run(self, ctx: commands.Context[Any], slash_request: Any) -> None:
+        """Answer through the core: text commands re-parse their message, slash ones use their options."""
+        invoker = invoker_of(ctx)
+        if ctx.interaction is None:
+            work = self.core.answer_text(self._command_text(ctx), invoker)
+        else:
+            try:
+                request: Request = slash_request()
+            except UsageError as exc:
+                await self._send(ctx, Problem(exc.problem, exc.command))
+                return
+            work = self.core.answer(request, invoker)
+        await self._send(ctx, await self._in_time(ctx, work))
+
+    @staticmethod
+    def _command_text(ctx: commands.Context[Any]) -> str:
+        prefix = ctx.prefix or ""
+        return ctx.message.content[len(prefix) :] if ctx.message.content.startswith(prefix) else ""
+
+    async def _in_time(self, ctx: commands.Context[Any], work: Any) -> Answer:
+        task: asyncio.Task[Answer] = asyncio.ensure_future(work)
+        if ctx.interaction is not None:
+            done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER)
+            if not done:
+                await ctx.defer()
+        return await task
+
+    async def _send(self, ctx: commands.Context[Any], answer: Answer) -> None:
+        prefix = self.core.prefix
+        reply = discord_reply(answer, prefix=prefix, slash=ctx.interaction is not None)
+        await send_reply(ctx, reply)
+
+    # --- errors ---------------------------------------------------------------------------------
+
+    async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
+        """Every error ends as one friendly line; only unexpected ones are logged with a traceback."""
+        answer: Answer
+        if isinstance(error, commands.CommandOnCooldown):
+            answer = Failure(f"Slow down a little: try again in {max(error.retry_after, 1):.0f} s.")
+        elif isinstance(error, commands.UserInputError | commands.HybridCommandError):
+            # discord.py could not read an argument; the pure parser says what is wrong and how to fix it.
+            answer = await self._explain(ctx, error)
+        elif isinstance(error, commands.CheckFailure):
+            answer = Failure("That command cannot be used here.")
+        else:
+            log.error("command %s failed", ctx.command, exc_info=error)
+            answer = Failure(SOMETHING_BROKE)
+        try:
+            await self._send(ctx, answer)
+        except discord.HTTPException:
+            log.exception("could not send the error reply for %s", ctx.command)
+
+    async def _explain(self, ctx: commands.Context[Any], error: Exception) -> Answer:
+        if ctx.interaction is None:
+            # The text is the whole truth for a text command: answer it exactly as `teston ask` would.
+            return await self.core.answer_text(self._command_text(ctx), invoker_of(ctx))
+        log.info("argument error in /%s: %s", ctx.command, error)
+        command = arguments.command_named(ctx.command.name) if ctx.command else None
+        return Problem("Those options cannot be used.", command or Command.HELP)
+
+
+async def send_reply(ctx: commands.Context[Any], reply: Reply) -> None:
+    """Send each message of a reply; never pings anyone, and slash-only notices stay private."""
+    for index, message in enumerate(reply.messages):
+        embeds = [discord.Embed.from_dict(embed.to_dict()) for embed in message.embeds]
+        content = message.content or None
+        if ctx.interaction is not None:
+            await ctx.send(
+                content=content, embeds=embeds, ephemeral=reply.private, allowed_mentions=NO_MENTIONS
+            )
+        elif index == 0:
+            await ctx.reply(
+                content=content, embeds=embeds, mention_author=False, allowed_mentions=NO_MENTIONS
+            )
+        else:
+            await ctx.send(content=content, embeds=embeds, allowed_mentions=NO_MENTIONS)

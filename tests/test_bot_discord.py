@@ -1,0 +1,451 @@
+"""End to end: TestON's real discord.py bot against the in-repo fake Discord, over a real PostgreSQL.
+
+`!recent` is checked against the recorded 2021-08-27 capture, ingested by the real ingestion code;
+the expected rows come from a plain pass over the capture's JSON lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import discord
+import psycopg
+import pytest
+from discord.ext import commands
+
+from bot.client import WikiBot, run_bot
+from bot.commands import CommandCore
+from ingestion.replay import ingest_file
+from teston.settings import DiscordSettings
+from tests.bot_fixtures import CATALOG, insert_day_stats, insert_rollup, pool
+from tests.fakediscord import FakeDiscord, Message, pointed_at, pytest_plugin, running
+from tests.fakediscord.state import InteractionResult
+
+fake_discord = pytest_plugin.fake_discord
+__all__ = ["fake_discord", "pool"]  # fixtures used by name
+
+DATA = Path(__file__).parent / "data"
+CAPTURE = DATA / "2021-08-27_all-wikis_1950.jsonl"
+# The capture's day is "today" for these tests, so its date is valid and later ones are in the future.
+NOW = datetime(2021, 8, 27, 14, 0, tzinfo=UTC)
+SETTINGS = DiscordSettings(_env_file=None, DISCORD_TOKEN="test-token")  # type: ignore[call-arg]
+
+
+def newest_capture_rows(wiki: str, *, bots: bool = False, categorize: bool = False) -> list[dict[str, Any]]:
+    """The capture's changes of `wiki`, newest first, filtered as `!recent` filters by default."""
+    rows = [json.loads(line) for line in CAPTURE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    chosen = [
+        row
+        for row in rows
+        if row["wiki"] == wiki and (bots or not row["bot"]) and (categorize or row["type"] != "categorize")
+    ]
+    # Newest first; within a second by the wiki's rcid, and entries without one (some log events) last.
+    return sorted(
+        chosen,
+        key=lambda row: (row["timestamp"], row.get("id") is not None, row.get("id") or 0),
+        reverse=True,
+    )
+
+
+def links_of(line: str) -> list[str]:
+    """The URLs of the markdown links in an entry, percent-decoded."""
+    return [unquote(url) for url in re.findall(r"\]\((https://[^)\s]+)\)", line)]
+
+
+def assert_entry_is(line: str, row: dict[str, Any]) -> None:
+    """An entry of `!recent` shows this capture row: its time, page, user and diff."""
+    moment = datetime.fromtimestamp(row["timestamp"], UTC)
+    assert line.startswith(f"`{moment:%Y-%m-%d %H:%M:%S} UTC` · ["), line
+    links = links_of(line)
+    assert links[0] == unquote(row["meta"]["uri"]).replace(" ", "_"), line
+    assert (
+        links[1] == f"https://{row['server_name']}/wiki/Special:Contributions/{row['user'].replace(' ', '_')}"
+    )
+    if row["type"] == "edit":
+        diff = f"https://{row['server_name']}/w/index.php?diff={row['revision']['new']}&oldid={row['revision']['old']}"
+        assert links[-1] == diff, line
+    assert (", bot" in line or " · bot" in line) == row["bot"], line
+
+
+@pytest.fixture
+async def core(pool: Any, db_url: str) -> CommandCore:
+    await ingest_file(db_url, CAPTURE, catalog=CATALOG)
+    return CommandCore(database=pool, catalog=CATALOG, prefix="!", clock=lambda: NOW)
+
+
+def make_bot(core: CommandCore, *, cooldown: commands.Cooldown | None = None, **options: Any) -> WikiBot:
+    # A short guild_ready_timeout: on_ready fires that long after the guild arrives.
+    return WikiBot(core, SETTINGS, cooldown=cooldown, guild_ready_timeout=0.05, **options)
+
+
+@pytest.fixture
+async def bot(fake_discord: FakeDiscord, core: CommandCore) -> AsyncIterator[WikiBot]:
+    async with running(make_bot(core), fake_discord) as client:
+        yield client
+    assert fake_discord.internal_errors == []
+
+
+async def ask(fake: FakeDiscord, text: str, *, author: Any = None, count: int = 1) -> list[Message]:
+    """Post `text` in #general and return the bot's next `count` messages."""
+    sent = await fake.send_user_message(text, author=author or fake.users.alice)
+    return await fake.wait_for_bot_messages(fake.channels.general, after=sent, count=count, timeout=5)
+
+
+def embed_lines(messages: list[Message] | list[dict[str, Any]]) -> list[str]:
+    embeds = [e for m in messages for e in (m.embeds if isinstance(m, Message) else [m])]
+    return [line for embed in embeds for line in (embed.get("description") or "").splitlines()]
+
+
+def answer_messages(result: InteractionResult) -> list[dict[str, Any]]:
+    """What an interaction answered, as message bodies: the original response and any followups."""
+    return [r.data for r in result.responses if r.content is not None or r.embeds]
+
+
+# --- registration -----------------------------------------------------------------------------------
+
+
+async def test_slash_commands_are_synced_with_language_autocomplete(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    names = sorted(c.name for c in fake_discord.registered_commands)
+    assert names == ["help", "recent", "setlang", "stats"]
+    recent = fake_discord.registered_command("recent")
+    assert [o["name"] for o in recent.options] == ["language", "count", "bots", "categorize"]
+    assert recent.option("language")["autocomplete"] is True
+    assert (recent.option("count")["min_value"], recent.option("count")["max_value"]) == (1, 100)
+    stats = fake_discord.registered_command("stats")
+    assert [(o["name"], o.get("required", False)) for o in stats.options] == [
+        ("date", True),
+        ("language", False),
+    ]
+    assert fake_discord.registered_command("setlang").option("language")["autocomplete"] is True
+
+
+async def test_slash_commands_sync_to_the_configured_server(
+    fake_discord: FakeDiscord, core: CommandCore
+) -> None:
+    settings = DiscordSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        DISCORD_TOKEN="test-token",
+        DISCORD_SYNC_GUILD_ID=fake_discord.guild.id,
+    )
+    client = WikiBot(core, settings, cooldown=None, guild_ready_timeout=0.05)
+    async with running(client, fake_discord):
+        guild_commands = [c for c in fake_discord.registered_commands if c.guild_id == fake_discord.guild.id]
+    assert sorted(c.name for c in guild_commands) == ["help", "recent", "setlang", "stats"]
+
+
+async def test_language_autocomplete_offers_wikis(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    choices = await fake_discord.autocomplete(
+        "stats",
+        focused="language",
+        value="zh-",
+        options={"date": "2021-08-27"},
+        user=fake_discord.users.alice,
+    )
+    assert [c["value"] for c in choices][:3] == ["zh-yue", "zh-min-nan", "zh-classical"]
+    empty = await fake_discord.autocomplete(
+        "recent", focused="language", value="", user=fake_discord.users.alice
+    )
+    assert len(empty) == 25
+
+
+# --- !recent ---------------------------------------------------------------------------------------
+
+
+async def test_prefix_recent_shows_the_five_newest_human_changes_of_the_capture(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    expected = newest_capture_rows("enwiki")[:5]
+
+    [reply] = await ask(fake_discord, "!recent en 5")
+
+    assert reply.content == (
+        "The 5 newest changes on en.wikipedia.org, newest first (bot changes and category changes left out)."
+    )
+    lines = embed_lines([reply])
+    assert len(lines) == 5
+    for line, row in zip(lines, expected, strict=True):
+        assert_entry_is(line, row)
+    assert reply.allowed_mentions == {"parse": [], "replied_user": False}
+    assert reply.message_reference is not None  # a reply to the command, without pinging its author
+    assert reply.mention_ids == []
+
+
+async def test_slash_recent_answers_the_same_as_prefix(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    [prefix_reply] = await ask(fake_discord, "!recent en 5")
+
+    result = await fake_discord.invoke_slash(
+        "recent", {"language": "en", "count": 5}, user=fake_discord.users.alice, timeout=5
+    )
+
+    [answer] = answer_messages(result)
+    assert answer["content"] == prefix_reply.content
+    assert embed_lines(answer["embeds"]) == embed_lines([prefix_reply])
+    assert not result.responses[0].ephemeral
+
+
+async def test_recent_with_bots_includes_the_capture_bot_changes(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    expected = newest_capture_rows("wikidatawiki", bots=True)[:3]
+    assert any(row["bot"] for row in newest_capture_rows("wikidatawiki", bots=True))
+
+    result = await fake_discord.invoke_slash(
+        "recent", {"language": "wikidata", "count": 3, "bots": True}, user=fake_discord.users.alice
+    )
+
+    lines = embed_lines(answer_messages(result)[0]["embeds"])
+    assert len(lines) == 3
+    for line, row in zip(lines, expected, strict=True):
+        assert_entry_is(line, row)
+
+
+async def test_a_hundred_changes_are_split_within_discord_limits(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    expected = newest_capture_rows("enwiki")[:100]
+    sent = await fake_discord.send_user_message("!recent en 100", author=fake_discord.users.alice)
+    await asyncio.sleep(0)
+    replies = await fake_discord.wait_for_bot_messages(
+        fake_discord.channels.general, after=sent, count=2, timeout=5
+    )
+    # Wait until every part has arrived: the parts hold 100 entries in all.
+    for _ in range(50):
+        replies = [m for m in fake_discord.bot_messages(fake_discord.channels.general) if m.id > sent.id]
+        if len(embed_lines(replies)) >= 100:
+            break
+        await asyncio.sleep(0.1)
+
+    assert len(replies) >= 2
+    lines = embed_lines(replies)
+    assert len(lines) == 100
+    for line, row in zip(lines, expected, strict=True):
+        assert_entry_is(line, row)
+    for message in replies:
+        assert len(message.content) <= 2000
+        assert (
+            sum(len(e.get("description") or "") + len(e.get("title") or "") for e in message.embeds) <= 6000
+        )
+
+
+async def test_recent_over_the_maximum_is_lowered_and_says_so(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    sent = await fake_discord.send_user_message("!recent 500 en", author=fake_discord.users.alice)
+    [first] = await fake_discord.wait_for_bot_messages(fake_discord.channels.general, after=sent, timeout=5)
+    assert first.content.endswith("(100 is the most !recent shows.)")
+
+
+# --- !stats ----------------------------------------------------------------------------------------
+
+
+async def test_stats_prefix_and_slash(
+    fake_discord: FakeDiscord, bot: WikiBot, conn: psycopg.Connection
+) -> None:
+    day = date(2021, 8, 26)
+    insert_rollup(conn, day)
+    insert_day_stats(conn, day, "enwiki", changes=1234, edits=1000, top_pages=[("Main Page", 7)])
+    conn.commit()
+
+    [reply] = await ask(fake_discord, "!stats 2021-08-26 en")
+    result = await fake_discord.invoke_slash(
+        "stats", {"date": "2021-08-26", "language": "en"}, user=fake_discord.users.alice
+    )
+
+    assert reply.content == "On 2021-08-26, there were 1234 changes for language 'en'."
+    [embed] = reply.embeds
+    assert embed["title"] == "en.wikipedia.org on 2021-08-26"
+    assert {f["name"]: f["value"] for f in embed["fields"]}["Edits"] == "1,000"
+    [answer] = answer_messages(result)
+    assert answer["content"] == reply.content
+    assert answer["embeds"][0]["fields"] == embed["fields"]
+
+
+async def test_stats_for_a_day_without_data(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    [reply] = await ask(fake_discord, "!stats 2021-08-01 en")
+    assert reply.content == "No stats found for en on 2021-08-01\nTestON was not collecting changes that day."
+
+
+# --- !setLang --------------------------------------------------------------------------------------
+
+
+async def test_setlang_guild_needs_manage_server_as_prefix_command(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    [refused] = await ask(fake_discord, "!setLang de guild")
+    [allowed] = await ask(fake_discord, "!setLang de guild", author=fake_discord.users.moderator)
+    [recent] = await ask(fake_discord, "!recent 1")
+
+    assert refused.content == (
+        "Only members with the Manage Server permission can set the server's default. "
+        "Usage: !setLang <code> [guild]"
+    )
+    assert allowed.content == "This server's default language is now 'de' (de.wikipedia.org)."
+    assert recent.content.startswith("The 1 newest change on de.wikipedia.org")
+
+
+async def test_setlang_guild_needs_manage_server_as_slash_command(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    refused = await fake_discord.invoke_slash(
+        "setlang", {"language": "fr", "server": True}, user=fake_discord.users.alice
+    )
+    allowed = await fake_discord.invoke_slash(
+        "setlang", {"language": "fr", "server": True}, user=fake_discord.users.owner
+    )
+    mine = await fake_discord.invoke_slash("setlang", {"language": "vi"}, user=fake_discord.users.alice)
+    [recent] = await ask(fake_discord, "!recent 1")
+
+    assert refused.responses[0].ephemeral
+    assert refused.responses[0].content == (
+        "Only members with the Manage Server permission can set the server's default. "
+        "Usage: /setlang language:<code> [server]"
+    )
+    assert allowed.responses[0].content == "This server's default language is now 'fr' (fr.wikipedia.org)."
+    assert mine.responses[0].content == "Your default language is now 'vi' (vi.wikipedia.org)."
+    assert recent.content.startswith("The 1 newest change on vi.wikipedia.org")  # the user's own comes first
+
+
+async def test_unknown_language_suggests_near_matches(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    [reply] = await ask(fake_discord, "!setLang enn")
+    assert reply.content.startswith("Unknown language 'enn'. Did you mean 'en'")
+    assert reply.content.endswith("Usage: !setLang <code> [guild]")
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("!stats 2025-02-30", "'2025-02-30' is not a real day. Usage: !stats <yyyy-mm-dd> [lang]"),
+        (
+            "!stats 2000-01-01",
+            "2000-01-01 is before Wikipedia began (2001). Usage: !stats <yyyy-mm-dd> [lang]",
+        ),
+        (
+            "!stats 2021-08-28",
+            "2021-08-28 is in the future (today is 2021-08-27 UTC). Usage: !stats <yyyy-mm-dd> [lang]",
+        ),
+        ("!stats", "Which day? Give a date such as 2025-02-04. Usage: !stats <yyyy-mm-dd> [lang]"),
+        ("!stats 2021-08-27 en de", "Unexpected extra argument 'de'. Usage: !stats <yyyy-mm-dd> [lang]"),
+        ("!recent en ten", "Unexpected extra argument 'ten'. Usage: !recent [lang] [n] [bots]"),
+        ("!recent 2.5", "'2.5' is not a whole number of changes. Usage: !recent [lang] [n] [bots]"),
+        ("!recent 0", "The number of changes must be from 1 to 100. Usage: !recent [lang] [n] [bots]"),
+        # An unbalanced quote: discord.py's own parser fails, and the text is parsed as `teston ask` would.
+        ('!recent "en', "Unknown language '\"en'. Did you mean 'en'? Usage: !recent [lang] [n] [bots]"),
+        (
+            "!recent " + "x" * 300,
+            "That is too long (300 characters; at most 200). Usage: !recent [lang] [n] [bots]",
+        ),
+        (
+            "!recent **@everyone**",
+            "Unknown language '\\*\\*@\u200beveryone\\*\\*'. Usage: !recent [lang] [n] [bots]",
+        ),
+    ],
+)
+async def test_bad_arguments_get_one_usage_line(
+    fake_discord: FakeDiscord, bot: WikiBot, text: str, expected: str
+) -> None:
+    [reply] = await ask(fake_discord, text)
+    assert reply.content == expected
+    assert reply.embeds == []
+    assert reply.mention_everyone is False and reply.mention_ids == [] and reply.mention_role_ids == []
+
+
+async def test_slash_errors_are_private(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    result = await fake_discord.invoke_slash("stats", {"date": "2025-02-30"}, user=fake_discord.users.alice)
+    [response] = result.responses
+    assert response.ephemeral
+    assert response.content == "'2025-02-30' is not a real day. Usage: /stats date:<yyyy-mm-dd> [language]"
+    assert fake_discord.bot_messages() == []
+
+
+async def test_mentions_in_arguments_never_ping(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    role = fake_discord.roles.moderators
+    [reply] = await ask(fake_discord, f"!setLang <@&{role.id}>")
+    assert reply.mention_role_ids == [] and reply.mention_everyone is False
+    assert "<@&" not in reply.content
+
+
+async def test_unknown_commands_are_ignored(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    sent = await fake_discord.send_user_message("!ping", author=fake_discord.users.alice)
+    [help_reply] = await ask(fake_discord, "!help")
+    assert help_reply.id > sent.id
+    assert [m.id for m in fake_discord.bot_messages()] == [help_reply.id]
+    assert help_reply.embeds[0]["title"] == "TestON commands"
+
+
+async def test_help_as_slash_command(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    result = await fake_discord.invoke_slash("help", {"command": "stats"}, user=fake_discord.users.alice)
+    [response] = result.responses
+    assert response.ephemeral
+    assert "!stats <yyyy-mm-dd> [lang]" in response.embeds[0]["description"]
+
+
+async def test_per_user_cooldown(fake_discord: FakeDiscord, core: CommandCore) -> None:
+    async with running(make_bot(core, cooldown=commands.Cooldown(1, 60.0)), fake_discord):
+        [first] = await ask(fake_discord, "!help")
+        [second] = await ask(fake_discord, "!help")
+        [other_user] = await ask(fake_discord, "!help", author=fake_discord.users.moderator)
+    assert first.embeds and other_user.embeds
+    assert second.content.startswith("Slow down a little: try again in ")
+
+
+async def test_concurrent_slash_commands_each_get_their_own_answer(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    users = [fake_discord.users.alice, fake_discord.users.moderator, fake_discord.users.owner]
+    languages = ["en", "vi", "wikidata"]
+    started = [
+        await fake_discord.start_slash("recent", {"language": lang, "count": 2}, user=user)
+        for user, lang in zip(users, languages, strict=True)
+    ]
+    for result in started:
+        await fake_discord.state.changes.wait_for(result.has_visible_answer, timeout=5, what="an answer")
+    hosts = [answer_messages(result)[0]["content"].split(" on ")[1].split(",")[0] for result in started]
+    assert hosts == ["en.wikipedia.org", "vi.wikipedia.org", "www.wikidata.org"]
+
+
+# --- without the Message Content intent ------------------------------------------------------------
+
+
+async def test_bot_falls_back_to_slash_commands_without_message_content(
+    core: CommandCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeDiscord.start(allowed_privileged_intents=0) as fake:
+        with pointed_at(fake):
+            task = asyncio.create_task(run_bot(core, SETTINGS, cooldown=None, guild_ready_timeout=0.05))
+            try:
+                # The first IDENTIFY asks for Message Content and is refused; the second does not ask.
+                for _ in range(100):
+                    if (
+                        fake.gateway.session is not None
+                        and not fake.intents & discord.Intents(message_content=True).value
+                    ):
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
+                result = await fake.invoke_slash(
+                    "recent", {"language": "en", "count": 1}, user=fake.users.alice
+                )
+                sent = await fake.send_user_message(
+                    f"{fake.users.bot.mention} recent en 1", author=fake.users.alice
+                )
+                [mentioned] = await fake.wait_for_bot_messages(after=sent, timeout=5)
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    assert answer_messages(result)[0]["content"].startswith("The 1 newest change on en.wikipedia.org")
+    assert mentioned.content.startswith("The 1 newest change on en.wikipedia.org")
+    assert "Message Content Intent" in caplog.text
+    assert "test-token" not in caplog.text
