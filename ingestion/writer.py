@@ -27,6 +27,9 @@ from teston.partitions import day_of, ensure_partitions
 
 T = TypeVar("T")
 
+_EVENT_TIME = INGEST_COLUMNS.index("event_time")
+_RAW = INGEST_COLUMNS.index("raw")
+
 log = logging.getLogger(__name__)
 
 STAGING_TABLE = "ingest_staging"
@@ -97,7 +100,7 @@ _MOVE_ROWS = sql.SQL(
         INSERT INTO day_arrivals (day, last_received_at)
         SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date, now() FROM inserted
         ON CONFLICT (day) DO UPDATE SET last_received_at = EXCLUDED.last_received_at
-    )
+    ){cursor}
     SELECT count(*) FROM inserted
     """
 )
@@ -116,6 +119,18 @@ _INSERT_ONE = sql.SQL(
     SELECT count(*) FROM inserted
     """
 )
+
+_SAVE_CURSOR = """
+    INSERT INTO stream_cursors (stream, last_event_id, last_event_time, updated_at)
+    VALUES (%(stream)s, %(position)s, %(time)s, now())
+    ON CONFLICT (stream) DO UPDATE SET
+        last_event_id = EXCLUDED.last_event_id,
+        last_event_time = GREATEST(stream_cursors.last_event_time, EXCLUDED.last_event_time),
+        updated_at = EXCLUDED.updated_at
+"""
+
+# The cursor moves in the same statement as the rows, saving a round trip per batch.
+_CURSOR_CTE = f", cursor AS ({_SAVE_CURSOR})"
 
 # The same refused payload from the same origin is one quarantine row: a resume re-sends events, and
 # re-ingesting a file must change nothing.
@@ -138,15 +153,6 @@ _RECORD_GAP = """
     )
 """
 
-_SAVE_CURSOR = """
-    INSERT INTO stream_cursors (stream, last_event_id, last_event_time, updated_at)
-    VALUES (%(stream)s, %(position)s, %(time)s, now())
-    ON CONFLICT (stream) DO UPDATE SET
-        last_event_id = EXCLUDED.last_event_id,
-        last_event_time = GREATEST(stream_cursors.last_event_time, EXCLUDED.last_event_time),
-        updated_at = EXCLUDED.updated_at
-"""
-
 
 def _nul_free(text: str) -> str:
     # PostgreSQL text cannot hold NUL; a quarantined payload must still be storable.
@@ -167,11 +173,15 @@ class BatchWriter:
             sql.SQL("{}::jsonb").format(sql.Identifier(c)) if c == "raw" else sql.Identifier(c)
             for c in INGEST_COLUMNS
         ]
-        self._move = _MOVE_ROWS.format(
-            columns=self._columns,
-            selected=sql.SQL(", ").join(selected),
-            staging=sql.Identifier(STAGING_TABLE),
-        )
+        move = {
+            "columns": self._columns,
+            "selected": sql.SQL(", ").join(selected),
+            "staging": sql.Identifier(STAGING_TABLE),
+        }
+        self._move = _MOVE_ROWS.format(**move, cursor=sql.SQL(""))
+        self._move_with_cursor = _MOVE_ROWS.format(**move, cursor=sql.SQL(_CURSOR_CTE))
+        # Days whose partition this connection has seen to exist, so most batches skip the catalog.
+        self._known_days: set[date] = set()
         values = [sql.SQL("%s::jsonb") if c == "raw" else sql.SQL("%s") for c in INGEST_COLUMNS]
         self._insert_one = _INSERT_ONE.format(columns=self._columns, values=sql.SQL(", ").join(values))
         self._prepare()
@@ -206,16 +216,23 @@ class BatchWriter:
     def commit(self, batch: Batch) -> BatchOutcome:
         """Commit the batch atomically; on a row the database refuses, quarantine that row instead."""
         started = time.perf_counter()
+        days = self._days_of(batch.rows)
+        refused: list[QuarantinedEvent] = []
         try:
-            with self.conn.transaction():
-                inserted, days = self._copy_rows(batch.rows)
-                refused: list[QuarantinedEvent] = []
-                rejected = self._finish(batch, refused)
+            inserted, rejected = self._commit_whole(batch, days)
         except ROW_ERRORS as exc:
-            log.warning("batch refused by the database (%s); isolating the offending rows", exc)
-            with self.conn.transaction():
-                inserted, days, refused = self._insert_one_by_one(batch)
-                rejected = self._finish(batch, refused)
+            # The partition of a known day may have been dropped (retention) since it was cached: check
+            # them all again before blaming the rows.
+            self._known_days.clear()
+            try:
+                inserted, rejected = self._commit_whole(batch, days)
+            except ROW_ERRORS:
+                log.warning("batch refused by the database (%s); isolating the offending rows", exc)
+                with self.conn.transaction():
+                    ensure_partitions(self.conn, days)
+                    inserted, refused = self._insert_one_by_one(batch)
+                    rejected = self._finish(batch, refused, cursor_saved=False)
+        self._known_days |= days
         return BatchOutcome(
             inserted=inserted,
             duplicates=len(batch.rows) - inserted - len(refused),
@@ -225,34 +242,38 @@ class BatchWriter:
             days=frozenset(days),
         )
 
-    def _copy_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, set[date]]:
-        if not rows:
-            return 0, set()
-        with self.conn.cursor() as cur:
-            with cur.copy(self._copy) as copy:
-                copy.set_types(self._column_types)
-                write = copy.write_row
-                for row in rows:
-                    write(row)
-            days = {
-                day
-                for (day,) in cur.execute(
-                    sql.SQL("SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date FROM {}").format(
-                        sql.Identifier(STAGING_TABLE)
-                    )
-                )
-            }
-            ensure_partitions(self.conn, days)
-            (inserted,) = cur.execute(self._move).fetchone() or (0,)
-        return int(inserted), days
+    @staticmethod
+    def _days_of(rows: Sequence[tuple[Any, ...]]) -> set[date]:
+        # Distinct times first: a batch spans a few minutes of second-resolution times, so this stays
+        # off the per-row path.
+        return {day_of(moment) for moment in {row[_EVENT_TIME] for row in rows}}
 
-    def _insert_one_by_one(self, batch: Batch) -> tuple[int, set[date], list[QuarantinedEvent]]:
+    def _commit_whole(self, batch: Batch, days: set[date]) -> tuple[int, int]:
+        """One transaction of few round trips: COPY, then one statement moving rows and the cursor."""
+        with self.conn.transaction():
+            if not days <= self._known_days:
+                ensure_partitions(self.conn, days)
+            inserted = 0
+            if batch.rows:
+                with self.conn.cursor() as cur:
+                    with cur.copy(self._copy) as copy:
+                        copy.set_types(self._column_types)
+                        write = copy.write_row
+                        for row in batch.rows:
+                            write(row)
+                    move = self._move_with_cursor if batch.position is not None else self._move
+                    params = self._cursor_params(batch) if batch.position is not None else None
+                    (inserted,) = cur.execute(move, params).fetchone() or (0,)
+            rejected = self._finish(batch, (), cursor_saved=bool(batch.rows))
+        return int(inserted), rejected
+
+    @staticmethod
+    def _cursor_params(batch: Batch) -> dict[str, Any]:
+        return {"stream": batch.stream, "position": batch.position, "time": batch.last_event_time}
+
+    def _insert_one_by_one(self, batch: Batch) -> tuple[int, list[QuarantinedEvent]]:
         inserted = 0
         refused: list[QuarantinedEvent] = []
-        at = INGEST_COLUMNS.index("event_time")
-        days = {day_of(row[at]) for row in batch.rows}
-        ensure_partitions(self.conn, days)
-        raw_at = INGEST_COLUMNS.index("raw")
         for row in batch.rows:
             try:
                 with self.conn.transaction():  # a savepoint per row
@@ -260,10 +281,10 @@ class BatchWriter:
                     inserted += int(count)
             except ROW_ERRORS as exc:
                 reason = f"database: {type(exc).__name__}: {str(exc).strip()}"
-                refused.append(QuarantinedEvent(batch.stream, reason, _nul_free(str(row[raw_at]))))
-        return inserted, days, refused
+                refused.append(QuarantinedEvent(batch.stream, reason, _nul_free(str(row[_RAW]))))
+        return inserted, refused
 
-    def _finish(self, batch: Batch, refused: Sequence[QuarantinedEvent]) -> int:
+    def _finish(self, batch: Batch, refused: Sequence[QuarantinedEvent], *, cursor_saved: bool) -> int:
         quarantined = [*batch.quarantined, *refused]
         rejected = 0
         if quarantined:
@@ -280,11 +301,8 @@ class BatchWriter:
             self.conn.execute(
                 _RECORD_GAP, {"stream": gap.stream, "gap_from": gap.gap_from, "gap_to": gap.gap_to}
             )
-        if batch.position is not None:
-            self.conn.execute(
-                _SAVE_CURSOR,
-                {"stream": batch.stream, "position": batch.position, "time": batch.last_event_time},
-            )
+        if batch.position is not None and not cursor_saved:
+            self.conn.execute(_SAVE_CURSOR, self._cursor_params(batch))
         return rejected
 
 

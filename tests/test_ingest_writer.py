@@ -11,6 +11,7 @@ import pytest
 from ingestion.events import ChangeRow
 from ingestion.gaps import IngestGap
 from ingestion.writer import Batch, BatchWriter, QuarantinedEvent, ResilientWriter, WriterStopped
+from teston import partitions
 
 STREAM = "https://stream.example/recentchange"
 
@@ -125,3 +126,14 @@ def test_a_writer_that_cannot_reach_postgres_commits_nothing_and_gives_up_when_t
     assert writer.outages == 1
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM stream_cursors").fetchone() == (0,)
+
+
+def test_a_partition_dropped_after_it_was_seen_is_created_again(conn: psycopg.Connection) -> None:
+    writer = BatchWriter(conn)
+    moment = datetime(2021, 8, 27, 13, 20, tzinfo=UTC)
+    writer.commit(Batch(STREAM, [change(moment)], position="[1]"))
+    with conn.transaction():
+        partitions.drop_partition(conn, date(2021, 8, 27))  # retention, behind the writer's back
+    outcome = writer.commit(Batch(STREAM, [change(moment)], position="[2]"))
+    assert (outcome.inserted, outcome.refused_rows) == (1, 0)
+    assert conn.execute("SELECT count(*) FROM rejected_events").fetchone() == (0,)
