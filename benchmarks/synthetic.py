@@ -26,10 +26,11 @@ import json
 import operator
 import random
 import re
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -380,13 +381,35 @@ class EventFactory:
             )
             yield join(chain(zip(template.pieces, template.pick(values), strict=True)))
 
+    def each_template(self, moment: datetime) -> Iterator[tuple[Template, float, str]]:
+        """Every template once, unmutated but for `meta.id` and the time: (template, weight, JSON text)."""
+        second = int(moment.timestamp())
+        dt = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rng = random.Random(self.seed)
+        previous = 0.0
+        for template, cumulative in zip(self.profile.templates, self.profile.cum_weights, strict=True):
+            meta_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            values = (
+                meta_id,
+                dt,
+                str(second),
+                "0",
+                str(template.rcid),
+                str(template.rev_new - template.rev_delta),
+                str(template.rev_new),
+                template.title_escaped,
+                template.user if template.user_plain else json.dumps(template.user, ensure_ascii=False)[1:-1],
+                "",
+            )
+            text = "".join(
+                itertools.chain.from_iterable(zip(template.pieces, template.pick(values), strict=True))
+            )
+            yield template, cumulative - previous, text
+            previous = cumulative
+
 
 def sse_frames(lines: Iterable[str]) -> Iterator[bytes]:
     """Each event framed as the live stream frames it (`event: message`, a JSON `id:`, `data:`)."""
     for offset, line in enumerate(lines):
         event_id = f'[{{"topic":"eqiad.mediawiki.recentchange","partition":0,"offset":{offset}}}]'
         yield f"event: message\nid: {event_id}\ndata: {line}\n\n".encode()
-
-
-def day_range(first: datetime, days: int) -> tuple[datetime, datetime]:
-    return first, first + timedelta(days=days)

@@ -1,0 +1,181 @@
+"""Figure 3: the roll-up of one closed day (Parquet export + every aggregate) against PostgreSQL's own read.
+
+The day (1M synthetic events by default, 4M with `--size large`) is loaded through the real ingest path.
+Then, interleaved, per round:
+
+A. roll-up: `analytics.rollup.rollup_day` for the closed day, in a fresh child process (so its peak
+   RSS is its own): export the typed and raw datasets to Parquet, verify them, compute the figures and
+   replace the summary rows. Timed inside the child around that call only.
+B. the read: the query the exporter sends, `COPY (SELECT <its columns> FROM recent_changes WHERE <the
+   day> ORDER BY event_time, event_id) TO STDOUT (FORMAT CSV)`, drained by psycopg and thrown away.
+
+Both run warm: one untimed read comes first, so neither pays for reading the table from disk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from benchmarks.harness import (
+    Context,
+    Figure,
+    human_bytes,
+    ingest_file,
+    postgres,
+    ratio,
+    run_in_child,
+    write_lines,
+)
+from benchmarks.synthetic import EventFactory
+from teston.partitions import day_bounds
+
+DAY = date(2025, 5, 4)
+TARGET_READ_MULTIPLE = 2.0
+TARGET_PEAK_RSS = 1 << 30
+PEAK_RSS_STATED_AT = 4_000_000
+
+# The columns and order of `analytics.day_rows`: the typed columns, then the raw JSON as text.
+_TYPED_COLUMNS = (
+    "event_time",
+    "event_id",
+    "wiki",
+    "server_name",
+    "lang",
+    "project",
+    "type",
+    "namespace",
+    "title",
+    "user_name",
+    "bot",
+    "minor",
+    "patrolled",
+    "length_old",
+    "length_new",
+    "revision_old",
+    "revision_new",
+    "rcid",
+    "log_type",
+    "log_action",
+    "comment",
+    "received_at",
+)
+
+
+def read_day_query(day: date) -> sql.Composed:
+    """The exporter's read of a day: every column, raw as text, in key order, as CSV."""
+    start, end = day_bounds(day)
+    columns: list[sql.Composable] = [sql.Identifier(name) for name in _TYPED_COLUMNS]
+    columns.append(sql.SQL("raw::text"))
+    return sql.SQL(
+        "COPY (SELECT {} FROM recent_changes WHERE event_time >= {} AND event_time < {}"
+        " ORDER BY event_time, event_id) TO STDOUT (FORMAT CSV)"
+    ).format(sql.SQL(", ").join(columns), sql.Literal(start), sql.Literal(end))
+
+
+def drain_day(url: str, day: date) -> int:
+    """PostgreSQL's read of the day, received and discarded; the bytes received."""
+    received = 0
+    with psycopg.connect(url) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        with conn.cursor().copy(read_day_query(day)) as copy:
+            for chunk in copy:
+                received += len(chunk)
+    return received
+
+
+def rollup_in_child(url: str, export_dir: str, day: date) -> dict[str, float]:
+    """Runs in a spawned process: roll the day up (final, with its export); seconds and counts."""
+    from analytics.rollup import rollup_day
+
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        result = rollup_day(conn, Path(export_dir), day, now=datetime.now(UTC))
+        seconds = time.perf_counter() - started
+    exported = result.exported
+    return {
+        "seconds": seconds,
+        "events": float(result.events),
+        "wikis": float(result.wikis),
+        "typed_bytes": float(exported.bytes if exported else 0),
+        "raw_bytes": float(exported.raw_bytes if exported else 0),
+    }
+
+
+def run(context: Context) -> list[Figure]:
+    size = context.size
+    start, end = day_bounds(DAY)
+    events = size.rollup_events
+    jsonl = context.workdir / "rollup-day.jsonl"
+    context.log(f"rollup: generating {events:,} events")
+    json_bytes = write_lines(
+        jsonl, EventFactory(context.profile, seed=context.seed).events(events, start, end)
+    )
+    with postgres() as server:
+        context.log("rollup: loading them through the ingest path")
+        load_started = time.monotonic()
+        stored = ingest_file(server.url, jsonl)
+        context.log(f"rollup: {stored:,} rows loaded in {time.monotonic() - load_started:.0f}s")
+        jsonl.unlink()
+        export_dir = context.workdir / "exports"
+
+        drain_day(server.url, DAY)  # warm-up: both sides then read from memory
+        rollup_seconds: list[float] = []
+        read_seconds: list[float] = []
+        peaks: list[int] = []
+        last: dict[str, float] = {}
+        for round_no in range(size.rollup_rounds):
+            shutil.rmtree(export_dir, ignore_errors=True)
+            last, peak = run_in_child(rollup_in_child, server.url, str(export_dir), DAY)
+            rollup_seconds.append(last["seconds"])
+            peaks.append(peak)
+            started = time.perf_counter()
+            drain_day(server.url, DAY)
+            read_seconds.append(time.perf_counter() - started)
+            context.log(
+                f"rollup round {round_no + 1}: roll-up {rollup_seconds[-1]:.2f}s (peak RSS "
+                f"{human_bytes(peak)}), read {read_seconds[-1]:.2f}s"
+            )
+        shutil.rmtree(export_dir, ignore_errors=True)
+
+    if int(last.get("events", -1)) != stored:
+        raise RuntimeError(f"the roll-up counted {last.get('events')} events, {stored} were stored")
+    multiple = ratio([a / b for a, b in zip(rollup_seconds, read_seconds, strict=True)])
+    peak = max(peaks)
+    rss_applies = events >= PEAK_RSS_STATED_AT
+    met = multiple.median <= TARGET_READ_MULTIPLE and (peak <= TARGET_PEAK_RSS or not rss_applies)
+    median_rollup = sorted(rollup_seconds)[len(rollup_seconds) // 2]
+    median_read = sorted(read_seconds)[len(read_seconds) // 2]
+    return [
+        Figure(
+            number=3,
+            what=f"roll-up of one day (export + all aggregates), {stored:,} events",
+            result=f"{median_rollup:.2f} s ({stored / median_rollup:,.0f} events/s), "
+            f"peak RSS {human_bytes(peak)}",
+            baseline=f"PostgreSQL's COPY (SELECT …) TO STDOUT of the day, drained: {median_read:.2f} s",
+            ratio=str(multiple),
+            target="≤ 2 × the read; peak RSS ≤ 1 GiB at 4M"
+            + ("" if rss_applies else " (RSS target not applicable at this size)"),
+            met=met,
+            values={
+                "rollup_s": median_rollup,
+                "read_s": median_read,
+                "ratio": multiple.median,
+                "ratio_low": multiple.low,
+                "ratio_high": multiple.high,
+                "peak_rss_bytes": float(peak),
+                "events": float(stored),
+                "json_bytes": float(json_bytes),
+            },
+            notes=(
+                f"{size.rollup_rounds} rounds A/B; {int(last.get('wikis', 0))} wikis; Parquet export "
+                f"{human_bytes(last.get('typed_bytes', 0))} typed + {human_bytes(last.get('raw_bytes', 0))}"
+                " raw."
+            ),
+        )
+    ]
