@@ -1,0 +1,144 @@
+"""Daily Parquet exports: layout, atomic replacement, verified counts, exact values, determinism."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+from analytics import day_rows, exports
+from ingestion.replay import ingest_path
+from teston.schema import RECENT_CHANGE_COLUMNS
+
+DATA = Path(__file__).parent / "data"
+DAY = date(2024, 5, 1)
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    """A minimal current-shape recentchange event on enwiki at noon of DAY."""
+    moment = datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC)
+    base: dict[str, Any] = {
+        "$schema": "/mediawiki/recentchange/1.0.0",
+        "meta": {"id": str(uuid.uuid4()), "dt": moment.isoformat(), "domain": "en.wikipedia.org"},
+        "type": "edit",
+        "namespace": 0,
+        "title": "Tea",
+        "timestamp": int(moment.timestamp()),
+        "user": "Alice",
+        "bot": False,
+        "length": {"old": 10, "new": 20},
+        "revision": {"old": 1, "new": 2},
+        "server_name": "en.wikipedia.org",
+        "wiki": "enwiki",
+        "comment": "c",
+    }
+    return base | fields
+
+
+def ingest(db_url: str, tmp_path: Path, events: list[dict[str, Any]]) -> None:
+    path = tmp_path / f"events-{uuid.uuid4().hex}.jsonl"
+    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
+    summary = ingest_path(db_url, path)
+    assert summary.ingested == len(events)
+
+
+def test_the_export_covers_every_column_of_the_table() -> None:
+    assert sorted([*day_rows.TYPED_COLUMNS, "raw"]) == sorted(RECENT_CHANGE_COLUMNS)
+
+
+def test_layout_is_hive_partitioned_by_day(tmp_path: Path) -> None:
+    assert exports.day_path(tmp_path, DAY) == (
+        tmp_path / "recent_changes" / "date=2024-05-01" / "part-0.parquet"
+    )
+    assert exports.raw_day_path(tmp_path, DAY).parent.name == "date=2024-05-01"
+    assert exports.dataset_glob(tmp_path).endswith("recent_changes/date=*/*.parquet")
+    assert exports.exported_days(tmp_path) == []
+
+
+def test_export_writes_verified_files_that_read_back_identically(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    awkward = [
+        event(title="NULL", comment=""),
+        event(title="N/A", comment='quote " comma , semicolon ;'),
+        event(title="Ünïcödé — 日本語", comment="line\nbreak", user="1.2.3.4"),
+        event(type="new", length={"new": 5}, revision={"new": 9}, comment=None),
+        event(type="log", log_type="move", log_action="move", log_params=["a"], length=None, revision=None),
+    ]
+    ingest(db_url, tmp_path, awkward)
+    export_dir = tmp_path / "exports"
+
+    result = exports.export_day(conn, export_dir, DAY)
+
+    assert result.rows == 5
+    assert result.path == exports.day_path(export_dir, DAY)
+    assert exports.exported_days(export_dir) == [DAY]
+    recorded = exports.recorded_export(conn, DAY)
+    assert recorded is not None and recorded.rows == 5 and recorded.verified_at is not None
+    assert recorded.max_received_at == result.max_received_at
+    # No temporary file is left beside the export.
+    assert sorted(p.name for p in result.path.parent.iterdir()) == ["part-0.parquet"]
+
+    # Every typed value is the one PostgreSQL holds, in (event_time, event_id) order.
+    columns = ", ".join(day_rows.TYPED_COLUMNS)
+    expected = conn.execute(
+        f"SELECT {columns}, raw FROM recent_changes ORDER BY event_time, event_id"
+    ).fetchall()
+    table = pq.read_table(result.path)
+    assert table.schema == day_rows.TYPED_SCHEMA
+    got = table.to_pylist()
+    for row, want in zip(got, expected, strict=True):
+        want_typed = dict(zip(day_rows.TYPED_COLUMNS, want[:-1], strict=True))
+        want_typed["event_id"] = str(want_typed["event_id"])
+        assert row == want_typed
+    raw = pq.read_table(result.raw_path).to_pylist() if result.raw_path else []
+    assert [json.loads(r["raw"]) for r in raw] == [want[-1] for want in expected]
+
+    # DuckDB and Polars read the dataset through the layout's glob with the same count.
+    glob = exports.dataset_glob(export_dir)
+    with duckdb.connect() as duck:
+        query = f"SELECT count(*), min(date) FROM read_parquet('{glob}', hive_partitioning = true)"
+        assert duck.execute(query).fetchone() == (5, DAY)
+    assert pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item() == 5
+
+
+def test_re_export_gives_identical_bytes(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    ingest(db_url, tmp_path, [event(title=f"Page {n}", user=f"U{n % 3}") for n in range(50)])
+    export_dir = tmp_path / "exports"
+    first = exports.export_day(conn, export_dir, DAY)
+    typed, raw = first.path.read_bytes(), first.raw_path.read_bytes() if first.raw_path else b""
+    second = exports.export_day(conn, export_dir, DAY)
+    assert second.path.read_bytes() == typed
+    assert second.raw_path is not None and second.raw_path.read_bytes() == raw
+
+
+def test_a_day_without_rows_exports_an_empty_file(conn: psycopg.Connection, tmp_path: Path) -> None:
+    result = exports.export_day(conn, tmp_path, DAY)
+    assert result.rows == 0
+    assert pq.read_table(result.path).num_rows == 0
+
+
+def test_an_export_never_shrinks(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    ingest(db_url, tmp_path, [event(), event()])
+    exports.export_day(conn, tmp_path, DAY)
+    before = exports.day_path(tmp_path, DAY).read_bytes()
+    conn.execute("DELETE FROM recent_changes WHERE event_time >= %s", (datetime(2024, 5, 1, tzinfo=UTC),))
+    conn.commit()
+    with pytest.raises(exports.ExportError, match="already has 2"):
+        exports.export_day(conn, tmp_path, DAY)
+    assert exports.day_path(tmp_path, DAY).read_bytes() == before
+    assert [p.name for p in exports.day_path(tmp_path, DAY).parent.iterdir()] == ["part-0.parquet"]
+
+
+def test_export_needs_a_connection_outside_a_transaction(conn: psycopg.Connection, tmp_path: Path) -> None:
+    conn.execute("SELECT 1")
+    with pytest.raises(RuntimeError, match="not inside a transaction"):
+        exports.export_day(conn, tmp_path, DAY)
