@@ -134,6 +134,8 @@ class AnalyticsScheduler:
             args=[self.run_intraday],
             id=INTRADAY,
             name="intraday roll-up",
+            coalesce=True,
+            max_instances=1,
             # A run later than half an interval would fall in the next slot: skip it instead.
             misfire_grace_time=max(1, int(interval.total_seconds() / 2)),
         )
@@ -148,6 +150,8 @@ class AnalyticsScheduler:
             args=[self.run_nightly],
             id=NIGHTLY,
             name="nightly export, finalization and retention",
+            coalesce=True,
+            max_instances=1,
             misfire_grace_time=int(NIGHTLY_MISFIRE_GRACE.total_seconds()),
             # At start-up, catch up on a night that was missed; a slot already run is skipped.
             next_run_time=self._clock(),

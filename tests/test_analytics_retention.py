@@ -1,0 +1,110 @@
+"""Retention drops a raw partition only when its export is verified and still complete."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg
+
+from analytics import exports, retention, rollup
+from ingestion.replay import ingest_path
+from teston.partitions import existing_partition_days
+
+DATA = Path(__file__).parent / "data"
+OLD = date(2023, 7, 29)
+OLDER = date(2021, 8, 27)
+TODAY = date(2026, 1, 1)
+
+
+def setup_days(db_url: str) -> None:
+    ingest_path(db_url, DATA / "2023-07-29_enwiki_100.jsonl")
+    ingest_path(db_url, DATA / "2021-08-27_all-wikis_1950.jsonl")
+
+
+def drop(conn: psycopg.Connection, export_dir: Path, retention_days: int = 30) -> retention.RetentionOutcome:
+    return retention.drop_expired_partitions(conn, export_dir, today=TODAY, retention_days=retention_days)
+
+
+def partitions(conn: psycopg.Connection) -> set[date]:
+    with conn.transaction():
+        return existing_partition_days(conn)
+
+
+def test_unexported_days_are_never_dropped(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    setup_days(db_url)
+    outcome = drop(conn, tmp_path)
+    assert outcome.dropped == []
+    assert outcome.kept == {OLDER: "not exported", OLD: "not exported"}
+    assert partitions(conn) == {OLD, OLDER}
+
+
+def test_a_verified_export_lets_its_partition_go(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    setup_days(db_url)
+    exports.export_day(conn, tmp_path, OLD)
+    outcome = drop(conn, tmp_path)
+    assert outcome.dropped == [OLD]
+    assert set(outcome.kept) == {OLDER}
+    assert partitions(conn) == {OLDER}
+    # The day is still rolled up, now from its export alone.
+    result = rollup.rollup_day(conn, tmp_path, OLD)
+    assert (result.status, result.events) == ("final", 100)
+
+
+def test_days_within_retention_are_kept(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    setup_days(db_url)
+    exports.export_day(conn, tmp_path, OLD)
+    outcome = drop(conn, tmp_path, retention_days=(TODAY - OLD).days)
+    assert outcome.dropped == []
+    assert partitions(conn) == {OLD, OLDER}
+
+
+def test_unverified_missing_or_altered_exports_keep_the_partition(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    setup_days(db_url)
+    exports.export_day(conn, tmp_path, OLD)
+    exports.export_day(conn, tmp_path, OLDER)
+
+    conn.execute("UPDATE day_exports SET verified_at = NULL WHERE day = %s", (OLD,))
+    exports.day_path(tmp_path, OLDER).unlink()
+    conn.commit()
+    outcome = drop(conn, tmp_path)
+    assert outcome.dropped == []
+    assert outcome.kept[OLD] == "export not verified"
+    assert outcome.kept[OLDER].startswith("export file missing")
+
+    exports.export_day(conn, tmp_path, OLD)
+    exports.export_day(conn, tmp_path, OLDER)
+    conn.execute("UPDATE day_exports SET rows = rows - 1 WHERE day = %s", (OLDER,))
+    conn.commit()
+    outcome = drop(conn, tmp_path)
+    assert outcome.dropped == [OLD]
+    assert outcome.kept[OLDER] == "export file holds 1950 rows, 1949 recorded"
+    assert partitions(conn) == {OLDER}
+
+
+def test_rows_arrived_after_the_export_keep_the_partition(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    setup_days(db_url)
+    exports.export_day(conn, tmp_path, OLD)
+    late = json.loads((DATA / "2023-07-29_enwiki_100.jsonl").read_text().splitlines()[0])
+    late["meta"]["id"] = str(uuid.uuid4())
+    path = tmp_path / "late.jsonl"
+    path.write_text(json.dumps(late) + "\n")
+    assert ingest_path(db_url, path).ingested == 1
+
+    outcome = drop(conn, tmp_path)
+
+    assert OLD not in outcome.dropped
+    assert outcome.kept[OLD] == "PostgreSQL holds 101 rows, the export 100"
+    assert OLD in partitions(conn)
+
+
+def test_cutoff() -> None:
+    assert retention.retention_cutoff(TODAY, 30) == TODAY - timedelta(days=30)
