@@ -13,6 +13,9 @@ from enum import StrEnum
 from bot.arguments import Command, Scope
 from teston.wikis import Wiki
 
+# How many of a day's most edited pages `!stats` lists (the roll-up keeps ten).
+TOP_PAGES_SHOWN = 5
+
 
 @dataclass(frozen=True, slots=True)
 class Change:

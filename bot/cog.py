@@ -19,7 +19,8 @@ from bot import arguments
 from bot.answers import Answer, Failure, Problem
 from bot.arguments import Command, Request, UsageError
 from bot.commands import CommandCore, Invoker
-from bot.rendering import Reply, discord_reply, language_choices
+from bot.messages import Reply
+from bot.rendering import discord_reply, language_choices
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from psycopg import AsyncConnection
 
 from bot import queries
 from bot.answers import (
+    TOP_PAGES_SHOWN,
     Absence,
     Answer,
     DayStats,
@@ -43,7 +44,6 @@ from bot.arguments import (
     parse_command,
     shown,
 )
-from bot.rendering import TOP_PAGES_SHOWN
 from teston.wikis import UnknownWiki, Wiki, WikiCatalog
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Answers rendered as Discord messages (text + embeds within Discord's limits) or as plain text.
+"""Answers rendered as Discord messages (`bot.messages`) or as plain text for a terminal.
 
 Pure: no network, no database, no discord.py. Times are shown in UTC as `YYYY-MM-DD HH:MM:SS UTC`
 everywhere, so a reply reads the same in Discord, on a terminal and in a test.
@@ -10,14 +10,12 @@ every message with no mentions allowed.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol, assert_never
-from urllib.parse import quote
+from typing import Protocol, assert_never
 
 from bot.answers import (
+    TOP_PAGES_SHOWN,
     Absence,
     Answer,
     Change,
@@ -33,109 +31,30 @@ from bot.answers import (
     TopPage,
 )
 from bot.arguments import PREFIX_USAGE, SLASH_USAGE, SUMMARIES, Command, Scope
+from bot.links import contributions_url, diff_url, page_url
+from bot.markdown import clean, clip, escape, link
+from bot.messages import (
+    EMBED_DESCRIPTION_LIMIT,
+    EMBED_FIELD_VALUE_LIMIT,
+    EMBED_FIELDS_LIMIT,
+    EMBED_TITLE_LIMIT,
+    MESSAGE_LIMIT,
+    Embed,
+    EmbedField,
+    Message,
+    Reply,
+    embeds_from_lines,
+    pack,
+    split_lines,
+)
 from teston.wikis import Wiki
-
-# Discord's documented limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
-MESSAGE_LIMIT = 2000
-EMBED_TITLE_LIMIT = 256
-EMBED_DESCRIPTION_LIMIT = 4096
-EMBED_FIELDS_LIMIT = 25
-EMBED_FIELD_NAME_LIMIT = 256
-EMBED_FIELD_VALUE_LIMIT = 1024
-EMBED_FOOTER_LIMIT = 2048
-EMBED_TOTAL_LIMIT = 6000
-EMBEDS_PER_MESSAGE = 10
 
 # How much of a wiki's own text one entry shows; titles and user names are at most 255 bytes already.
 COMMENT_LIMIT = 200
 TITLE_LIMIT = 120
-TOP_PAGES_SHOWN = 5
-COLOR = 0x3366CC  # Wikimedia blue
-
-# Escaping the brackets is enough to break a masked link `[text](url)`; parentheses stay readable.
-_MARKDOWN_SPECIAL = re.compile(r"([\\*_~|`>\[\]<#])")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_BIDI_AND_ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-@dataclass(frozen=True, slots=True)
-class EmbedField:
-    name: str
-    value: str
-    inline: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Embed:
-    """An embed already within Discord's per-part limits (the constructor helpers clip)."""
-
-    title: str | None = None
-    description: str | None = None
-    url: str | None = None
-    fields: tuple[EmbedField, ...] = ()
-    footer: str | None = None
-    color: int = COLOR
-
-    def to_dict(self) -> dict[str, Any]:
-        """The embed as Discord's JSON (also what `discord.Embed.from_dict` takes)."""
-        data: dict[str, Any] = {"type": "rich", "color": self.color}
-        if self.title:
-            data["title"] = self.title
-        if self.description:
-            data["description"] = self.description
-        if self.url:
-            data["url"] = self.url
-        if self.fields:
-            data["fields"] = [{"name": f.name, "value": f.value, "inline": f.inline} for f in self.fields]
-        if self.footer:
-            data["footer"] = {"text": self.footer}
-        return data
-
-    def size(self) -> int:
-        """Characters counted against the 6,000 per message (title, description, fields, footer)."""
-        return (
-            len(self.title or "")
-            + len(self.description or "")
-            + sum(len(f.name) + len(f.value) for f in self.fields)
-            + len(self.footer or "")
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    content: str = ""
-    embeds: tuple[Embed, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """Messages to send in order; `private` ones are shown only to the caller where possible."""
-
-    messages: tuple[Message, ...]
-    private: bool = False
-    # The first line, unformatted: logs and tests read it.
-    summary: str = field(default="", compare=False)
 
 
 # --- text helpers -------------------------------------------------------------------------------
-
-
-def clean(text: str | None) -> str:
-    """Wiki or user text on one line: control characters and line breaks become single spaces."""
-    if not text:
-        return ""
-    return _BIDI_AND_ZERO_WIDTH.sub("", _CONTROL_OR_NEWLINE.sub(" ", text)).strip()
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
-
-
-def escape(text: str | None) -> str:
-    """Text safe inside Discord markdown: no formatting, links, mentions or line breaks of its own."""
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", clean(text))
-    # A zero-width space after `@` is how Discord's own clients keep `@everyone` from being a mention.
-    return escaped.replace("@", "@\u200b")
 
 
 def format_time(moment: datetime) -> str:
@@ -148,88 +67,6 @@ def format_number(value: int) -> str:
 
 def format_signed(value: int) -> str:
     return f"+{value:,}" if value > 0 else f"{value:,}".replace("-", "−") if value < 0 else "0"
-
-
-def split_lines(lines: Iterable[str], limit: int) -> list[str]:
-    """Join lines into chunks of at most `limit` characters, cutting only lines that alone exceed it."""
-    chunks: list[str] = []
-    current = ""
-    for line in lines:
-        while len(line) > limit:
-            if current:
-                chunks.append(current)
-                current = ""
-            chunks.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            chunks.append(current)
-            current = line
-        else:
-            current = candidate
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def pack(content_lines: Sequence[str], embeds: Sequence[Embed] = ()) -> tuple[Message, ...]:
-    """Messages within Discord's limits: content split at line ends, then embeds added while they fit."""
-    messages = [Message(content=chunk) for chunk in split_lines(content_lines, MESSAGE_LIMIT)]
-    for embed in embeds:
-        last = messages[-1] if messages else None
-        fits = (
-            last is not None
-            and len(last.embeds) < EMBEDS_PER_MESSAGE
-            and sum(e.size() for e in last.embeds) + embed.size() <= EMBED_TOTAL_LIMIT
-        )
-        if last is not None and fits:
-            messages[-1] = Message(content=last.content, embeds=(*last.embeds, embed))
-        else:
-            messages.append(Message(embeds=(embed,)))
-    return tuple(messages) or (Message(content="(nothing to show)"),)
-
-
-def embeds_from_lines(
-    lines: Sequence[str], *, title: str | None = None, url: str | None = None
-) -> list[Embed]:
-    """Description-only embeds holding `lines`, each within the description limit."""
-    chunks = split_lines(lines, EMBED_DESCRIPTION_LIMIT)
-    return [
-        Embed(
-            title=clip(title, EMBED_TITLE_LIMIT) if title and i == 0 else None,
-            url=url if i == 0 else None,
-            description=chunk,
-        )
-        for i, chunk in enumerate(chunks)
-    ]
-
-
-# --- links --------------------------------------------------------------------------------------
-
-
-def page_url(server_name: str, title: str) -> str:
-    # MediaWiki writes spaces as underscores; everything else is percent-encoded, including the
-    # parentheses that would otherwise end a markdown link early.
-    return f"https://{server_name}/wiki/{quote(title.replace(' ', '_'), safe='/:')}"
-
-
-def contributions_url(server_name: str, user_name: str) -> str:
-    return page_url(server_name, f"Special:Contributions/{user_name}")
-
-
-def diff_url(change: Change) -> str | None:
-    """The diff of an edit, or the first revision of a new page; log and category entries have none."""
-    base = f"https://{change.server_name}/w/index.php"
-    if change.type == "edit" and change.revision_new and change.revision_old:
-        return f"{base}?diff={change.revision_new}&oldid={change.revision_old}"
-    if change.type == "new" and change.revision_new:
-        return f"{base}?oldid={change.revision_new}"
-    return None
-
-
-def link(text: str, url: str) -> str:
-    """A markdown link whose text is already escaped (links inside embeds are never previewed)."""
-    return f"[{text}]({url})"
 
 
 # --- autocomplete ---------------------------------------------------------------------------------
@@ -326,6 +163,7 @@ def stats_rows(answer: DayStats) -> list[tuple[str, str]]:
     """The breakdown as (label, value) pairs shared by both renderings."""
     f = answer.figures
     rows = [
+        # `edits` counts page creations too (analytics' definition); the next row says how many.
         ("Edits", format_number(f.edits)),
         ("New pages", format_number(f.new_pages)),
         ("Log actions", format_number(f.log_actions)),
@@ -503,7 +341,7 @@ def discord_reply(answer: Answer, *, prefix: str, slash: bool = False) -> Reply:
                 [top_page_markdown(wiki.server_name, page) for page in answer.top_pages[:TOP_PAGES_SHOWN]],
                 EMBED_FIELD_VALUE_LIMIT,
             )[0]
-            fields.append(EmbedField("Top pages", top))
+            fields.append(EmbedField("Most edited pages", top))
         status = answer.rollup.status if answer.rollup else DayStatus.FINAL
         footer = (
             f"{status.value.capitalize()} figures, computed {answer.figures.computed_at:%Y-%m-%d %H:%M} UTC"
@@ -544,7 +382,7 @@ def plain_text(answer: Answer, *, prefix: str) -> str:
         lines.append(f"{answer.wiki.server_name} on {answer.day.isoformat()}:")
         lines.extend(f"  {label}: {value}" for label, value in stats_rows(answer))
         if answer.top_pages:
-            lines.append("  Top pages:")
+            lines.append("  Most edited pages:")
             lines.extend(
                 f"    {page.rank}. {clean(page.title)} — {page.changes:,}"
                 for page in answer.top_pages[:TOP_PAGES_SHOWN]

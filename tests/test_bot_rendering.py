@@ -23,22 +23,18 @@ from bot.answers import (
     TopPage,
 )
 from bot.arguments import Command, Scope
-from bot.rendering import (
+from bot.links import diff_url, page_url
+from bot.markdown import escape
+from bot.messages import (
     EMBED_DESCRIPTION_LIMIT,
     EMBED_TOTAL_LIMIT,
     EMBEDS_PER_MESSAGE,
     MESSAGE_LIMIT,
     Embed,
-    busiest_hour,
-    diff_url,
-    discord_reply,
-    escape,
-    language_choices,
     pack,
-    page_url,
-    plain_text,
     split_lines,
 )
+from bot.rendering import busiest_hour, discord_reply, language_choices, plain_text
 from teston.wikis import WikiCatalog
 
 CATALOG = WikiCatalog.load()
@@ -261,7 +257,7 @@ def test_stats_first_line_is_the_original_sentence_then_the_breakdown() -> None:
     assert (fields["Bytes added"], fields["Bytes removed"]) == ("+5,000", "−2,000")
     assert fields["Editors"] == "150"
     assert fields["Busiest hour"] == "13:00–14:00 UTC (99)"
-    assert fields["Top pages"] == "1. [Main Page](https://en.wikipedia.org/wiki/Main_Page) — 12"
+    assert fields["Most edited pages"] == "1. [Main Page](https://en.wikipedia.org/wiki/Main_Page) — 12"
     assert embed.footer == "Final figures, computed 2025-02-05 00:15 UTC"
     text = plain_text(answer, prefix="!")
     assert text.splitlines()[0] == "On 2025-02-04, there were 1234 changes for language 'en'."
