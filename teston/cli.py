@@ -19,6 +19,10 @@ from rich.table import Table
 
 from analytics import jobs, rollup
 from analytics.scheduler import AnalyticsScheduler, Schedule
+from bot.answers import Failure, Problem
+from bot.app import NO_TOKEN_HELP, DiscordBotService, answer_once
+from bot.commands import Invoker
+from bot.rendering import plain_text
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import IngestSummary, PipelineOptions
 from ingestion.progress import ReplayProgress
@@ -245,13 +249,14 @@ async def _run_up(settings: Settings, url: str) -> None:
             )
         with ConnectionPool(url, min_size=1, max_size=4, open=True, name="analytics") as pool:
             components.append(AnalyticsScheduler(pool.connection, _schedule(settings)))
+            components.extend(_discord_bot(settings, url))
             with stop_on_signals(stop):
                 await run_components(components, stop)
 
 
 @app.command()
 def up() -> None:
-    """Run the service (ingestion of the live stream) until SIGINT or SIGTERM."""
+    """Run the service (ingestion, roll-ups and, with DISCORD_TOKEN, the bot) until SIGINT or SIGTERM."""
     settings = _settings()
     with database.database_url(settings) as url:
         database.upgrade(url)
@@ -356,6 +361,55 @@ def scheduler() -> None:
     with database.database_url(settings) as url:
         database.upgrade(url)
         asyncio.run(_run_scheduler(settings, url))
+
+
+def _discord_bot(settings: Settings, url: str) -> list[Component]:
+    """The bot for `teston up` when a token is set; otherwise say how to get one and run without it."""
+    if settings.discord.token is None:
+        typer.secho(f"teston: {NO_TOKEN_HELP}", err=True, fg="yellow")
+        return []
+    return [DiscordBotService(settings, url)]
+
+
+@app.command()
+def ask(
+    text: str = typer.Argument(..., help='A bot command, e.g. "!stats 2021-08-27 en" (the ! is optional).'),
+    user_id: int | None = typer.Option(
+        None, "--user-id", help="Answer as this Discord user (their language)."
+    ),
+    guild_id: int | None = typer.Option(None, "--guild-id", help="Answer as in this Discord server."),
+) -> None:
+    """Run any bot command through the bot's own code and print the reply as plain text."""
+    settings = _settings()
+    prefix = settings.discord.command_prefix
+    # Whoever runs the CLI administers the database, so server defaults may be set from here.
+    invoker = Invoker(user_id=user_id, guild_id=guild_id, can_manage_guild=True)
+    with database.database_url(settings) as url:
+        database.upgrade(url)
+        answer = asyncio.run(answer_once(url, text, invoker, prefix=prefix))
+    typer.echo(plain_text(answer, prefix=prefix))
+    if isinstance(answer, Problem):
+        raise typer.Exit(2)
+    if isinstance(answer, Failure):
+        raise typer.Exit(1)
+
+
+async def _run_discord_bot(settings: Settings, url: str) -> None:
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        await run_components([DiscordBotService(settings, url)], stop)
+
+
+@app.command("bot")
+def bot_command() -> None:
+    """Run only the Discord bot (needs DISCORD_TOKEN) until SIGINT or SIGTERM."""
+    settings = _settings()
+    if settings.discord.token is None:
+        typer.secho(f"teston: {NO_TOKEN_HELP}", err=True, fg="red")
+        raise typer.Exit(2)
+    with database.database_url(settings) as url:
+        database.upgrade(url)
+        asyncio.run(_run_discord_bot(settings, url))
 
 
 def main() -> None:

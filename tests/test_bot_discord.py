@@ -20,10 +20,12 @@ import psycopg
 import pytest
 from discord.ext import commands
 
+from analytics import rollup
+from bot.app import DiscordBotService
 from bot.client import WikiBot, run_bot
 from bot.commands import CommandCore
 from ingestion.replay import ingest_file
-from teston.settings import DiscordSettings
+from teston.settings import DiscordSettings, load_settings
 from tests.bot_fixtures import CATALOG, insert_day_stats, insert_rollup, pool
 from tests.fakediscord import FakeDiscord, Message, pointed_at, pytest_plugin, running
 from tests.fakediscord.state import InteractionResult
@@ -247,26 +249,54 @@ async def test_recent_over_the_maximum_is_lowered_and_says_so(
 # --- !stats ----------------------------------------------------------------------------------------
 
 
-async def test_stats_prefix_and_slash(
+def roll_up_capture_day(db_url: str, export_dir: Path) -> None:
+    with psycopg.connect(db_url) as conn:
+        rollup.rollup_days(conn, export_dir, rollup.raw_days(conn), now=NOW)
+
+
+async def test_stats_of_the_capture_day_prefix_and_slash(
+    fake_discord: FakeDiscord, bot: WikiBot, db_url: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(roll_up_capture_day, db_url, tmp_path)
+    expected = len(newest_capture_rows("enwiki", bots=True, categorize=True))
+
+    [reply] = await ask(fake_discord, "!stats 2021-08-27 en")
+    result = await fake_discord.invoke_slash(
+        "stats", {"date": "2021-08-27", "language": "en"}, user=fake_discord.users.alice
+    )
+
+    # The capture's day is today for this bot, so its figures are partial, as of the roll-up.
+    assert reply.content == (
+        f"On 2021-08-27, there were {expected} changes for language 'en'.\n"
+        "Partial figures: the day is not over or not final yet (as of today 14:00 UTC)."
+    )
+    [embed] = reply.embeds
+    assert embed["title"] == "en.wikipedia.org on 2021-08-27"
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Edits"] == str(
+        sum(1 for r in newest_capture_rows("enwiki", bots=True) if r["type"] in ("edit", "new"))
+    )
+    assert fields["Most edited pages"].startswith("1. [")
+    assert embed["footer"]["text"] == "Partial figures, computed 2021-08-27 14:00 UTC"
+    [answer] = answer_messages(result)
+    assert answer["content"] == reply.content
+    assert answer["embeds"][0]["fields"] == embed["fields"]
+
+
+async def test_stats_of_an_interrupted_day_say_so(
     fake_discord: FakeDiscord, bot: WikiBot, conn: psycopg.Connection
 ) -> None:
     day = date(2021, 8, 26)
-    insert_rollup(conn, day)
+    insert_rollup(conn, day, incomplete=True)
     insert_day_stats(conn, day, "enwiki", changes=1234, edits=1000, top_pages=[("Main Page", 7)])
     conn.commit()
 
     [reply] = await ask(fake_discord, "!stats 2021-08-26 en")
-    result = await fake_discord.invoke_slash(
-        "stats", {"date": "2021-08-26", "language": "en"}, user=fake_discord.users.alice
-    )
 
-    assert reply.content == "On 2021-08-26, there were 1234 changes for language 'en'."
-    [embed] = reply.embeds
-    assert embed["title"] == "en.wikipedia.org on 2021-08-26"
-    assert {f["name"]: f["value"] for f in embed["fields"]}["Edits"] == "1,000"
-    [answer] = answer_messages(result)
-    assert answer["content"] == reply.content
-    assert answer["embeds"][0]["fields"] == embed["fields"]
+    assert reply.content == (
+        "On 2021-08-26, there were 1234 changes for language 'en'.\n"
+        "Collection was interrupted that day, so these figures are incomplete."
+    )
 
 
 async def test_stats_for_a_day_without_data(fake_discord: FakeDiscord, bot: WikiBot) -> None:
@@ -448,4 +478,32 @@ async def test_bot_falls_back_to_slash_commands_without_message_content(
     assert answer_messages(result)[0]["content"].startswith("The 1 newest change on en.wikipedia.org")
     assert mentioned.content.startswith("The 1 newest change on en.wikipedia.org")
     assert "Message Content Intent" in caplog.text
+    assert "test-token" not in caplog.text
+
+
+# --- as a component of `teston up` -----------------------------------------------------------------
+
+
+async def test_bot_service_starts_answers_and_stops_cleanly(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ingest_file(db_url, CAPTURE, catalog=CATALOG)
+    monkeypatch.setenv("DISCORD_TOKEN", "test-token")
+    settings = load_settings(env_file=None)
+    async with FakeDiscord.start() as fake:
+        with pointed_at(fake):
+            service = DiscordBotService(settings, db_url, catalog=CATALOG, guild_ready_timeout=0.05)
+            await service.start()
+            waiting = asyncio.create_task(service.wait())
+            try:
+                await fake.wait_until_identified(timeout=5)
+                await fake.state.changes.wait_for(
+                    lambda: fake.registered_commands, timeout=5, what="the slash commands"
+                )
+                result = await fake.invoke_slash("help", user=fake.users.alice, timeout=5)
+            finally:
+                await service.stop()
+            await asyncio.wait_for(waiting, timeout=5)
+
+    assert result.responses[0].embeds[0]["title"] == "TestON commands"
     assert "test-token" not in caplog.text
