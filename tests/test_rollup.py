@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from analytics import exports, jobs, rollup
+from analytics import exports, jobs, rollup, summary
 from ingestion.replay import ingest_path
 
 DATA = Path(__file__).parent / "data"
@@ -290,3 +290,17 @@ def test_days_to_finalize(db_url: str, conn: psycopg.Connection, tmp_path: Path)
     assert rollup.days_to_finalize(conn, today) == [date(2023, 7, 29), date(2025, 5, 3)]
     rollup.rollup_day(conn, tmp_path, date(2023, 7, 29))
     assert rollup.days_to_finalize(conn, today) == [date(2025, 5, 3)]
+
+
+def test_the_bot_reads_a_wiki_day_in_one_call(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    ingest_path(db_url, DATA / "2023-07-29_enwiki_100.jsonl")
+    day = date(2023, 7, 29)
+    assert summary.read_wiki_day(conn, day, "enwiki") is None  # no data yet
+    rollup.rollup_day(conn, tmp_path, day)
+
+    en = summary.read_wiki_day(conn, day, "enwiki")
+    assert en is not None and en.final and not en.incomplete
+    assert en.figures["changes"] == 100 == sum(en.hourly_changes)
+    assert [p.rank for p in en.top_pages] == list(range(1, 11))
+    quiet = summary.read_wiki_day(conn, day, "dewiki")  # collected, but nothing on that wiki
+    assert quiet is not None and quiet.figures["changes"] == 0 and quiet.top_pages == []
