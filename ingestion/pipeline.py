@@ -148,7 +148,19 @@ class IngestPipeline:
 
     async def run(self) -> IngestSummary:
         started = time.perf_counter()
+        grace = asyncio.create_task(self._give_up_after_grace())
+        try:
+            return await self._run()
+        finally:
+            grace.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await grace
+            self.summary.seconds = time.perf_counter() - started
+
+    async def _run(self) -> IngestSummary:
         cursor = await asyncio.to_thread(self._committer.read_cursor, self.source.stream)
+        if self._stop.is_set():
+            return self.summary
         if cursor is not None:
             log.info("resuming %s from %s", self.source.stream, cursor.position)
             self._newest = cursor.last_event_time
@@ -158,7 +170,7 @@ class IngestPipeline:
         batches: asyncio.Queue[Batch | object] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read(cursor.position if cursor else None, deliveries))
         committer = asyncio.create_task(self._commit_all(batches))
-        stopper = asyncio.create_task(self._stop_reader_on_request(reader, committer))
+        stopper = asyncio.create_task(self._stop_reader_on_request(reader))
         try:
             await self._batch_all(deliveries, batches, reader, committer)
             await _put_unless_failed(batches, _END, committer)
@@ -169,19 +181,20 @@ class IngestPipeline:
             for task in (reader, stopper, committer):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            self.summary.seconds = time.perf_counter() - started
         failure = None if reader.cancelled() else reader.exception()
         if failure is not None:
             raise failure
         return self.summary
 
-    async def _stop_reader_on_request(
-        self, reader: asyncio.Task[None], committer: asyncio.Task[None]
-    ) -> None:
+    async def _stop_reader_on_request(self, reader: asyncio.Task[None]) -> None:
         await self._stop.wait()
         reader.cancel()
-        # The batch in flight keeps its chance to commit; past the grace period an unreachable database
-        # ends the run with the cursor where it was, so nothing is lost, only left for the next run.
+
+    async def _give_up_after_grace(self) -> None:
+        # After a stop, the batch in flight keeps its chance to commit; past the grace period an
+        # unreachable database ends the run with the cursor where it was: nothing is lost, only left for
+        # the next run.
+        await self._stop.wait()
         await asyncio.sleep(self.options.shutdown_grace)
         self._committer.give_up()
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
 
+from ingestion.backoff import ReconnectPolicy
 from ingestion.events import ChangeRow
 from ingestion.gaps import IngestGap
+from ingestion.pipeline import IngestPipeline, PipelineOptions
+from ingestion.sources import open_file_source
 from ingestion.writer import Batch, BatchWriter, QuarantinedEvent, ResilientWriter, WriterStopped
 from teston import partitions
+from teston.wikis import WikiCatalog
+from tests.conftest import DATA_DIR
 
 STREAM = "https://stream.example/recentchange"
 
@@ -137,3 +143,18 @@ def test_a_partition_dropped_after_it_was_seen_is_created_again(conn: psycopg.Co
     outcome = writer.commit(Batch(STREAM, [change(moment)], position="[2]"))
     assert (outcome.inserted, outcome.refused_rows) == (1, 0)
     assert conn.execute("SELECT count(*) FROM rejected_events").fetchone() == (0,)
+
+
+async def test_a_stop_while_postgres_is_away_gives_up_after_the_grace_period(db_url: str) -> None:
+    def unreachable() -> psycopg.Connection:
+        return psycopg.connect("host=127.0.0.1 port=1 connect_timeout=1")
+
+    source = open_file_source(DATA_DIR / "2021-08-27_all-wikis_1950.jsonl")
+    writer = ResilientWriter(unreachable, policy=ReconnectPolicy(initial=0.02, maximum=0.05))
+    pipeline = IngestPipeline(source, writer, WikiCatalog.load(), options=PipelineOptions(shutdown_grace=0.2))
+    task = asyncio.create_task(pipeline.run())
+    await asyncio.sleep(0.3)
+    assert not task.done()  # still retrying, as a long-running ingester must
+    pipeline.stop()
+    with pytest.raises(WriterStopped):
+        await asyncio.wait_for(task, 10)
