@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 import discord
@@ -123,14 +124,14 @@ class WikiCommands(commands.Cog, name="TestON"):
 
     # --- the shell ------------------------------------------------------------------------------
 
-    async def _run(self, ctx: commands.Context[Any], slash_request: Any) -> None:
+    async def _run(self, ctx: commands.Context[Any], slash_request: Callable[[], Request]) -> None:
         """Answer through the core: text commands re-parse their message, slash ones use their options."""
         invoker = invoker_of(ctx)
         if ctx.interaction is None:
             work = self.core.answer_text(self._command_text(ctx), invoker)
         else:
             try:
-                request: Request = slash_request()
+                request = slash_request()
             except UsageError as exc:
                 await self._send(ctx, Problem(exc.problem, exc.command))
                 return
@@ -142,8 +143,8 @@ class WikiCommands(commands.Cog, name="TestON"):
         prefix = ctx.prefix or ""
         return ctx.message.content[len(prefix) :] if ctx.message.content.startswith(prefix) else ""
 
-    async def _in_time(self, ctx: commands.Context[Any], work: Any) -> Answer:
-        task: asyncio.Task[Answer] = asyncio.ensure_future(work)
+    async def _in_time(self, ctx: commands.Context[Any], work: Coroutine[Any, Any, Answer]) -> Answer:
+        task = asyncio.ensure_future(work)
         if ctx.interaction is not None:
             done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER)
             if not done:
@@ -162,7 +163,10 @@ class WikiCommands(commands.Cog, name="TestON"):
         answer: Answer
         if isinstance(error, commands.CommandOnCooldown):
             answer = Failure(f"Slow down a little: try again in {max(error.retry_after, 1):.0f} s.")
-        elif isinstance(error, commands.UserInputError | commands.HybridCommandError):
+        elif isinstance(error, commands.UserInputError) or (
+            isinstance(error, commands.HybridCommandError)
+            and isinstance(error.original, app_commands.TransformerError)
+        ):
             # discord.py could not read an argument; the pure parser says what is wrong and how to fix it.
             answer = await self._explain(ctx, error)
         elif isinstance(error, commands.CheckFailure):
@@ -194,8 +198,14 @@ async def send_reply(ctx: commands.Context[Any], reply: Reply) -> None:
                 content=content, embeds=embeds, ephemeral=reply.private, allowed_mentions=NO_MENTIONS
             )
         elif index == 0:
-            await ctx.reply(
-                content=content, embeds=embeds, mention_author=False, allowed_mentions=NO_MENTIONS
+            # A reply to the command, still sent if its message was deleted meanwhile.
+            reference = ctx.message.to_reference(fail_if_not_exists=False)
+            await ctx.send(
+                content=content,
+                embeds=embeds,
+                reference=reference,
+                mention_author=False,
+                allowed_mentions=NO_MENTIONS,
             )
         else:
             await ctx.send(content=content, embeds=embeds, allowed_mentions=NO_MENTIONS)

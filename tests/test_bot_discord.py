@@ -7,6 +7,8 @@ the expected rows come from a plain pass over the capture's JSON lines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -507,3 +509,64 @@ async def test_bot_service_starts_answers_and_stops_cleanly(
 
     assert result.responses[0].embeds[0]["title"] == "TestON commands"
     assert "test-token" not in caplog.text
+
+
+# --- slow or broken dependencies -------------------------------------------------------------------
+
+
+class SlowDatabase:
+    """Connections that take `delay` seconds to arrive, or fail with `error` (a bug, not a DB outage)."""
+
+    def __init__(self, pool: Any, *, delay: float = 0.0, error: Exception | None = None) -> None:
+        self.pool, self.delay, self.error = pool, delay, error
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        async with self.pool.connection() as conn:
+            yield conn
+
+
+async def test_a_slow_answer_is_deferred_then_sent(
+    fake_discord: FakeDiscord, core: CommandCore, pool: Any
+) -> None:
+    slow = dataclasses.replace(core, database=SlowDatabase(pool, delay=2.5))
+    async with running(make_bot(slow), fake_discord):
+        result = await fake_discord.invoke_slash(
+            "recent", {"language": "en", "count": 1}, user=fake_discord.users.alice, timeout=8
+        )
+    assert result.deferred
+    assert result.message is not None
+    assert result.message.content.startswith("The 1 newest change on en.wikipedia.org")
+
+
+async def test_an_unexpected_error_is_one_friendly_line(
+    fake_discord: FakeDiscord, core: CommandCore, pool: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = dataclasses.replace(core, database=SlowDatabase(pool, error=RuntimeError("bug in a dependency")))
+    async with running(make_bot(broken), fake_discord):
+        [prefix_reply] = await ask(fake_discord, "!recent en 1")
+        result = await fake_discord.invoke_slash(
+            "stats", {"date": "2021-08-27"}, user=fake_discord.users.alice
+        )
+    expected = "Something went wrong answering that; it has been logged. Please try again later."
+    assert prefix_reply.content == expected
+    assert result.responses[0].content == expected and result.responses[0].ephemeral
+    assert "bug in a dependency" in caplog.text  # logged with its traceback, never shown in chat
+    assert "Traceback" not in prefix_reply.content
+
+
+async def test_commands_in_direct_messages(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    alice = fake_discord.users.alice
+    dm = fake_discord.dm_channel(alice)
+    sent = await fake_discord.send_user_message("!setLang de guild", author=alice, channel=dm)
+    [refused] = await fake_discord.wait_for_bot_messages(dm, after=sent, timeout=5)
+    sent = await fake_discord.send_user_message("!recent 1", author=alice, channel=dm)
+    [recent] = await fake_discord.wait_for_bot_messages(dm, after=sent, timeout=5)
+
+    assert refused.content == (
+        "A server's default can only be set inside that server. Usage: !setLang <code> [guild]"
+    )
+    assert recent.content.startswith("The 1 newest change on en.wikipedia.org")
