@@ -15,7 +15,7 @@ from tests.conftest import DATA_DIR
 from tests.fakestream import FakeEventStreams, read_capture
 
 CAPTURE = DATA_DIR / "2021-08-27_all-wikis_1950.sse"
-KILLS = 5
+KILLS = 4
 
 
 def _stored(db_url: str) -> tuple[list[str], str | None]:
@@ -69,7 +69,7 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(db_url: str
             try:
                 connections = len(server.requests)
                 await _wait_for(lambda c=connections: len(server.requests) > c, timeout=20)
-                await asyncio.sleep(rng.uniform(0.1, 1.0))
+                await asyncio.sleep(rng.uniform(0.05, 0.8))
             finally:
                 process.kill()
                 await process.wait()
