@@ -26,6 +26,7 @@ from bot.rendering import plain_text
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import IngestSummary, PipelineOptions
 from ingestion.progress import ReplayProgress
+from ingestion.replay import REPLAY_BATCH_SIZE
 from ingestion.service import IngestionService, connector, open_source
 from ingestion.sources import is_url
 from ingestion.writer import ResilientWriter, WriterStopped
@@ -194,7 +195,12 @@ def ingest(
     since: str | None = typer.Option(
         None, "--since", help="Where a stream without a stored cursor starts: ISO time or duration ago (2h)."
     ),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Events per batch."),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help=f"Events per batch (default: INGEST_BATCH_SIZE live, {REPLAY_BATCH_SIZE} for a file).",
+    ),
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", min=0, max=65535, help="Prometheus port (0 disables)."
     ),
@@ -216,7 +222,8 @@ def ingest(
                     url,
                     source_spec=spec,
                     since=started_since,
-                    batch_size=batch_size or settings.ingest.batch_size,
+                    batch_size=batch_size
+                    or (settings.ingest.batch_size if is_url(spec) else REPLAY_BATCH_SIZE),
                     metrics_port=settings.ingest.metrics_port if metrics_port is None else metrics_port,
                     show_progress=show_progress,
                 )
