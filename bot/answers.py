@@ -119,6 +119,7 @@ class Absence(StrEnum):
     """Why a day has no figures for a wiki."""
 
     NOT_COLLECTED = "not_collected"  # no roll-up of the day exists: TestON was not running then
+    NOT_ROLLED_UP = "not_rolled_up"  # changes of the day arrived, but no roll-up has counted them yet
     NONE_SEEN = "none_seen"  # the day was rolled up and this wiki had no changes in it
 
 

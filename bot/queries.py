@@ -91,6 +91,20 @@ async def day_rollup(conn: AsyncConnection[Any], day: date) -> DayRollup | None:
     return DayRollup(status=DayStatus(status), incomplete=bool(incomplete), computed_at=computed_at)
 
 
+async def day_has_arrivals(conn: AsyncConnection[Any], day: date) -> bool:
+    """Whether ingestion stored any change of `day` (its bookkeeping row, not the changes themselves)."""
+    cursor = await conn.execute("SELECT EXISTS (SELECT 1 FROM day_arrivals WHERE day = %s)", (day,))
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+async def limit_statement_time(conn: AsyncConnection[Any], seconds: float) -> None:
+    """Make PostgreSQL cancel any statement of the current transaction that runs longer than `seconds`."""
+    await conn.execute(
+        sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{int(seconds * 1000)}ms"))
+    )
+
+
 async def wiki_day_figures(conn: AsyncConnection[Any], wiki: str, day: date) -> DayFigures | None:
     """The `daily_wiki_stats` row of `wiki` on `day`, if the roll-up wrote one."""
     query = sql.SQL("SELECT {columns} FROM daily_wiki_stats WHERE day = %s AND wiki = %s").format(

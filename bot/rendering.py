@@ -117,9 +117,9 @@ def stats_sentence(answer: DayStats | NoStats) -> str:
     label = language_of(answer.wiki)
     if isinstance(answer, DayStats):
         return f"On {day}, there were {answer.figures.changes} changes for language '{label}'."
-    if answer.absence is Absence.NOT_COLLECTED:
-        return f"No stats found for {label} on {day}"
-    return f"On {day}, there were 0 changes for language '{label}'."
+    if answer.absence is Absence.NONE_SEEN:
+        return f"On {day}, there were 0 changes for language '{label}'."
+    return f"No stats found for {label} on {day}"
 
 
 def stats_notes(answer: DayStats | NoStats) -> list[str]:
@@ -127,11 +127,12 @@ def stats_notes(answer: DayStats | NoStats) -> list[str]:
     rollup = answer.rollup
     notes = []
     if isinstance(answer, NoStats):
-        if answer.absence is Absence.NOT_COLLECTED:
-            if answer.is_today:
-                notes.append("Today's figures appear after the first roll-up of the day.")
-            else:
-                notes.append("TestON was not collecting changes that day.")
+        if answer.absence is Absence.NOT_ROLLED_UP or (
+            answer.is_today and answer.absence is Absence.NOT_COLLECTED
+        ):
+            notes.append("That day's changes are not counted yet; figures appear after the next roll-up.")
+        elif answer.absence is Absence.NOT_COLLECTED:
+            notes.append("TestON was not collecting changes that day.")
         else:
             so_far = " so far" if rollup is not None and rollup.status is DayStatus.PARTIAL else ""
             notes.append(

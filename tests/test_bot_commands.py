@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from bot import queries
@@ -208,6 +209,15 @@ async def test_stats_without_data_says_why(core: CommandCore, conn: psycopg.Conn
     )
 
 
+async def test_stats_of_a_day_collected_but_not_rolled_up(
+    core: CommandCore, conn: psycopg.Connection
+) -> None:
+    conn.execute("INSERT INTO day_arrivals (day, last_received_at) VALUES (%s, now())", (date(2025, 2, 7),))
+    conn.commit()
+    answer = await core.answer_text("!stats 2025-02-07 en", ALICE)
+    assert isinstance(answer, NoStats) and answer.absence is Absence.NOT_ROLLED_UP
+
+
 async def test_stats_of_today_are_partial(core: CommandCore, conn: psycopg.Connection) -> None:
     today = NOW.date()
     computed = NOW - timedelta(minutes=5)
@@ -247,6 +257,13 @@ async def test_database_trouble_is_a_failure_answer() -> None:
         assert await broken.answer_text("!help", ALICE) != Failure(DATABASE_TROUBLE)
     finally:
         await unreachable.close()
+
+
+async def test_postgres_itself_cancels_a_runaway_statement(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await queries.limit_statement_time(conn, 0.05)
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            await conn.execute("SELECT pg_sleep(2)")
 
 
 async def test_concurrent_commands_do_not_interfere(core: CommandCore, conn: psycopg.Connection) -> None:

@@ -303,7 +303,7 @@ def test_no_stats_distinguishes_not_collected_from_none_seen() -> None:
     )
     today = NoStats(EN, day, Absence.NOT_COLLECTED, None, is_today=True)
     assert plain_text(today, prefix="!").splitlines()[-1] == (
-        "Today's figures appear after the first roll-up of the day."
+        "That day's changes are not counted yet; figures appear after the next roll-up."
     )
 
 
