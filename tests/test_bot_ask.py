@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from analytics import rollup
 from ingestion.replay import ingest_path
-from teston.cli import app
+from teston.cli import _discord_bot, app
+from teston.settings import load_settings
 from tests.bot_fixtures import CATALOG
 
 DATA = Path(__file__).parent / "data"
@@ -201,3 +202,13 @@ def test_bot_without_a_token_says_how_to_get_one() -> None:
     assert "DISCORD_TOKEN is not set" in result.stderr
     assert "https://discord.com/developers/applications" in result.stderr
     assert 'teston ask "!stats 2021-08-27 en"' in result.stderr
+
+
+def test_up_without_a_token_runs_without_the_bot_and_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = load_settings(env_file=None)
+
+    assert _discord_bot(settings, "postgresql://unused") == []
+
+    message = capsys.readouterr().err
+    assert "DISCORD_TOKEN is not set, so the Discord bot is not running" in message
+    assert 'teston ask "!recent en 5"' in message

@@ -29,8 +29,7 @@ from bot.commands import CommandCore
 from ingestion.replay import ingest_file
 from teston.settings import DiscordSettings, load_settings
 from tests.bot_fixtures import CATALOG, insert_day_stats, insert_rollup, pool
-from tests.fakediscord import FakeDiscord, Message, pointed_at, pytest_plugin, running
-from tests.fakediscord.state import InteractionResult
+from tests.fakediscord import FakeDiscord, InteractionResult, Message, pointed_at, pytest_plugin, running
 
 fake_discord = pytest_plugin.fake_discord
 __all__ = ["fake_discord", "pool"]  # fixtures used by name
