@@ -73,3 +73,11 @@ def test_a_missing_setting_is_named_on_the_command_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "DB_MAX_IDLE_TIME" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version_is_printed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "teston", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("teston ")
