@@ -12,6 +12,7 @@ from datetime import date
 import polars as pl
 
 from teston.partitions import day_bounds
+from teston.schema import DAILY_FIGURES
 
 TOP_N = 10
 HOURS = 24
@@ -126,27 +127,7 @@ def daily_wiki_stats(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
             pl.col("distinct_editors", "distinct_pages").fill_null(0),
             pl.lit(day, dtype=pl.Date).alias("day"),
         )
-        .select(
-            "day",
-            "wiki",
-            "changes",
-            "edits",
-            "new_pages",
-            "log_actions",
-            "categorize",
-            "other_types",
-            "bot_changes",
-            "anonymous_changes",
-            "human_changes",
-            "content_changes",
-            "other_namespace_changes",
-            "bytes_added",
-            "bytes_removed",
-            "net_bytes",
-            "distinct_editors",
-            "distinct_pages",
-            "hourly_changes",
-        )
+        .select("day", "wiki", *DAILY_FIGURES, "hourly_changes")
         .sort("wiki")
     )
 

@@ -21,33 +21,14 @@ import psycopg
 
 from analytics import aggregates, exports
 from teston.partitions import day_bounds, existing_partition_days
+from teston.schema import DAILY_FIGURES
 
 log = logging.getLogger(__name__)
 
 PARTIAL = "partial"
 FINAL = "final"
 
-_STATS_COLUMNS = (
-    "day",
-    "wiki",
-    "changes",
-    "edits",
-    "new_pages",
-    "log_actions",
-    "categorize",
-    "other_types",
-    "bot_changes",
-    "anonymous_changes",
-    "human_changes",
-    "content_changes",
-    "other_namespace_changes",
-    "bytes_added",
-    "bytes_removed",
-    "net_bytes",
-    "distinct_editors",
-    "distinct_pages",
-    "hourly_changes",
-)
+_STATS_COLUMNS = ("day", "wiki", *DAILY_FIGURES, "hourly_changes")
 _TOP_PAGE_COLUMNS = ("day", "wiki", "rank", "namespace", "title", "changes")
 _TOP_EDITOR_COLUMNS = ("day", "wiki", "rank", "user_name", "bot", "changes")
 

@@ -14,24 +14,9 @@ from datetime import date, datetime
 import psycopg
 from psycopg.rows import dict_row
 
-FIGURES = (
-    "changes",
-    "edits",
-    "new_pages",
-    "log_actions",
-    "categorize",
-    "other_types",
-    "bot_changes",
-    "anonymous_changes",
-    "human_changes",
-    "content_changes",
-    "other_namespace_changes",
-    "bytes_added",
-    "bytes_removed",
-    "net_bytes",
-    "distinct_editors",
-    "distinct_pages",
-)
+from teston.schema import DAILY_FIGURES
+
+FIGURES = DAILY_FIGURES
 
 
 @dataclass(frozen=True)

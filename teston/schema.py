@@ -158,6 +158,14 @@ class DailyWikiStats(SQLModel, table=True):
     computed_at: datetime = _tz(nullable=False)
 
 
+# The integer figures of a day and wiki, in table order; roll-ups write them and the bot reads them.
+DAILY_FIGURES: tuple[str, ...] = tuple(
+    c.name
+    for c in DailyWikiStats.__table__.columns  # type: ignore[attr-defined]
+    if c.name not in {"day", "wiki", "hourly_changes", "computed_at"}
+)
+
+
 class DailyTopPage(SQLModel, table=True):
     """The ten most-changed pages of a wiki on a day."""
 
