@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks.harness import Context, Figure, percentile, postgres
+from benchmarks.harness import Context, Figure, percentile
 from benchmarks.local_stream import PacedStream
 from benchmarks.synthetic import EventFactory
 from teston.partitions import ensure_partitions
@@ -46,7 +46,7 @@ def run(context: Context) -> list[Figure]:
             count, now, now + timedelta(seconds=size.freshness_seconds)
         )
     )
-    with postgres() as server:
+    with context.postgres() as server:
         with psycopg.connect(server.url) as conn:
             # The day's partition exists before the clock starts, as for every event but a day's first.
             ensure_partitions(conn, [now.date(), (now + timedelta(days=1)).date()])

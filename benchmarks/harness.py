@@ -116,6 +116,12 @@ class Context:
     profile: CaptureProfile
     seed: int = 1
 
+    def postgres(
+        self, settings: Mapping[str, str] | None = None
+    ) -> contextlib.AbstractContextManager[Server]:
+        """A server of the benchmark's own (see `postgres`), copied from this run's migrated cluster."""
+        return postgres(settings, template=migrated_cluster(self.workdir / "pg-template"))
+
     def log(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -150,14 +156,33 @@ class Server:
     version: str
 
 
+def migrated_cluster(directory: Path) -> Path:
+    """An initialised cluster migrated to head, stopped, in `directory` (made once, then reused)."""
+    if not (directory / "data" / "PG_VERSION").exists():
+        server = EmbeddedPostgres(directory)
+        try:
+            database.upgrade(server.start())
+        finally:
+            server.stop()
+    return directory
+
+
 @contextlib.contextmanager
-def postgres(settings: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """A fresh embedded PostgreSQL in a temporary directory, migrated to head; stopped and removed after."""
+def postgres(settings: Mapping[str, str] | None = None, *, template: Path | None = None) -> Iterator[Server]:
+    """A fresh embedded PostgreSQL in a temporary directory, migrated to head; stopped and removed after.
+
+    With `template` (a cluster from `migrated_cluster`), the new server starts from a copy of it
+    instead of running initdb and the migrations again.
+    """
     root = Path(tempfile.mkdtemp(prefix="teston-bench-"))
+    if template is not None:
+        # cp -a keeps the owner: the files belong to the server's system user when we are root.
+        subprocess.run(["cp", "-a", str(template), str(root / "pg")], check=True)
     server = EmbeddedPostgres(root / "pg", settings={**PRODUCTION_SERVER_SETTINGS, **(settings or {})})
     try:
         url = server.start()
-        database.upgrade(url)
+        if template is None:
+            database.upgrade(url)
         with psycopg.connect(url) as conn:
             row = conn.execute("SHOW server_version").fetchone()
         yield Server(url=url, scratch=server.data_dir, version=str(row[0]) if row else "?")
@@ -219,6 +244,10 @@ def percentile(samples: Sequence[float], pct: float) -> float:
 # -- peak memory of a child process ------------------------------------------------------------------
 
 
+class ChildFailed(RuntimeError):
+    """The code measured in a child process raised; the message carries its error."""
+
+
 def _child_entry(target: Callable[..., Any], args: tuple[Any, ...], conn: Any) -> None:
     try:
         result = target(*args)
@@ -243,7 +272,7 @@ def run_in_child(target: Callable[..., Any], *args: Any) -> tuple[Any, int]:
         status, result, peak = "error", f"child exited with {process.exitcode}", 0
     process.join()
     if status != "ok":
-        raise RuntimeError(f"benchmark child failed: {result}")
+        raise ChildFailed(str(result))
     return result, int(peak)
 
 

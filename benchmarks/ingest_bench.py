@@ -27,7 +27,7 @@ import aiohttp
 import psycopg
 from psycopg import sql
 
-from benchmarks.harness import Context, Figure, Server, postgres, ratio, timed
+from benchmarks.harness import Context, Figure, Server, ratio, timed
 from benchmarks.local_stream import file_stream_process
 from benchmarks.synthetic import EventFactory, sse_frames
 from teston.partitions import day_bounds, partition_name
@@ -218,7 +218,7 @@ def run(context: Context) -> list[Figure]:
     old_lines = lines[: size.old_path_events]
     del lines
 
-    with postgres() as server, file_stream_process(sse_path) as stream_url:
+    with context.postgres() as server, file_stream_process(sse_path) as stream_url:
         return _measure(context, server, stream_url, old_lines)
 
 

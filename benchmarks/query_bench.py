@@ -32,13 +32,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from benchmarks.harness import Context, Figure, human_bytes, percentile, postgres
+from benchmarks.harness import Context, Figure, human_bytes, percentile
 from benchmarks.synthetic import EventFactory
 from teston.partitions import day_bounds, ensure_partitions, partition_name
 
 STATS_TARGET_MS = 10.0
 RECENT_TARGET_MS = 20.0
-SLOTS = 1_000_000  # resolution of the template lottery: the rarest tail wiki still gets a slot
+# Resolution of the template lottery: at 10M rows even the rarest tail wiki's weight is worth a slot.
+MAX_SLOTS = 1_000_000
 RARE_WIKI_ROWS = 12
 RARE_WIKI_AGE_DAYS = 20
 WARM_UP_CALLS = 30
@@ -179,6 +180,7 @@ def _load_templates(conn: psycopg.Connection[Any], context: Context, moment: dat
     from teston.wikis import WikiCatalog
 
     catalog = WikiCatalog.load()
+    lottery = min(MAX_SLOTS, max(100_000, context.size.query_rows // 10))
     conn.execute(_CREATE_TEMPLATES)
     positions = [INGEST_COLUMNS.index(column) for column in _TEMPLATE_COLUMNS]
     raw_at = INGEST_COLUMNS.index("raw")
@@ -193,7 +195,7 @@ def _load_templates(conn: psycopg.Connection[Any], context: Context, moment: dat
             row = parse_event(text, catalog)
             if not isinstance(row, tuple):
                 raise RuntimeError(f"a template does not parse: {row!r}")
-            slots = 0 if row[INGEST_COLUMNS.index("wiki")] == rare else max(1, round(weight * SLOTS))
+            slots = 0 if row[INGEST_COLUMNS.index("wiki")] == rare else max(1, round(weight * lottery))
             copy.write_row((number, slot, slot + slots, *(row[i] for i in positions), row[raw_at]))
             slot += slots
     conn.execute(
@@ -212,7 +214,7 @@ def _fill_day(
     start, _ = day_bounds(day)
     with psycopg.connect(url) as conn:
         conn.execute("SET work_mem = '256MB'")
-        (slots,) = conn.execute("SELECT slots FROM bench_meta").fetchone() or (SLOTS,)
+        (slots,) = conn.execute("SELECT slots FROM bench_meta").fetchone() or (MAX_SLOTS,)
         partition = sql.Identifier(partition_name(day))
         # Emptied in this transaction, so it gets a new file: with wal_level=minimal the rows skip the WAL.
         conn.execute(sql.SQL("TRUNCATE {}").format(partition))
@@ -331,7 +333,7 @@ async def _time_commands(
 
 def run(context: Context) -> list[Figure]:
     now = datetime.now(UTC)
-    with postgres(LOAD_SETTINGS) as server:
+    with context.postgres(LOAD_SETTINGS) as server:
         data = load(server.url, context, now)
         context.log(
             f"query: {data.rows:,} rows, {data.wikis} wikis, {human_bytes(data.bytes)}"

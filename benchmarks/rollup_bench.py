@@ -23,11 +23,11 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.harness import (
+    ChildFailed,
     Context,
     Figure,
     human_bytes,
     ingest_file,
-    postgres,
     ratio,
     run_in_child,
     write_lines,
@@ -107,6 +107,19 @@ def rollup_in_child(url: str, export_dir: str, day: date) -> dict[str, float]:
     }
 
 
+def _failed(events: int, error: str) -> Figure:
+    first_line = error.strip().splitlines()[0] if error.strip() else "unknown error"
+    return Figure(
+        number=3,
+        what=f"roll-up of one day (export + all aggregates), {events:,} events",
+        result=f"failed: {first_line}",
+        target="≤ 2 × the read; peak RSS ≤ 1 GiB at 4M",
+        met=False,
+        values={"ratio": float("nan")},
+        notes=f"`analytics.rollup.rollup_day` raised: {error.strip()[:500]}",
+    )
+
+
 def run(context: Context) -> list[Figure]:
     size = context.size
     start, end = day_bounds(DAY)
@@ -116,7 +129,7 @@ def run(context: Context) -> list[Figure]:
     json_bytes = write_lines(
         jsonl, EventFactory(context.profile, seed=context.seed).events(events, start, end)
     )
-    with postgres() as server:
+    with context.postgres() as server:
         context.log("rollup: loading them through the ingest path")
         load_started = time.monotonic()
         stored = ingest_file(server.url, jsonl)
@@ -131,7 +144,11 @@ def run(context: Context) -> list[Figure]:
         last: dict[str, float] = {}
         for round_no in range(size.rollup_rounds):
             shutil.rmtree(export_dir, ignore_errors=True)
-            last, peak = run_in_child(rollup_in_child, server.url, str(export_dir), DAY)
+            try:
+                last, peak = run_in_child(rollup_in_child, server.url, str(export_dir), DAY)
+            except ChildFailed as exc:
+                context.log(f"rollup: the roll-up failed: {exc}")
+                return [_failed(stored, str(exc))]
             rollup_seconds.append(last["seconds"])
             peaks.append(peak)
             started = time.perf_counter()

@@ -13,7 +13,7 @@ from datetime import date
 
 import psycopg
 
-from benchmarks.harness import Context, Figure, ingest_file, postgres, write_lines
+from benchmarks.harness import Context, Figure, ingest_file, write_lines
 from benchmarks.synthetic import EventFactory
 from teston.partitions import day_bounds, partition_name
 
@@ -28,7 +28,7 @@ def run(context: Context) -> list[Figure]:
     json_bytes = write_lines(
         jsonl, EventFactory(context.profile, seed=context.seed + 6).events(size.storage_events, start, end)
     )
-    with postgres() as server:
+    with context.postgres() as server:
         stored = ingest_file(server.url, jsonl)
         jsonl.unlink()
         with psycopg.connect(server.url) as conn:

@@ -1,0 +1,23 @@
+"""The benchmark harness runs end to end at its smoke size and produces every figure.
+
+Only that: no timing is asserted (CI machines are shared and noisy); `python -m benchmarks` measures.
+"""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks.__main__ import ALL_FIGURES, render_report, run_benchmarks
+
+
+def test_smoke_run_produces_every_figure_as_a_finite_number() -> None:
+    machine, figures = run_benchmarks("smoke", set(ALL_FIGURES))
+
+    assert [figure.number for figure in figures] == list(ALL_FIGURES)
+    for figure in figures:
+        assert figure.values, f"figure {figure.number} has no numbers"
+        for name, value in figure.values.items():
+            assert math.isfinite(value), f"figure {figure.number}: {name} = {value}"
+    assert machine["cpu"] and machine["postgresql"] != "?"
+    report = render_report(machine, figures)
+    assert all(f"| {number} |" in report for number in ALL_FIGURES)
