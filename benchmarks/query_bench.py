@@ -121,9 +121,7 @@ FROM bench_templates t WHERE t.wiki = %(wiki)s ORDER BY t.id LIMIT 1
 """
 
 _ANONYMOUS = r"(user_name ~ '^[0-9.]+$' OR user_name LIKE '%%:%%' OR user_name LIKE '~%%')"
-_HOURLY = ", ".join(
-    f"count(*) FILTER (WHERE extract(hour FROM event_time AT TIME ZONE 'UTC') = {hour})" for hour in range(24)
-)
+_HOURLY = ", ".join(f"count(*) FILTER (WHERE hour = {hour})" for hour in range(24))
 _SUMMARISE_DAY = (
     f"""
 INSERT INTO daily_wiki_stats
@@ -132,15 +130,20 @@ SELECT %(day)s, wiki, count(*),
        count(*) FILTER (WHERE type = 'log'), count(*) FILTER (WHERE type = 'categorize'),
        count(*) FILTER (WHERE type NOT IN ('edit', 'new', 'log', 'categorize')),
        count(*) FILTER (WHERE bot),
-       count(*) FILTER (WHERE NOT bot AND {_ANONYMOUS}),
-       count(*) FILTER (WHERE NOT bot AND NOT {_ANONYMOUS}),
+       count(*) FILTER (WHERE NOT bot AND anonymous),
+       count(*) FILTER (WHERE NOT bot AND NOT anonymous),
        count(*) FILTER (WHERE namespace = 0), count(*) FILTER (WHERE namespace <> 0),
        coalesce(sum(greatest(length_new - coalesce(length_old, 0), 0)), 0),
        coalesce(sum(greatest(coalesce(length_old, 0) - length_new, 0)), 0),
        coalesce(sum(length_new - coalesce(length_old, 0)), 0),
        count(DISTINCT user_name), count(DISTINCT (namespace, title)),
        ARRAY[{_HOURLY}], now()
-FROM {{partition}} GROUP BY wiki
+FROM (
+    SELECT wiki, type, bot, namespace, title, user_name, length_old, length_new,
+           extract(hour FROM event_time AT TIME ZONE 'UTC')::integer AS hour, {_ANONYMOUS} AS anonymous
+    FROM {{partition}}
+) AS day_rows
+GROUP BY wiki
 """,
     """
 INSERT INTO daily_top_pages
