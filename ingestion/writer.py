@@ -1,9 +1,14 @@
 """Committing batches of events: rows, quarantine, cursor, gaps and day arrivals in one transaction.
 
 Exactly-once rests on two facts: the stream cursor is written in the same transaction as the rows it
-covers, and `(event_time, event_id)` is the primary key, so whatever a resume sends twice is dropped by
-`ON CONFLICT DO NOTHING`. Rows travel by binary COPY into a per-connection temporary staging table and
-are moved with one `INSERT … SELECT`, so no Python code runs per row apart from COPY's own encoding.
+covers, and `(event_time, event_id)` is the primary key, so nothing a resume sends twice is stored twice.
+
+Most batches hold no event already stored (a live stream repeats events only right after a resume), so
+rows are first copied straight into `recent_changes`, inside a savepoint: one pass of the server over the
+rows, as a plain `COPY` would make. A row already stored makes that COPY fail on the primary key; the
+savepoint is rolled back and the batch takes the slow path: COPY into a per-connection temporary staging
+table, then one `INSERT … SELECT … ON CONFLICT DO NOTHING`. Copies of one event inside a batch are
+dropped before either path (the first copy wins), as the primary key would.
 """
 
 from __future__ import annotations
@@ -18,16 +23,18 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
+from psycopg import postgres, pq, sql
+from psycopg.adapt import Dumper
 
 from ingestion.backoff import Failure, ReconnectPolicy
 from ingestion.events import INGEST_COLUMNS
 from ingestion.gaps import IngestGap
-from teston.partitions import day_of, ensure_partitions
+from teston.partitions import PARENT_TABLE, day_of, ensure_partitions
 
 T = TypeVar("T")
 
 _EVENT_TIME = INGEST_COLUMNS.index("event_time")
+_EVENT_ID = INGEST_COLUMNS.index("event_id")
 _RAW = INGEST_COLUMNS.index("raw")
 
 log = logging.getLogger(__name__)
@@ -88,6 +95,18 @@ class BatchOutcome:
 class WriterStopped(RuntimeError):
     """The writer was asked to give up while the database was unreachable; the batch was not committed."""
 
+
+# The direct path's bookkeeping in one statement: every row was stored, so every day of the batch got rows.
+_ARRIVALS = sql.SQL(
+    """
+    WITH arrived AS (
+        INSERT INTO day_arrivals (day, last_received_at)
+        SELECT day, now() FROM unnest(%(days)s::date[]) AS d(day)
+        ON CONFLICT (day) DO UPDATE SET last_received_at = EXCLUDED.last_received_at
+    ){cursor}
+    SELECT 1
+    """
+)
 
 _MOVE_ROWS = sql.SQL(
     """
@@ -159,6 +178,26 @@ def _nul_free(text: str) -> str:
     return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
+class _RawJsonbDumper(Dumper):
+    """`raw` (the event's JSON text) as binary `jsonb`: a version byte, then the text, never re-serialised."""
+
+    format = pq.Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
+
+
+def _first_copies(rows: Sequence[tuple[Any, ...]]) -> Sequence[tuple[Any, ...]]:
+    """The rows without later copies of an event already in the batch (same primary key)."""
+    if len({row[_EVENT_ID] for row in rows}) == len(rows):
+        return rows  # the usual case: one set, no per-row Python beyond it
+    first: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+    for row in rows:
+        first.setdefault((row[_EVENT_TIME], row[_EVENT_ID]), row)
+    return list(first.values())
+
+
 class BatchWriter:
     """Commits batches on one open connection (not thread-safe; one batch at a time)."""
 
@@ -169,6 +208,13 @@ class BatchWriter:
         self._copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(STAGING_TABLE), self._columns
         )
+        self._copy_direct = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(PARENT_TABLE), self._columns
+        )
+        self._arrivals = _ARRIVALS.format(cursor=sql.SQL(""))
+        self._arrivals_with_cursor = _ARRIVALS.format(cursor=sql.SQL(_CURSOR_CTE))
+        # Only COPY looks dumpers up by type oid, so this changes nothing else on the connection.
+        conn.adapters.register_dumper(None, _RawJsonbDumper)
         selected = [
             sql.SQL("{}::jsonb").format(sql.Identifier(c)) if c == "raw" else sql.Identifier(c)
             for c in INGEST_COLUMNS
@@ -205,6 +251,10 @@ class BatchWriter:
                 (f"pg_temp.{STAGING_TABLE}",),
             ).fetchall()
         self._column_types = [oid for (oid,) in rows]
+        self._direct_types = [
+            postgres.types["jsonb"].oid if column == "raw" else oid
+            for column, oid in zip(INGEST_COLUMNS, self._column_types, strict=True)
+        ]
 
     def read_cursor(self, stream: str) -> StreamCursor | None:
         with self.conn.transaction():
@@ -249,23 +299,48 @@ class BatchWriter:
         return {day_of(moment) for moment in {row[_EVENT_TIME] for row in rows}}
 
     def _commit_whole(self, batch: Batch, days: set[date]) -> tuple[int, int]:
-        """One transaction of few round trips: COPY, then one statement moving rows and the cursor."""
+        """One transaction of few round trips: COPY, then one statement for arrivals and the cursor."""
         with self.conn.transaction():
             if not days <= self._known_days:
                 ensure_partitions(self.conn, days)
             inserted = 0
             if batch.rows:
-                with self.conn.cursor() as cur:
-                    with cur.copy(self._copy) as copy:
-                        copy.set_types(self._column_types)
-                        write = copy.write_row
-                        for row in batch.rows:
-                            write(row)
-                    move = self._move_with_cursor if batch.position is not None else self._move
-                    params = self._cursor_params(batch) if batch.position is not None else None
-                    (inserted,) = cur.execute(move, params).fetchone() or (0,)
+                rows = _first_copies(batch.rows)
+                try:
+                    with self.conn.transaction():  # a savepoint: a stored row undoes only the COPY
+                        self._copy_rows(self._copy_direct, self._direct_types, rows)
+                except psycopg.errors.UniqueViolation:
+                    inserted = self._move_through_staging(batch, rows)
+                else:
+                    inserted = len(rows)
+                    self._record_arrivals(batch, days)
             rejected = self._finish(batch, (), cursor_saved=bool(batch.rows))
-        return int(inserted), rejected
+        return inserted, rejected
+
+    def _copy_rows(
+        self, statement: sql.Composed, types: Sequence[int], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.set_types(types)
+            write = copy.write_row
+            for row in rows:
+                write(row)
+
+    def _record_arrivals(self, batch: Batch, days: set[date]) -> None:
+        if batch.position is None:
+            self.conn.execute(self._arrivals, {"days": sorted(days)})
+        else:
+            self.conn.execute(
+                self._arrivals_with_cursor, {"days": sorted(days), **self._cursor_params(batch)}
+            )
+
+    def _move_through_staging(self, batch: Batch, rows: Sequence[tuple[Any, ...]]) -> int:
+        """The slow path, for a batch overlapping stored rows: stage, then insert what is new."""
+        self._copy_rows(self._copy, self._column_types, rows)
+        move = self._move_with_cursor if batch.position is not None else self._move
+        params = self._cursor_params(batch) if batch.position is not None else None
+        (inserted,) = self.conn.execute(move, params).fetchone() or (0,)
+        return int(inserted)
 
     @staticmethod
     def _cursor_params(batch: Batch) -> dict[str, Any]:

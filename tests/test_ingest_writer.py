@@ -158,3 +158,61 @@ async def test_a_stop_while_postgres_is_away_gives_up_after_the_grace_period(db_
     pipeline.stop()
     with pytest.raises(WriterStopped):
         await asyncio.wait_for(task, 10)
+
+
+def test_a_batch_overlapping_stored_rows_stores_only_the_new_ones(
+    conn: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What a resume sends: the direct COPY fails on the primary key and the batch goes through staging,
+    # not through the row-by-row isolation meant for rows the database refuses.
+    writer = BatchWriter(conn)
+    day_one = datetime(2021, 8, 27, 23, 59, 59, tzinfo=UTC)
+    day_two = datetime(2021, 8, 28, 0, 0, 1, tzinfo=UTC)
+    stored = [change(day_one, raw='{"copy": "first"}'), change(day_one)]
+    writer.commit(Batch(STREAM, stored, position="[1]", last_event_time=day_one))
+    arrivals = conn.execute("SELECT day, last_received_at FROM day_arrivals").fetchall()
+
+    again = stored[0]._replace(raw='{"copy": "second"}')
+    new = change(day_two)
+    outcome = writer.commit(Batch(STREAM, [again, new], position="[2]", last_event_time=day_two))
+    assert (outcome.inserted, outcome.duplicates, outcome.rejected) == (1, 1, 0)
+    assert "isolating" not in caplog.text
+    stored_raw = dict(conn.execute("SELECT event_id, raw FROM recent_changes").fetchall())
+    assert stored_raw == {stored[0].event_id: {"copy": "first"}, stored[1].event_id: {}, new.event_id: {}}
+    assert conn.execute("SELECT last_event_id FROM stream_cursors").fetchall() == [("[2]",)]
+    # Only the day that received a row is bumped.
+    after = dict(conn.execute("SELECT day, last_received_at FROM day_arrivals").fetchall())
+    assert after[date(2021, 8, 27)] == dict(arrivals)[date(2021, 8, 27)]
+    assert date(2021, 8, 28) in after
+
+    # The next batch without stored events takes the direct path again.
+    later = change(day_two)
+    outcome = writer.commit(Batch(STREAM, [later], position="[3]", last_event_time=day_two))
+    assert (outcome.inserted, outcome.duplicates) == (1, 0)
+    assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (4,)
+
+
+def test_copies_of_an_event_inside_a_batch_keep_the_first(conn: psycopg.Connection) -> None:
+    writer = BatchWriter(conn)
+    moment = datetime(2021, 8, 27, 13, 20, tzinfo=UTC)
+    first = change(moment, raw='{"copy": 1}')
+    rows = [first, change(moment), first._replace(raw='{"copy": 2}'), first._replace(raw='{"copy": 3}')]
+    outcome = writer.commit(Batch(STREAM, rows, position="[1]", last_event_time=moment))
+    assert (outcome.inserted, outcome.duplicates) == (2, 2)
+    assert conn.execute(
+        "SELECT raw FROM recent_changes WHERE event_id = %s", (first.event_id,)
+    ).fetchall() == [({"copy": 1},)]
+    # The same event id at another time is another primary key, so another row, as it always was.
+    other_time = first._replace(event_time=moment.replace(second=1))
+    assert writer.commit(Batch(STREAM, [other_time, other_time])).inserted == 1
+
+
+def test_a_batch_of_stored_rows_only_moves_the_cursor(conn: psycopg.Connection) -> None:
+    writer = BatchWriter(conn)
+    moment = datetime(2021, 8, 27, 13, 20, tzinfo=UTC)
+    rows = [change(moment) for _ in range(3)]
+    writer.commit(Batch(STREAM, rows, position="[1]", last_event_time=moment))
+    outcome = writer.commit(Batch(STREAM, rows[::-1], position="[2]", last_event_time=moment))
+    assert (outcome.inserted, outcome.duplicates) == (0, 3)
+    assert conn.execute("SELECT last_event_id FROM stream_cursors").fetchone() == ("[2]",)
+    assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (3,)
