@@ -16,10 +16,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from benchmarks.harness import SIZES, Context, Figure, describe_machine
-from benchmarks.synthetic import learn_profile
+from benchmarks.synthetic import CaptureProfile, EventFactory, describe, learn_profile
 
 # Figure numbers → the module that measures them.
 BENCHMARKS: dict[tuple[int, ...], str] = {
@@ -53,7 +55,9 @@ def run_benchmarks(size_name: str, only: set[int], *, seed: int = 1) -> tuple[di
     workdir = Path(tempfile.mkdtemp(prefix="teston-bench-work-"))
     figures: list[Figure] = []
     try:
-        context = Context(size=size, workdir=workdir, profile=learn_profile(seed=seed), seed=seed)
+        profile = learn_profile(seed=seed)
+        machine["synthetic events"] = synthetic_check(profile, seed)
+        context = Context(size=size, workdir=workdir, profile=profile, seed=seed)
         for numbers, module_name in BENCHMARKS.items():
             if not only.intersection(numbers):
                 continue
@@ -68,6 +72,24 @@ def run_benchmarks(size_name: str, only: set[int], *, seed: int = 1) -> tuple[di
     return machine, sorted(figures, key=lambda figure: figure.number)
 
 
+def synthetic_check(profile: CaptureProfile, seed: int, events: int = 20_000) -> str:
+    """How a sample of generated events compares with the complete capture they were learned from."""
+    start = datetime(2025, 5, 3, tzinfo=UTC)
+    generated = describe(EventFactory(profile, seed).events(events, start, start + timedelta(days=1)))
+    captured = profile.summary
+
+    def line(stats: dict[str, Any]) -> str:
+        types = ", ".join(f"{kind} {share:.1%}" for kind, share in stats["types"].items())
+        return (
+            f"{stats['events']:,} events, {stats['wikis']} wikis, {types}, bots {stats['bot_share']:.1%}, "
+            f"main namespace {stats['main_namespace_share']:.1%}, JSON {stats['mean_json_bytes']:.0f} B, "
+            f"title/comment/user {stats['mean_title_chars']:.0f}/{stats['mean_comment_chars']:.0f}/"
+            f"{stats['mean_user_chars']:.0f} chars"
+        )
+
+    return f"capture: {line(captured)}; generated sample: {line(generated)}"
+
+
 def _met(figure: Figure) -> str:
     if figure.met is None:
         return "—"
@@ -76,8 +98,14 @@ def _met(figure: Figure) -> str:
 
 def render_report(machine: dict[str, str], figures: Sequence[Figure]) -> str:
     """The results as Markdown: the machine, then one table row per figure, then notes."""
+    about = dict(machine)
+    synthetic = about.pop("synthetic events", "")
     lines = ["### Machine", ""]
-    lines += [f"- {key}: {value}" for key, value in machine.items()]
+    lines += [f"- {key}: {value}" for key, value in about.items()]
+    if synthetic:
+        captured, _, generated = synthetic.partition("; generated sample: ")
+        lines += ["", "### Synthetic events against the capture", ""]
+        lines += [f"- {captured}", f"- generated sample: {generated}"]
     lines += [
         "",
         "### Results",

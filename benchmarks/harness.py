@@ -17,10 +17,12 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -168,12 +170,38 @@ def migrated_cluster(directory: Path) -> Path:
 
 
 @contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit meanwhile, so that `finally` blocks stop servers and children."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def exit_on_terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on_terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def postgres(settings: Mapping[str, str] | None = None, *, template: Path | None = None) -> Iterator[Server]:
     """A fresh embedded PostgreSQL in a temporary directory, migrated to head; stopped and removed after.
 
     With `template` (a cluster from `migrated_cluster`), the new server starts from a copy of it
     instead of running initdb and the migrations again.
     """
+    with _terminate_as_exit():
+        yield from _postgres(settings, template)
+
+
+def _postgres(settings: Mapping[str, str] | None, template: Path | None) -> Iterator[Server]:
     root = Path(tempfile.mkdtemp(prefix="teston-bench-"))
     if template is not None:
         # cp -a keeps the owner: the files belong to the server's system user when we are root.
