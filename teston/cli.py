@@ -91,8 +91,9 @@ def db_url() -> None:
         return
     server = EmbeddedPostgres(settings.embedded_data_dir)
     url = server.start()
+    server.keep_running()
     if server.started_here:
-        typer.echo("embedded PostgreSQL started; `teston db stop` stops it", err=True)
+        typer.echo("embedded PostgreSQL started; it keeps running until `teston db stop`", err=True)
     typer.echo(url)
 
 

@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TextIO
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class EmbeddedPostgres:
         self.log_file = self.data_dir / "server.log"
         self.settings = dict(settings or {})
         self.started_here = False
+        self._use_handle: TextIO | None = None
         self._run_as: str | None = SYSTEM_USER if os.geteuid() == 0 else None
 
     # -- paths and users -------------------------------------------------------------------
@@ -161,12 +163,48 @@ class EmbeddedPostgres:
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb()
             if self.is_running():
-                log.info("embedded PostgreSQL already running on port %s", self.port)
+                log.debug("embedded PostgreSQL already running on port %s", self.port)
             else:
                 self._start_server()
                 self.started_here = True
             self._ensure_database()
+            self._register_use()
         return self.url
+
+    # Each process using the server holds a shared lock on `.users` until it is done, so the last one
+    # out can tell that nobody else needs the server (an exclusive lock succeeds) and stop it.
+    def _register_use(self) -> None:
+        if self._use_handle is None:
+            self._use_handle = open(self.data_dir / ".users", "a")  # noqa: SIM115 (held until release)
+            fcntl.flock(self._use_handle, fcntl.LOCK_SH)
+
+    def _unregister_use(self) -> bool:
+        """Drop this process's use; return True if no other process is using the server."""
+        handle, self._use_handle = self._use_handle, None
+        if handle is None:
+            return False
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            handle.close()
+        return True
+
+    @property
+    def _keep_running_marker(self) -> Path:
+        return self.data_dir / "keep-running"
+
+    def keep_running(self) -> None:
+        """Leave the server running after this process exits (for `teston db url` and psql)."""
+        self._keep_running_marker.touch()
+
+    def release(self) -> None:
+        """This process is done with the server: stop it if nobody else uses it and it is not kept."""
+        with self._lock():
+            last = self._unregister_use()
+            if last and not self._keep_running_marker.exists() and self.is_running():
+                self._stop_locked("fast")
 
     def _initdb(self) -> None:
         log.info("initialising embedded PostgreSQL in %s", self.pgdata)
@@ -241,17 +279,21 @@ class EmbeddedPostgres:
                 time.sleep(0.2)
 
     def stop(self, *, mode: str = "fast") -> None:
-        """Stop the server (a clean shutdown: `fast` rolls back open sessions and checkpoints)."""
+        """Stop the server now, whoever uses it (`fast` rolls back open sessions and checkpoints)."""
         with self._lock():
+            self._keep_running_marker.unlink(missing_ok=True)
+            self._unregister_use()
             if self.is_running():
-                log.info("stopping embedded PostgreSQL")
-                self._run("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.pgdata))
-            self.started_here = False
+                self._stop_locked(mode)
+
+    def _stop_locked(self, mode: str) -> None:
+        log.info("stopping embedded PostgreSQL")
+        self._run("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.pgdata))
+        self.started_here = False
 
     def __enter__(self) -> EmbeddedPostgres:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.started_here:
-            self.stop()
+        self.release()

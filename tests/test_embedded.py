@@ -41,6 +41,32 @@ def test_a_second_handle_reuses_a_running_server_and_leaves_it_running(tmp_path:
     assert not first.is_running()
 
 
+def test_the_last_process_out_stops_the_server_not_the_one_that_started_it(tmp_path: Path) -> None:
+    starter = EmbeddedPostgres(tmp_path / "pg", settings={"fsync": "off"})
+    starter.start()
+    user = EmbeddedPostgres(tmp_path / "pg")
+    user.start()
+    assert starter.started_here and not user.started_here
+    starter.release()  # e.g. `teston rollup` ends while `teston up` still ingests
+    assert user.is_running()
+    with psycopg.connect(user.url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    user.release()
+    assert not user.is_running()
+
+
+def test_a_kept_server_outlives_its_users_until_stopped(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", settings={"fsync": "off"})
+    server.start()
+    server.keep_running()  # what `teston db url` asks for
+    with EmbeddedPostgres(tmp_path / "pg"):
+        pass
+    server.release()
+    assert server.is_running()
+    server.stop()
+    assert not server.is_running()
+
+
 def test_cli_db_url_serves_psql_and_db_stop_stops_it(tmp_path: Path) -> None:
     env = {**os.environ, "TESTON_HOME": str(tmp_path / "home")}
     env.pop("DB_ADDR", None)
