@@ -273,7 +273,7 @@ def parse_day(text: str, *, today: date) -> date:
 
 
 def parse_setlang(tokens: Sequence[str]) -> SetLanguageRequest:
-    """`<code> [guild]`; with no code, the reply shows the defaults in force."""
+    """`<code> [guild]`; with no code at all, the reply shows the defaults in force."""
     language: str | None = None
     scope = Scope.USER
     for token in tokens:
@@ -283,7 +283,14 @@ def parse_setlang(tokens: Sequence[str]) -> SetLanguageRequest:
             language = check_language_text(Command.SETLANG, token)
         else:
             raise UsageError(Command.SETLANG, f"Unexpected extra argument {shown(token)}.")
-    return SetLanguageRequest(language=language, scope=scope)
+    return checked_setlang(SetLanguageRequest(language=language, scope=scope))
+
+
+def checked_setlang(request: SetLanguageRequest) -> SetLanguageRequest:
+    """`guild` alone asks to change the server's default without saying to what: ask which language."""
+    if request.scope is Scope.GUILD and request.language is None:
+        raise UsageError(Command.SETLANG, "Which language? Give a code such as de or zh-hans.")
+    return request
 
 
 def parse_help(tokens: Sequence[str]) -> HelpRequest:
@@ -333,9 +340,11 @@ def stats_request(day_text: str, language: str | None, *, today: date) -> StatsR
 
 def setlang_request(language: str | None, *, for_guild: bool) -> SetLanguageRequest:
     """The request of a `/setlang` slash command, checked like the text form."""
-    return SetLanguageRequest(
-        language=None if language is None else check_language_text(Command.SETLANG, language),
-        scope=Scope.GUILD if for_guild else Scope.USER,
+    return checked_setlang(
+        SetLanguageRequest(
+            language=None if language is None else check_language_text(Command.SETLANG, language),
+            scope=Scope.GUILD if for_guild else Scope.USER,
+        )
     )
 
 

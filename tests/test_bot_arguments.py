@@ -126,6 +126,8 @@ def test_setlang_and_help_forms(text: str, expected: object) -> None:
         ("!recent en 5 6", Command.RECENT, "Give one number of changes, not '6' as well."),
         ("!recent en fr", Command.RECENT, "Unexpected extra argument 'fr'."),
         ("!setLang es fr", Command.SETLANG, "Unexpected extra argument 'fr'."),
+        ("!setLang guild", Command.SETLANG, "Which language? Give a code such as de or zh-hans."),
+        ("!setLang server", Command.SETLANG, "Which language? Give a code such as de or zh-hans."),
         ("!help stats recent", Command.HELP, "Unexpected extra argument 'recent'."),
         ("!help nope", Command.HELP, "There is no command 'nope'."),
         ("!nope", None, "Unknown command 'nope'."),
@@ -175,5 +177,8 @@ def test_slash_options_are_checked_like_text() -> None:
     assert setlang_request("de", for_guild=True) == SetLanguageRequest("de", Scope.GUILD)
     with pytest.raises(UsageError, match="empty"):
         setlang_request("  ", for_guild=False)
+    with pytest.raises(UsageError, match="Which language"):
+        setlang_request(None, for_guild=True)
+    assert setlang_request(None, for_guild=False) == SetLanguageRequest()
     assert help_request("recent") == HelpRequest(Command.RECENT)
     assert help_request(None) == HelpRequest()
