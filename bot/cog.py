@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
@@ -41,6 +42,28 @@ def _cooldown_of(ctx: commands.Context[Any]) -> commands.Cooldown | None:
     return cog.cooldown.copy()
 
 
+class SlowDownNotices:
+    """Who has been told to slow down, so a rate-limited user gets one public notice per cooldown.
+
+    Every further text command within the same cooldown is ignored silently: a reply to each one would
+    let a user flood the channel through the bot, which is what the cooldown is there to stop.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._quiet_until: dict[int, float] = {}
+
+    def should_notify(self, user_id: int, retry_after: float) -> bool:
+        """True the first time `user_id` hits the cooldown; False until `retry_after` seconds have passed."""
+        now = self._clock()
+        # Forget cooldowns that are over, so the map only ever holds users rate-limited right now.
+        self._quiet_until = {user: until for user, until in self._quiet_until.items() if until > now}
+        if user_id in self._quiet_until:
+            return False
+        self._quiet_until[user_id] = now + retry_after
+        return True
+
+
 def invoker_of(ctx: commands.Context[Any]) -> Invoker:
     """Who runs the command, where, and whether they may change the server's default."""
     guild_id = ctx.guild.id if ctx.guild else ctx.interaction.guild_id if ctx.interaction else None
@@ -52,9 +75,16 @@ def invoker_of(ctx: commands.Context[Any]) -> Invoker:
 class WikiCommands(commands.Cog, name="TestON"):
     """`recent`, `stats`, `setlang` and `help`, each as a text and a slash command."""
 
-    def __init__(self, core: CommandCore, cooldown: commands.Cooldown | None) -> None:
+    def __init__(
+        self,
+        core: CommandCore,
+        cooldown: commands.Cooldown | None,
+        *,
+        slow_down_notices: SlowDownNotices | None = None,
+    ) -> None:
         self.core = core
         self.cooldown = cooldown
+        self.slow_down_notices = slow_down_notices or SlowDownNotices()
 
     # --- the commands ---------------------------------------------------------------------------
     # discord.py 2.7's `hybrid_command` overloads resolve to `Never` under mypy 2, hence the ignores.
@@ -162,6 +192,11 @@ class WikiCommands(commands.Cog, name="TestON"):
         """Every error ends as one friendly line; only unexpected ones are logged with a traceback."""
         answer: Answer
         if isinstance(error, commands.CommandOnCooldown):
+            # Slash commands must be answered, and privately; text commands get one notice per cooldown.
+            if ctx.interaction is None and not self.slow_down_notices.should_notify(
+                ctx.author.id, error.retry_after
+            ):
+                return
             answer = Failure(f"Slow down a little: try again in {max(error.retry_after, 1):.0f} s.")
         elif isinstance(error, commands.UserInputError) or (
             isinstance(error, commands.HybridCommandError)

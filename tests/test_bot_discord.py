@@ -25,6 +25,7 @@ from discord.ext import commands
 from analytics import rollup
 from bot.app import DiscordBotService
 from bot.client import WikiBot, run_bot
+from bot.cog import SlowDownNotices
 from bot.commands import CommandCore
 from ingestion.replay import ingest_file
 from teston.settings import DiscordSettings, load_settings
@@ -423,12 +424,35 @@ async def test_help_as_slash_command(fake_discord: FakeDiscord, bot: WikiBot) ->
 
 
 async def test_per_user_cooldown(fake_discord: FakeDiscord, core: CommandCore) -> None:
+    alice = fake_discord.users.alice
     async with running(make_bot(core, cooldown=commands.Cooldown(1, 60.0)), fake_discord):
         [first] = await ask(fake_discord, "!help")
         [second] = await ask(fake_discord, "!help")
+        third = await fake_discord.send_user_message("!help", author=alice)
+        fourth = await fake_discord.send_user_message("!HELP", author=alice)
         [other_user] = await ask(fake_discord, "!help", author=fake_discord.users.moderator)
+        slash = await fake_discord.invoke_slash("help", user=alice)
+        await asyncio.sleep(0.2)  # time for any late reply to the third or fourth message to arrive
     assert first.embeds and other_user.embeds
     assert second.content.startswith("Slow down a little: try again in ")
+    # One notice per cooldown: later commands within it are ignored rather than answered in public.
+    replied_to = {str((m.message_reference or {}).get("message_id")) for m in fake_discord.bot_messages()}
+    assert str(third.id) not in replied_to and str(fourth.id) not in replied_to
+    assert [m.id for m in fake_discord.bot_messages() if m.id > second.id] == [other_user.id]
+    # A slash command is always answered, privately.
+    [notice] = slash.responses
+    assert notice.ephemeral and (notice.content or "").startswith("Slow down a little")
+
+
+def test_slow_down_notices_once_per_cooldown_and_per_user() -> None:
+    now = [100.0]
+    notices = SlowDownNotices(clock=lambda: now[0])
+    assert notices.should_notify(1, retry_after=10.0)
+    assert not notices.should_notify(1, retry_after=9.0)
+    assert notices.should_notify(2, retry_after=10.0)
+    now[0] = 110.5
+    assert notices.should_notify(1, retry_after=10.0)  # a new cooldown, a new notice
+    assert not notices.should_notify(1, retry_after=5.0)
 
 
 async def test_concurrent_slash_commands_each_get_their_own_answer(
