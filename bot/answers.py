@@ -104,6 +104,11 @@ class RecentChanges:
     include_bots: bool
     include_categorize: bool
     asked: int | None = None
+    # Only when no change was found: the newest day the summary tables counted changes of the wiki
+    # (None if never), and for how many days raw changes are kept (RETENTION_DAYS), so the reply can
+    # tell "never recorded" from "recorded, but dropped after export".
+    newest_day: date | None = None
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

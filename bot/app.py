@@ -65,7 +65,10 @@ class DiscordBotService:
     async def start(self) -> None:
         await self._pool.open()
         core = CommandCore(
-            database=self._pool, catalog=self._catalog, prefix=self._settings.discord.command_prefix
+            database=self._pool,
+            catalog=self._catalog,
+            prefix=self._settings.discord.command_prefix,
+            retention_days=self._settings.analytics.retention_days,
         )
         self._task = asyncio.create_task(
             run_bot(core, self._settings.discord, cooldown=self._cooldown, **self._bot_options),

@@ -54,6 +54,8 @@ FALLBACK_LANGUAGE = "en"
 # that are not answered (or deferred) within 3 seconds.
 DEFAULT_QUERY_TIMEOUT = 10.0
 DATABASE_TROUBLE = "TestON cannot reach its database right now; please try again in a minute."
+# RETENTION_DAYS' default; the composition root passes the setting in force.
+DEFAULT_RETENTION_DAYS = 30
 
 
 class ConnectionSource(Protocol):
@@ -84,6 +86,7 @@ class CommandCore:
     prefix: str = "!"
     clock: Callable[[], datetime] = utc_now
     query_timeout: float = DEFAULT_QUERY_TIMEOUT
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()
@@ -158,6 +161,8 @@ class CommandCore:
                 include_bots=request.include_bots,
                 include_categorize=request.include_categorize,
             )
+            # Nothing stored: the summary tables, kept after retention, say whether there ever was.
+            newest_day = None if changes else await queries.newest_counted_day(conn, wiki.dbname)
         return RecentChanges(
             wiki=wiki,
             changes=tuple(changes),
@@ -165,6 +170,8 @@ class CommandCore:
             include_bots=request.include_bots,
             include_categorize=request.include_categorize,
             asked=request.asked,
+            newest_day=newest_day,
+            retention_days=None if changes else self.retention_days,
         )
 
     async def _stats(self, request: StatsRequest, invoker: Invoker) -> DayStats | NoStats:

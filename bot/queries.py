@@ -79,6 +79,15 @@ async def latest_changes(
         return [Change(**row) for row in await cursor.fetchall()]
 
 
+async def newest_counted_day(conn: AsyncConnection[Any], wiki: str) -> date | None:
+    """The newest day the summary tables counted any change of `wiki`; kept after its raw rows are dropped."""
+    cursor = await conn.execute(
+        "SELECT max(day) FROM daily_wiki_stats WHERE wiki = %s AND changes > 0", (wiki,)
+    )
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
 async def day_rollup(conn: AsyncConnection[Any], day: date) -> DayRollup | None:
     """Whether and how completely `day` was rolled up; None if TestON has no roll-up of it."""
     cursor = await conn.execute(

@@ -217,7 +217,15 @@ def recent_heading(answer: RecentChanges, prefix: str) -> str:
         hidden.append("category changes")
     note = f" ({' and '.join(hidden)} left out)" if hidden else ""
     if shown_count == 0:
-        return f"No changes recorded on {where} yet{note}."
+        if answer.newest_day is None:
+            return f"No changes recorded on {where} yet{note}."
+        # Retention drops raw changes older than RETENTION_DAYS once exported; the daily figures stay.
+        day = answer.newest_day.isoformat()
+        within = f" in the last {answer.retention_days} days" if answer.retention_days else ""
+        return (
+            f"No changes recorded on {where}{within}{note}, and older ones are not kept. "
+            f"The newest recorded were on {day}: {prefix}stats {day} {language_of(answer.wiki)}"
+        )
     noun = "change" if shown_count == 1 else "changes"
     heading = f"The {shown_count} newest {noun} on {where}, newest first{note}."
     if answer.asked is not None:

@@ -24,6 +24,7 @@ from bot.answers import (
 )
 from bot.arguments import Command, Scope
 from bot.commands import DATABASE_TROUBLE, CommandCore, Invoker
+from bot.rendering import plain_text
 from tests.bot_fixtures import (
     CATALOG,
     NOW,
@@ -151,6 +152,29 @@ async def test_recent_reads_the_newest_day_first_across_partitions(
     answer = await core.answer_text("!recent en 3", ALICE)
     assert isinstance(answer, RecentChanges)
     assert [c.title for c in answer.changes] == ["0 days back", "1 days back", "2 days back"]
+
+
+async def test_recent_after_retention_dropped_a_wikis_changes_says_so(
+    core: CommandCore, conn: psycopg.Connection
+) -> None:
+    # en's changes of 2025-03-01 were rolled up, exported and dropped; only the summary row remains.
+    insert_rollup(conn, date(2025, 3, 1))
+    insert_day_stats(conn, date(2025, 3, 1), "enwiki", changes=12)
+    insert_day_stats(conn, date(2025, 3, 1), "dewiki", changes=0)
+    conn.commit()
+
+    en = await core.answer_text("!recent en", ALICE)
+    de = await core.answer_text("!recent de", ALICE)
+
+    assert isinstance(en, RecentChanges) and isinstance(de, RecentChanges)
+    assert (en.changes, en.newest_day, en.retention_days) == ((), date(2025, 3, 1), 30)
+    assert plain_text(en, prefix="!") == (
+        "No changes recorded on en.wikipedia.org in the last 30 days "
+        "(bot changes and category changes left out), and older ones are not kept. "
+        "The newest recorded were on 2025-03-01: !stats 2025-03-01 en"
+    )
+    assert de.newest_day is None  # rolled up, but never a change: nothing was dropped
+    assert plain_text(de, prefix="!").startswith("No changes recorded on de.wikipedia.org yet")
 
 
 def test_latest_changes_query_uses_the_wiki_index(conn: psycopg.Connection) -> None:

@@ -221,6 +221,19 @@ def test_recent_says_when_the_count_was_lowered_or_nothing_was_found() -> None:
     assert (
         plain_text(empty, prefix="!") == "No changes recorded on en.wikipedia.org yet (bot changes left out)."
     )
+    dropped = RecentChanges(
+        EN,
+        (),
+        count=10,
+        include_bots=True,
+        include_categorize=True,
+        newest_day=date(2025, 1, 4),
+        retention_days=7,
+    )
+    assert discord_reply(dropped, prefix="?").summary == (
+        "No changes recorded on en.wikipedia.org in the last 7 days, and older ones are not kept. "
+        "The newest recorded were on 2025-01-04: ?stats 2025-01-04 en"
+    )
 
 
 def test_a_hundred_long_changes_split_within_every_discord_limit() -> None:
