@@ -5,7 +5,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    TESTON_HOME=/var/lib/teston
+    TESTON_HOME=/var/lib/teston \
+    METRICS_HOST=0.0.0.0
 
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
@@ -20,5 +21,5 @@ USER teston
 VOLUME ["/var/lib/teston"]
 EXPOSE 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=4)" || exit 1
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('METRICS_PORT', '9464'), timeout=4)" || exit 1
 CMD ["teston", "up"]

@@ -6,19 +6,20 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import aiohttp
 import psycopg
+import sqlalchemy.exc
 import typer
 from prometheus_client import CollectorRegistry
-from psycopg_pool import ConnectionPool
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from analytics import jobs, rollup
-from analytics.scheduler import AnalyticsScheduler, Schedule
+from analytics.scheduler import AnalyticsScheduler, Schedule, connection_pool, runs_at_once
 from bot.answers import Failure, Problem
 from bot.app import NO_TOKEN_HELP, DiscordBotService, answer_once
 from bot.commands import Invoker
@@ -31,15 +32,17 @@ from ingestion.service import IngestionService, connector, open_source
 from ingestion.sources import is_url
 from ingestion.writer import ResilientWriter, WriterStopped
 from teston import __version__, database
-from teston.embedded import EmbeddedPostgres
+from teston.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from teston.runtime import Component, run_components, stop_on_signals
 from teston.settings import Settings, SettingsError, load_settings, parse_duration
 from teston.wikis import WikiCatalog
 
-# Prometheus scrapes from outside the container (docker-compose publishes the port on the host).
-METRICS_HOST = "0.0.0.0"
-
-app = typer.Typer(help="TestON: Wikipedia's live edit stream, answered in Discord.", no_args_is_help=True)
+# Tracebacks never show local variables: they could hold a database password.
+app = typer.Typer(
+    help="TestON: Wikipedia's live edit stream, answered in Discord.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(help="The PostgreSQL database: migrations and connection.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -157,7 +160,7 @@ def _ingestion_service(
         WikiCatalog.load(),
         options=options,
         metrics=metrics,
-        metrics_address=(METRICS_HOST, metrics_port),
+        metrics_address=(settings.ingest.metrics_host, metrics_port),
     )
 
 
@@ -231,7 +234,10 @@ def ingest(
                     since=started_since,
                     batch_size=batch_size
                     or (settings.ingest.batch_size if is_url(spec) else REPLAY_BATCH_SIZE),
-                    metrics_port=settings.ingest.metrics_port if metrics_port is None else metrics_port,
+                    # A replay serves no metrics unless asked: it must not collide with a running `up`.
+                    metrics_port=(settings.ingest.metrics_port if is_url(spec) else 0)
+                    if metrics_port is None
+                    else metrics_port,
                     show_progress=show_progress,
                 )
             )
@@ -261,8 +267,8 @@ async def _run_up(settings: Settings, url: str) -> None:
                     registry=CollectorRegistry(),
                 )
             )
-        with ConnectionPool(url, min_size=1, max_size=4, open=True, name="analytics") as pool:
-            components.append(AnalyticsScheduler(pool.connection, _schedule(settings)))
+        with _analytics_scheduler(settings, url) as analytics:
+            components.append(analytics)
             components.extend(_discord_bot(settings, url))
             with stop_on_signals(stop):
                 await run_components(components, stop)
@@ -290,11 +296,39 @@ def _schedule(settings: Settings) -> Schedule:
     )
 
 
-def _parse_day(value: str, option: str) -> date:
+@contextlib.contextmanager
+def _analytics_scheduler(settings: Settings, url: str) -> Iterator[AnalyticsScheduler]:
+    """The analytics schedule on its own pool: a share of DB_MAX_OPEN_CONNS, connected only while jobs run."""
+    with connection_pool(url, settings.database) as pool:
+        workers = runs_at_once(settings.database.max_open_conns)
+        yield AnalyticsScheduler(pool.connection, _schedule(settings), workers=workers)
+
+
+def _parse_day(value: str, option: str, *, today: date) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+    if day > today:
+        raise typer.BadParameter(
+            f"{day} is after today ({today}, UTC): only days up to today can be rolled up", param_hint=option
+        )
+    return day
+
+
+def _requested_days(day: str | None, first: str | None, last: str | None) -> list[date]:
+    """The days `--date D` or `--from D --to D` name, refused if reversed or after today (UTC)."""
+    today = rollup.today_utc()
+    if day is not None:
+        return [_parse_day(day, "--date", today=today)]
+    assert first is not None and last is not None
+    start, end = _parse_day(first, "--from", today=today), _parse_day(last, "--to", today=today)
+    if start > end:
+        raise typer.BadParameter(
+            f"--from {start} is after --to {end}; give the first day of the range to --from",
+            param_hint="'--from' / '--to'",
+        )
+    return rollup.days_between(start, end)
 
 
 @app.command("rollup")
@@ -308,26 +342,29 @@ def rollup_command(
     chosen = sum([day is not None, first is not None or last is not None, every])
     if chosen != 1 or (first is None) != (last is None):
         raise typer.BadParameter("give exactly one of --date D, --from D --to D, or --all")
+    requested = None if every else _requested_days(day, first, last)
     settings = _settings()
     console = Console(stderr=True)
     with database.database_url(settings) as url:
         database.upgrade(url)
-        if every:
+        if requested is None:
             with psycopg.connect(url) as conn:
                 days = rollup.raw_days(conn)
-        elif day is not None:
-            days = [_parse_day(day, "--date")]
         else:
-            assert first is not None and last is not None
-            days = rollup.days_between(_parse_day(first, "--from"), _parse_day(last, "--to"))
+            days = requested
         if not days:
             typer.echo("no days to roll up")
             return
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("rolling up", total=len(days))
             results: list[rollup.DayRollup] = []
+            without_data: list[date] = []
 
-            def done(result: rollup.DayRollup) -> None:
+            def done(result: rollup.DayRollup | rollup.NoData) -> None:
+                if isinstance(result, rollup.NoData):
+                    without_data.append(result.day)
+                    progress.update(task, advance=1, description=f"no data for {result.day}")
+                    return
                 results.append(result)
                 progress.update(task, advance=1, description=f"rolled up {result.day}")
 
@@ -349,7 +386,11 @@ def rollup_command(
             "yes" if result.incomplete else "",
             f"{result.seconds:.2f}",
         )
+    for missing in without_data:
+        table.add_row(missing.isoformat(), "no data", "", "", "", "")
     Console().print(table)
+    for missing in without_data:
+        typer.echo(f"no data for {missing} (not collected; nothing written)")
     typer.echo(
         f"{len(results)} of {len(days)} days rolled up, {sum(r.events for r in results):,} events; "
         f"exports in {settings.export_dir}"
@@ -361,11 +402,8 @@ def rollup_command(
 
 async def _run_scheduler(settings: Settings, url: str) -> None:
     stop = asyncio.Event()
-    with (
-        ConnectionPool(url, min_size=1, max_size=4, open=True, name="analytics") as pool,
-        stop_on_signals(stop),
-    ):
-        await run_components([AnalyticsScheduler(pool.connection, _schedule(settings))], stop)
+    with _analytics_scheduler(settings, url) as analytics, stop_on_signals(stop):
+        await run_components([analytics], stop)
 
 
 @app.command()
@@ -427,4 +465,18 @@ def bot_command() -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
+        cause = getattr(exc, "orig", None) or exc  # Alembic's engine wraps the psycopg error
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        typer.secho(
+            f"teston: cannot use PostgreSQL ({reason}); check DB_ADDR / DATABASE_URL, "
+            "or unset them to use the embedded server",
+            err=True,
+            fg="red",
+        )
+        raise SystemExit(1) from None
+    except EmbeddedPostgresError as exc:
+        typer.secho(f"teston: the embedded PostgreSQL failed: {exc}", err=True, fg="red")
+        raise SystemExit(1) from None

@@ -73,7 +73,9 @@ def async_pool(url: str, settings: DatabaseSettings, *, name: str = "teston") ->
     """An (unopened) async connection pool sized by the `DB_MAX_*` settings; open it with `async with`."""
     return AsyncConnectionPool(
         url,
-        min_size=min(settings.max_idle_conns, settings.max_open_conns),
+        # Connections are opened on demand; idle ones above one are closed after DB_MAX_IDLE_TIME,
+        # the nearest psycopg equivalent of Go's database/sql idle limits.
+        min_size=min(1, settings.max_idle_conns),
         max_size=settings.max_open_conns,
         max_idle=settings.max_idle_time.total_seconds(),
         name=name,

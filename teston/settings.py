@@ -6,6 +6,7 @@ existing `.env` works unchanged; every other variable is TestON's own.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import time, timedelta
 from pathlib import Path
@@ -57,6 +58,12 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     return timedelta(seconds=total)
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
 def _default_home() -> Path:
     return Path(platformdirs.user_data_dir("teston", appauthor=False))
 
@@ -81,6 +88,22 @@ class DatabaseSettings(_Group):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("url")
+    @classmethod
+    def _conninfo(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(value)
+        except Exception as exc:
+            raise ValueError(
+                "not a PostgreSQL URL (postgresql://user:password@host:5432/dbname) or key=value conninfo"
+                f" ({str(exc).strip()})"
+            ) from None
+        return value
 
     @field_validator("max_idle_time", mode="before")
     @classmethod
@@ -110,12 +133,21 @@ class IngestSettings(_Group):
     batch_size: int = Field(default=2000, ge=1, le=100_000, validation_alias="INGEST_BATCH_SIZE")
     flush_interval: timedelta = Field(default=timedelta(seconds=1), validation_alias="INGEST_FLUSH_INTERVAL")
     metrics_port: int = Field(default=9464, ge=0, le=65535, validation_alias="METRICS_PORT")
+    # Loopback by default; the container image sets 0.0.0.0 so Prometheus can scrape it.
+    metrics_host: str = Field(default="127.0.0.1", min_length=1, validation_alias="METRICS_HOST")
     enabled: bool = Field(default=True, validation_alias="INGEST_ENABLED")
 
     @field_validator("flush_interval", mode="before")
     @classmethod
     def _go_duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
+        return _positive(parse_duration(value))
+
+    @field_validator("stream_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @property
     def user_agent_product(self) -> str:
@@ -133,7 +165,7 @@ class AnalyticsSettings(_Group):
     @field_validator("intraday_interval", mode="before")
     @classmethod
     def _go_duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
+        return _positive(parse_duration(value))
 
 
 class Settings(_Group):
@@ -145,6 +177,17 @@ class Settings(_Group):
     discord: DiscordSettings
     ingest: IngestSettings
     analytics: AnalyticsSettings
+
+    @field_validator("home")
+    @classmethod
+    def _usable_home(cls, value: Path) -> Path:
+        home = value.expanduser()
+        existing = next((p for p in [home, *home.parents] if p.exists()), None)
+        if existing is None or not existing.is_dir():
+            raise ValueError(f"{existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"{existing} is not writable")
+        return home
 
     @field_validator("log_level")
     @classmethod

@@ -10,9 +10,17 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import AliasChoices
 
 from teston import database
 from teston.embedded import EmbeddedPostgres
+from teston.settings import (
+    AnalyticsSettings,
+    DatabaseSettings,
+    DiscordSettings,
+    IngestSettings,
+    Settings,
+)
 
 pytest_plugins = ["tests.fakediscord.pytest_plugin"]
 
@@ -30,9 +38,20 @@ def with_database(url: str, name: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
+class ExternalServer:
+    """A server the developer named with TESTON_TEST_DATABASE_URL (needs the CREATEDB privilege)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    """One real PostgreSQL server for the whole run (or the one `TESTON_TEST_DATABASE_URL` names)."""
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres | ExternalServer]:
+    """One real PostgreSQL server for the whole run, or the one `TESTON_TEST_DATABASE_URL` names."""
+    external = os.environ.get("TESTON_TEST_DATABASE_URL")
+    if external:
+        yield ExternalServer(external)
+        return
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), settings=TEST_SERVER_SETTINGS)
     server.start()
     yield server
@@ -40,7 +59,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPost
 
 
 @pytest.fixture(scope="session")
-def template_url(pg_server: EmbeddedPostgres) -> str:
+def template_url(pg_server: EmbeddedPostgres | ExternalServer) -> str:
     """A database migrated to head once, cloned for each test."""
     admin = with_database(pg_server.url, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -52,7 +71,7 @@ def template_url(pg_server: EmbeddedPostgres) -> str:
 
 
 @pytest.fixture
-def db_url(pg_server: EmbeddedPostgres, template_url: str) -> Iterator[str]:
+def db_url(pg_server: EmbeddedPostgres | ExternalServer, template_url: str) -> Iterator[str]:
     """The URL of a fresh, fully migrated database of the suite's server."""
     name = f"t_{os.getpid()}_{next(_counter)}"
     admin = with_database(pg_server.url, "postgres")
@@ -69,9 +88,28 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
+def _setting_variables() -> set[str]:
+    names = set()
+    for group in (Settings, DatabaseSettings, DiscordSettings, IngestSettings, AnalyticsSettings):
+        for info in group.model_fields.values():
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices):
+                names.update(str(choice) for choice in alias.choices)
+            elif isinstance(alias, str):
+                names.add(alias)
+    return names
+
+
+SETTING_VARIABLES = frozenset(_setting_variables())
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads the developer's `.env` or writes to their TestON home."""
-    monkeypatch.setenv("TESTON_HOME", str(tmp_path / "teston-home"))
-    for variable in ("DB_ADDR", "DATABASE_URL", "DISCORD_TOKEN", "EXPORT_DIR"):
+    """No test reads the developer's environment or `.env`, or writes to their TestON home."""
+    for variable in SETTING_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TESTON_HOME", str(tmp_path / "teston-home"))
+    # Settings read `.env` from the working directory; the tests' own is empty.
+    workdir = tmp_path / "cwd"
+    workdir.mkdir(exist_ok=True)
+    monkeypatch.chdir(workdir)
