@@ -15,7 +15,7 @@ from discord.ext import commands
 from psycopg_pool import AsyncConnectionPool
 
 from bot.answers import Answer
-from bot.client import DEFAULT_COOLDOWN, run_bot
+from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot
 from bot.commands import CommandCore, Invoker
 from teston import database
 from teston.settings import Settings
@@ -40,7 +40,13 @@ async def answer_once(url: str, text: str, invoker: Invoker, *, prefix: str = "!
 
 
 class DiscordBotService:
-    """The Discord bot with its own connection pool, as a `teston.runtime.Component`."""
+    """The Discord bot with its own connection pool, as a `teston.runtime.Component`.
+
+    Discord being unreachable is waited out (see `bot.client.run_bot`). When the bot cannot run at all
+    (a refused token, a bug), what happens depends on whether it is the whole process: under
+    `teston up` it logs one error and stays down while ingestion and the scheduler carry on; alone
+    (`teston bot`, `essential=True`) its `wait` raises, so the process ends.
+    """
 
     name = "discord bot"
 
@@ -49,18 +55,23 @@ class DiscordBotService:
         settings: Settings,
         url: str,
         *,
+        essential: bool = False,
         catalog: WikiCatalog | None = None,
         cooldown: commands.Cooldown | None = DEFAULT_COOLDOWN,
+        backoff: Backoff | None = None,
         **bot_options: Any,
     ) -> None:
         if settings.discord.token is None:
             raise ValueError(NO_TOKEN_HELP)
         self._settings = settings
+        self._essential = essential
         self._pool = database.async_pool(url, settings.database, name="teston-bot")
         self._catalog = catalog or WikiCatalog.load()
         self._cooldown = cooldown
+        self._backoff = backoff
         self._bot_options = bot_options
         self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         await self._pool.open()
@@ -70,21 +81,40 @@ class DiscordBotService:
             prefix=self._settings.discord.command_prefix,
             retention_days=self._settings.analytics.retention_days,
         )
-        self._task = asyncio.create_task(
-            run_bot(core, self._settings.discord, cooldown=self._cooldown, **self._bot_options),
-            name="discord bot",
-        )
+        self._task = asyncio.create_task(self._run(core), name="discord bot")
+
+    async def _run(self, core: CommandCore) -> None:
+        try:
+            await run_bot(
+                core,
+                self._settings.discord,
+                cooldown=self._cooldown,
+                backoff=self._backoff,
+                **self._bot_options,
+            )
+        except BotUnavailable as error:
+            if self._essential:
+                raise
+            log.error("%s The rest of TestON keeps running.", error)
+        except Exception:
+            if self._essential:
+                raise
+            log.exception("the Discord bot failed; the rest of TestON keeps running without it")
 
     async def wait(self) -> None:
-        """Return when the bot has stopped (after `stop`, quietly); raise if it failed."""
+        """Return when the bot has stopped (after `stop`, quietly); raise if it failed and is essential."""
         if self._task is None:
             return
         await asyncio.wait({self._task})
         if not self._task.cancelled():
             self._task.result()
+        if not self._essential:
+            # Down for good, but the rest of `teston up` goes on: this component ends when it is stopped.
+            await self._stopped.wait()
 
     async def stop(self) -> None:
         # Cancelling `run_bot` leaves its `async with bot` block, which closes the gateway and HTTP session.
+        self._stopped.set()
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

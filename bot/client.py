@@ -3,13 +3,23 @@
 Text commands need the privileged Message Content intent. When Discord refuses it (the switch in the
 developer portal is off), TestON reconnects without it: slash commands keep working, and mentioning
 the bot (`@TestON recent`) still works because Discord always delivers messages that mention the bot.
+
+Discord being unreachable (no network, a 5xx answer, a dropped gateway) is waited out: `run_bot`
+tries again with exponential backoff and jitter, one log line per attempt. A session that is up is
+kept up by discord.py itself (it resumes it); `run_bot` sees only what discord.py gives up on. A wrong
+token cannot get better by retrying, so it ends `run_bot` with `BotUnavailable`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -27,6 +37,58 @@ ENABLE_MESSAGE_CONTENT = (
     "https://discord.com/developers/applications → your application → Bot → Privileged Gateway Intents "
     "→ turn on Message Content Intent, then restart TestON."
 )
+
+
+BAD_TOKEN = (
+    "Discord refused the token in DISCORD_TOKEN (it is wrong, or was reset), so the Discord bot is not "
+    "running. Put the bot's current token in DISCORD_TOKEN (https://discord.com/developers/applications "
+    "→ your application → Bot → Reset Token) and restart TestON."
+)
+INTENTS_REFUSED = (
+    "Discord refused the bot's gateway intents even without Message Content, so the Discord bot is not "
+    "running. Check the application's Privileged Gateway Intents at "
+    "https://discord.com/developers/applications and restart TestON."
+)
+# Gateway close codes that retrying cannot fix (https://discord.com/developers/docs/topics/opcodes-and-status-codes):
+# 4004 authentication failed; 4010–4013 invalid shard, sharding required, invalid API version or intents;
+# 4014 disallowed intents (PrivilegedIntentsRequired, handled on its own).
+AUTHENTICATION_FAILED = 4004
+PERMANENT_CLOSE_CODES = frozenset({AUTHENTICATION_FAILED, 4010, 4011, 4012, 4013, 4014})
+
+
+class BotUnavailable(Exception):
+    """The bot cannot run until someone changes its configuration; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long to wait before the nth attempt to reach Discord: doubling from `first` to `longest`."""
+
+    first: float = 2.0
+    longest: float = 300.0
+    # A number in [0, 1): random by default, fixed in tests.
+    jitter: Callable[[], float] = random.random
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1, 2, …)."""
+        base = min(self.longest, self.first * 2 ** min(attempt - 1, 32))
+        # Half fixed, half random ("equal jitter"): bots restarting together spread out, none retries at once.
+        return base / 2 + base / 2 * self.jitter()
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether trying again later may succeed: network errors, Discord's 5xx and 429, gateway drops."""
+    if isinstance(error, discord.ConnectionClosed):
+        return error.code not in PERMANENT_CLOSE_CODES
+    if isinstance(error, discord.HTTPException):
+        return error.status >= 500 or error.status == 429
+    return isinstance(error, aiohttp.ClientError | OSError | TimeoutError | discord.GatewayNotFound)
+
+
+def describe(error: BaseException) -> str:
+    """One line naming an error, for a log line without a traceback."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class WikiBot(commands.Bot):
@@ -54,6 +116,8 @@ class WikiBot(commands.Bot):
         self.core = core
         self.sync_guild_id = settings.sync_guild_id
         self.cooldown = cooldown
+        # Set once connected; a later failure then starts the backoff afresh.
+        self.was_ready = False
 
     async def setup_hook(self) -> None:
         await self.add_cog(WikiCommands(self.core, self.cooldown))
@@ -77,6 +141,7 @@ class WikiBot(commands.Bot):
             log.warning("could not sync slash commands: %s", exc)
 
     async def on_ready(self) -> None:
+        self.was_ready = True
         log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))
 
     async def on_command_error(
@@ -94,17 +159,53 @@ async def run_bot(
     settings: DiscordSettings,
     *,
     cooldown: commands.Cooldown | None = DEFAULT_COOLDOWN,
+    backoff: Backoff | None = None,
     **options: Any,
 ) -> None:
-    """Run the bot until it is closed or cancelled; falls back to no Message Content if refused."""
+    """Run the bot until it is closed or cancelled, waiting out Discord being unreachable.
+
+    Falls back to no Message Content if Discord refuses it; raises `BotUnavailable` when the token
+    is refused, and any error that is neither transient nor expected as it is.
+    """
     if settings.token is None:
         raise ValueError("DISCORD_TOKEN is not set")
     token = settings.token.get_secret_value()
-    try:
-        await _run(WikiBot(core, settings, message_content=True, cooldown=cooldown, **options), token)
-    except discord.PrivilegedIntentsRequired:
-        log.warning(ENABLE_MESSAGE_CONTENT)
-        await _run(WikiBot(core, settings, message_content=False, cooldown=cooldown, **options), token)
+    backoff = backoff or Backoff()
+    message_content = True
+    failures = 0
+    while True:
+        # A fresh client each time: a closed discord.py client cannot be started again.
+        bot = WikiBot(core, settings, message_content=message_content, cooldown=cooldown, **options)
+        try:
+            await _run(bot, token)
+            return
+        except discord.PrivilegedIntentsRequired:
+            if not message_content:
+                raise BotUnavailable(INTENTS_REFUSED) from None
+            log.warning(ENABLE_MESSAGE_CONTENT)
+            message_content = False
+            continue
+        except discord.LoginFailure:
+            raise BotUnavailable(BAD_TOKEN) from None
+        except discord.ConnectionClosed as error:
+            if error.code == AUTHENTICATION_FAILED:
+                raise BotUnavailable(BAD_TOKEN) from None
+            if not is_transient(error):
+                raise
+            failure: BaseException = error
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            failure = error
+        failures = 1 if bot.was_ready else failures + 1
+        delay = backoff.delay(failures)
+        log.warning(
+            "cannot reach Discord (attempt %d: %s); trying again in %.1f s",
+            failures,
+            describe(failure),
+            delay,
+        )
+        await asyncio.sleep(delay)
 
 
 async def _run(bot: WikiBot, token: str) -> None:

@@ -10,24 +10,30 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import re
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote
 
+import aiohttp
 import discord
 import psycopg
 import pytest
 from discord.ext import commands
+from discord.http import Route
 
 from analytics import rollup
 from bot.app import DiscordBotService
-from bot.client import WikiBot, run_bot
+from bot.client import Backoff, WikiBot, is_transient, run_bot
 from bot.cog import SlowDownNotices
 from bot.commands import CommandCore
 from ingestion.replay import ingest_file
+from teston.runtime import run_components
 from teston.settings import DiscordSettings, load_settings
 from tests.bot_fixtures import CATALOG, insert_day_stats, insert_rollup, pool
 from tests.fakediscord import FakeDiscord, InteractionResult, Message, pointed_at, pytest_plugin, running
@@ -532,6 +538,137 @@ async def test_bot_service_starts_answers_and_stops_cleanly(
 
     assert result.responses[0].embeds[0]["title"] == "TestON commands"
     assert "test-token" not in caplog.text
+
+
+class Bystander:
+    """Another component of `teston up` (ingestion, say): records whether it was started and stopped."""
+
+    name = "bystander"
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def start(self) -> None:
+        self.events.append("start")
+
+    async def wait(self) -> None:
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        self.events.append("stop")
+
+
+async def wait_for_record(caplog: pytest.LogCaptureFixture, text: str, *, count: int = 1) -> None:
+    for _ in range(200):
+        if sum(text in record.getMessage() for record in caplog.records) >= count:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"no {count} log record(s) with {text!r}: {caplog.text}")
+
+
+async def test_a_refused_token_is_one_error_and_the_rest_of_up_keeps_running(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "MTIz.wrong.token")
+    settings = load_settings(env_file=None)
+    bystander = Bystander()
+    stop = asyncio.Event()
+    async with FakeDiscord.start() as fake:
+        with pointed_at(fake):
+            service = DiscordBotService(settings, db_url, catalog=CATALOG, guild_ready_timeout=0.05)
+            up = asyncio.create_task(run_components([bystander, service], stop))
+            try:
+                await wait_for_record(caplog, "DISCORD_TOKEN")
+                await asyncio.sleep(0.3)  # were the bot's failure to end `up`, it would have by now
+                assert not up.done()
+                assert bystander.events == ["start"]
+            finally:
+                stop.set()
+                await asyncio.wait_for(up, timeout=5)  # and `up` ends cleanly when asked
+
+    assert bystander.events == ["start", "stop"]
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    assert errors[0].exc_info is None and "\n" not in errors[0].getMessage()
+    assert "Discord refused the token in DISCORD_TOKEN" in errors[0].getMessage()
+    assert "The rest of TestON keeps running." in errors[0].getMessage()
+    assert "MTIz.wrong.token" not in caplog.text
+
+
+async def test_the_bot_connects_once_discord_is_reachable(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "test-token")
+    settings = load_settings(env_file=None)
+    with socket.socket() as unreachable:
+        # Bound but not listening: every connection to it is refused, as with Discord down.
+        unreachable.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{unreachable.getsockname()[1]}/api/v10")
+        backoff = Backoff(first=0.05, longest=0.2, jitter=lambda: 0.0)
+        service = DiscordBotService(
+            settings, db_url, catalog=CATALOG, backoff=backoff, guild_ready_timeout=0.05
+        )
+        await service.start()
+        waiting = asyncio.create_task(service.wait())
+        try:
+            await wait_for_record(caplog, "cannot reach Discord", count=3)
+            assert not waiting.done()
+            async with FakeDiscord.start() as fake:
+                with pointed_at(fake):
+                    await fake.wait_until_identified(timeout=5)
+                    await fake.state.changes.wait_for(
+                        lambda: fake.registered_commands, timeout=5, what="the slash commands"
+                    )
+                    result = await fake.invoke_slash("help", user=fake.users.alice, timeout=5)
+                    await service.stop()
+        finally:
+            await service.stop()
+        await asyncio.wait_for(waiting, timeout=5)
+
+    assert result.responses[0].embeds[0]["title"] == "TestON commands"
+    retries = [record for record in caplog.records if "cannot reach Discord" in record.getMessage()]
+    assert [record.levelno for record in retries[:3]] == [logging.WARNING] * 3
+    assert all(record.exc_info is None for record in retries)
+    assert retries[0].getMessage().startswith("cannot reach Discord (attempt 1: ClientConnectorError")
+    assert "trying again in 0.0 s" in retries[0].getMessage()  # 0.05 s: half of it fixed, no jitter
+    assert "(attempt 3: " in retries[2].getMessage()
+    assert not any(record.levelno >= logging.ERROR for record in caplog.records), caplog.text
+
+
+def test_backoff_doubles_up_to_the_longest_with_jitter_on_half() -> None:
+    fixed = Backoff(first=2.0, longest=60.0, jitter=lambda: 0.0)
+    assert [fixed.delay(n) for n in (1, 2, 3, 6, 7, 1000)] == [1.0, 2.0, 4.0, 30.0, 30.0, 30.0]
+    assert Backoff(first=2.0, longest=60.0, jitter=lambda: 0.999).delay(3) == pytest.approx(7.996)
+
+
+def closed(code: int) -> discord.ConnectionClosed:
+    return discord.ConnectionClosed(None, shard_id=None, code=code)  # type: ignore[arg-type]
+
+
+def response(status: int) -> Any:
+    return SimpleNamespace(status=status, reason="")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (aiohttp.ClientConnectionError("Cannot connect to host discord.com:443"), True),
+        (ConnectionResetError(), True),
+        (TimeoutError(), True),
+        (discord.GatewayNotFound(), True),
+        (closed(1006), True),
+        (closed(4000), True),
+        (closed(4004), False),
+        (closed(4013), False),
+        (discord.DiscordServerError(response(503), "Service Unavailable"), True),
+        (discord.HTTPException(response(429), "Too Many Requests"), True),
+        (discord.Forbidden(response(403), "Missing Access"), False),
+        (discord.LoginFailure("Improper token has been passed."), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_which_failures_are_waited_out(error: BaseException, transient: bool) -> None:
+    assert is_transient(error) is transient
 
 
 # --- slow or broken dependencies -------------------------------------------------------------------
