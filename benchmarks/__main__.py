@@ -124,7 +124,8 @@ def render_report(machine: dict[str, str], figures: Sequence[Figure]) -> str:
             _met(figure),
         ]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    notes = [f"{figure.number}. {figure.notes}" for figure in figures if figure.notes]
+    # One line per note: an error message may span several.
+    notes = [f"{figure.number}. {' '.join(figure.notes.split())}" for figure in figures if figure.notes]
     if notes:
         lines += ["", "Notes:", "", *notes]
     return "\n".join(lines) + "\n"

@@ -335,11 +335,31 @@ def _postgres_version() -> str:
         return "?"
 
 
+def _code_version() -> str:
+    """The commit measured, marked when the work tree differs from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return f"{commit} (with uncommitted changes)" if changed else commit
+
+
 def describe_machine() -> dict[str, str]:
-    """CPU model, cores, RAM, load, PostgreSQL, Python and OS versions."""
+    """CPU model, cores, RAM, load, PostgreSQL, Python and OS versions, and the commit measured."""
     load = os.getloadavg()
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _code_version(),
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count()),
         "ram": f"{_memory_bytes() / 2**30:.1f} GiB",

@@ -97,11 +97,15 @@ def rollup_in_child(url: str, export_dir: str, day: date) -> dict[str, float]:
         started = time.perf_counter()
         result = rollup_day(conn, Path(export_dir), day, now=datetime.now(UTC))
         seconds = time.perf_counter() - started
-    exported = result.exported
+    # A day with no rows comes back as a different outcome, without these fields.
+    events = getattr(result, "events", None)
+    if events is None:
+        raise RuntimeError(f"nothing was rolled up: {result!r}")
+    exported = getattr(result, "exported", None)
     return {
         "seconds": seconds,
-        "events": float(result.events),
-        "wikis": float(result.wikis),
+        "events": float(events),
+        "wikis": float(getattr(result, "wikis", 0)),
         "typed_bytes": float(exported.bytes if exported else 0),
         "raw_bytes": float(exported.raw_bytes if exported else 0),
     }
