@@ -183,7 +183,7 @@ def _load_templates(conn: psycopg.Connection[Any], context: Context, moment: dat
     from teston.wikis import WikiCatalog
 
     catalog = WikiCatalog.load()
-    lottery = min(MAX_SLOTS, max(100_000, context.size.query_rows // 10))
+    lottery = min(MAX_SLOTS, max(20_000, context.size.query_rows // 10))
     conn.execute(_CREATE_TEMPLATES)
     positions = [INGEST_COLUMNS.index(column) for column in _TEMPLATE_COLUMNS]
     raw_at = INGEST_COLUMNS.index("raw")
