@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import date
 from typing import Any
 
 from discord.ext import commands
 from psycopg_pool import AsyncConnectionPool
 
-from bot.answers import Answer
+from bot.answers import Answer, Help, Problem
+from bot.arguments import HelpRequest, UsageError, parse_command
 from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot
-from bot.commands import CommandCore, Invoker
+from bot.commands import DEFAULT_RETENTION_DAYS, CommandCore, Invoker, utc_now
 from teston import database
 from teston.settings import Settings
 from teston.wikis import WikiCatalog
@@ -32,10 +34,36 @@ NO_TOKEN_HELP = (
 )
 
 
-async def answer_once(url: str, text: str, invoker: Invoker, *, prefix: str = "!") -> Answer:
+# `teston ask` takes the original bot's `!` as well as COMMAND_PREFIX: scripts and docs write `!stats`.
+ORIGINAL_PREFIX = "!"
+
+
+def answer_without_database(text: str, *, prefix: str = "!", today: date | None = None) -> Answer | None:
+    """`teston ask`'s answer when the command needs no database (help, or unusable arguments); else None."""
+    try:
+        request = parse_command(text, prefix=prefix, today=today or utc_now().date(), also=(ORIGINAL_PREFIX,))
+    except UsageError as error:
+        return Problem(error.problem, error.command)
+    return Help(request.command) if isinstance(request, HelpRequest) else None
+
+
+async def answer_once(
+    url: str,
+    text: str,
+    invoker: Invoker,
+    *,
+    prefix: str = "!",
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> Answer:
     """Answer one command line against the database at `url`, as the bot would."""
     async with AsyncConnectionPool(url, min_size=1, max_size=1, open=False, name="teston-ask") as pool:
-        core = CommandCore(database=pool, catalog=WikiCatalog.load(), prefix=prefix)
+        core = CommandCore(
+            database=pool,
+            catalog=WikiCatalog.load(),
+            prefix=prefix,
+            also_accepted=(ORIGINAL_PREFIX,),
+            retention_days=retention_days,
+        )
         return await core.answer_text(text, invoker)
 
 

@@ -132,20 +132,24 @@ def command_named(name: str) -> Command | None:
         return None
 
 
-def split_command(text: str, prefix: str) -> tuple[str, str]:
-    """The command name and the rest of `text`; the prefix is optional (`teston ask "stats …"`)."""
+def split_command(text: str, prefix: str, *, also: Sequence[str] = ()) -> tuple[str, str]:
+    """The command name and the rest of `text`; the prefix is optional (`teston ask "stats …"`).
+
+    `also` lists other prefixes to accept in the same way (`teston ask` takes `!` whatever the bot's is).
+    """
     body = text.strip()
-    if prefix and body.startswith(prefix):
-        body = body[len(prefix) :].lstrip()
-    elif body.startswith("/"):
-        body = body[1:].lstrip()
+    # The longest first, so a prefix `!!` is not read as `!` followed by a command called `!stats`.
+    for candidate in sorted({prefix, *also, "/"} - {""}, key=len, reverse=True):
+        if body.startswith(candidate):
+            body = body[len(candidate) :].lstrip()
+            break
     name, _, rest = body.partition(" ")
     return name, rest
 
 
-def parse_command(text: str, *, prefix: str, today: date) -> Request:
+def parse_command(text: str, *, prefix: str, today: date, also: Sequence[str] = ()) -> Request:
     """Parse a whole command line such as `!recent en 20` into its request."""
-    name, rest = split_command(text, prefix)
+    name, rest = split_command(text, prefix, also=also)
     if not name:
         raise UsageError(None, "No command given.")
     command = command_named(name)

@@ -84,6 +84,8 @@ class CommandCore:
     database: ConnectionSource
     catalog: WikiCatalog
     prefix: str = "!"
+    # Other prefixes a command line may start with (`teston ask` also takes the original `!`).
+    also_accepted: tuple[str, ...] = ()
     clock: Callable[[], datetime] = utc_now
     query_timeout: float = DEFAULT_QUERY_TIMEOUT
     retention_days: int = DEFAULT_RETENTION_DAYS
@@ -94,7 +96,7 @@ class CommandCore:
     async def answer_text(self, text: str, invoker: Invoker) -> Answer:
         """Answer a whole command line such as `!stats 2025-02-04 en`."""
         try:
-            request = parse_command(text, prefix=self.prefix, today=self.today())
+            request = parse_command(text, prefix=self.prefix, today=self.today(), also=self.also_accepted)
         except UsageError as exc:
             return Problem(exc.problem, exc.command)
         return await self.answer(request, invoker)

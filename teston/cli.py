@@ -21,7 +21,8 @@ from rich.table import Table
 from analytics import jobs, rollup
 from analytics.scheduler import AnalyticsScheduler, Schedule, connection_pool, runs_at_once
 from bot.answers import Failure, Problem
-from bot.app import NO_TOKEN_HELP, DiscordBotService, answer_once
+from bot.app import NO_TOKEN_HELP, DiscordBotService, answer_once, answer_without_database
+from bot.client import BotUnavailable
 from bot.commands import Invoker
 from bot.rendering import plain_text
 from ingestion.metrics import IngestMetrics
@@ -423,22 +424,71 @@ def _discord_bot(settings: Settings, url: str) -> list[Component]:
     return [DiscordBotService(settings, url)]
 
 
+@contextlib.contextmanager
+def _quiet_unless_asked(settings: Settings) -> Iterator[None]:
+    """`ask` is for scripts: only warnings and errors on stderr, unless LOG_LEVEL says otherwise."""
+    root = logging.getLogger()
+    level = root.level
+    if "log_level" not in settings.model_fields_set:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _schema_is_current(url: str) -> bool:
+    """Whether the database is at this TestON's newest migration; says what to run when it is not."""
+    from alembic.script import ScriptDirectory
+
+    current = database.current_revision(url)
+    head = ScriptDirectory(str(database.MIGRATIONS_DIR)).get_current_head()
+    if current == head:
+        return True
+    found = f"is at revision {current}" if current else "has no TestON tables yet"
+    typer.secho(
+        f"teston: the database {found}; this TestON needs revision {head}. "
+        "Run `teston db upgrade` (or `teston up`, which upgrades it) first.",
+        err=True,
+        fg="red",
+    )
+    return False
+
+
 @app.command()
 def ask(
-    text: str = typer.Argument(..., help='A bot command, e.g. "!stats 2021-08-27 en" (the ! is optional).'),
+    text: str = typer.Argument(
+        ..., help='A bot command, e.g. "!stats 2021-08-27 en" (the ! or COMMAND_PREFIX is optional).'
+    ),
     user_id: int | None = typer.Option(
         None, "--user-id", help="Answer as this Discord user (their language)."
     ),
     guild_id: int | None = typer.Option(None, "--guild-id", help="Answer as in this Discord server."),
 ) -> None:
-    """Run any bot command through the bot's own code and print the reply as plain text."""
+    """Run any bot command through the bot's own code and print the reply as plain text.
+
+    It only reads (and `setLang` writes a default): the schema must be current (`teston db upgrade`).
+    """
     settings = _settings()
     prefix = settings.discord.command_prefix
     # Whoever runs the CLI administers the database, so server defaults may be set from here.
     invoker = Invoker(user_id=user_id, guild_id=guild_id, can_manage_guild=True)
-    with database.database_url(settings) as url:
-        database.upgrade(url)
-        answer = asyncio.run(answer_once(url, text, invoker, prefix=prefix))
+    with _quiet_unless_asked(settings):
+        # Help and mistakes are answered without starting or even reaching a database.
+        answer = answer_without_database(text, prefix=prefix)
+        if answer is None:
+            with database.database_url(settings) as url:
+                if not _schema_is_current(url):
+                    raise typer.Exit(1)
+                answer = asyncio.run(
+                    answer_once(
+                        url,
+                        text,
+                        invoker,
+                        prefix=prefix,
+                        retention_days=settings.analytics.retention_days,
+                    )
+                )
     typer.echo(plain_text(answer, prefix=prefix))
     if isinstance(answer, Problem):
         raise typer.Exit(2)
@@ -449,7 +499,7 @@ def ask(
 async def _run_discord_bot(settings: Settings, url: str) -> None:
     stop = asyncio.Event()
     with stop_on_signals(stop):
-        await run_components([DiscordBotService(settings, url)], stop)
+        await run_components([DiscordBotService(settings, url, essential=True)], stop)
 
 
 @app.command("bot")
@@ -461,7 +511,11 @@ def bot_command() -> None:
         raise typer.Exit(2)
     with database.database_url(settings) as url:
         database.upgrade(url)
-        asyncio.run(_run_discord_bot(settings, url))
+        try:
+            asyncio.run(_run_discord_bot(settings, url))
+        except BotUnavailable:
+            # Already logged as one line saying what to change (a refused DISCORD_TOKEN, say).
+            raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -161,6 +161,15 @@ def test_markdown_and_mentions_pass_through_parsing_verbatim() -> None:
     assert problem("!stats **2025-02-04**").problem.startswith("Which day?")
 
 
+def test_other_prefixes_can_be_accepted_too() -> None:
+    # `teston ask` with COMMAND_PREFIX=? takes `?stats`, the original `!stats`, and `stats`.
+    for text in ("?stats 2025-02-04", "!stats 2025-02-04", "stats 2025-02-04", "/stats 2025-02-04"):
+        assert parse_command(text, prefix="?", today=TODAY, also=("!",)) == StatsRequest(date(2025, 2, 4))
+    assert parse_command("!!help", prefix="!!", today=TODAY, also=("!",)) == HelpRequest()
+    with pytest.raises(UsageError, match="Unknown command '!stats'"):
+        parse_command("!stats 2025-02-04", prefix="?", today=TODAY)
+
+
 def test_slash_options_are_checked_like_text() -> None:
     assert recent_request("en", 20, include_bots=True, include_categorize=False) == RecentRequest(
         "en", 20, include_bots=True

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from typer.testing import CliRunner
 
 from analytics import rollup
 from ingestion.replay import ingest_path
+from teston import database
 from teston.cli import _discord_bot, app
 from teston.settings import load_settings
 from tests.bot_fixtures import CATALOG
@@ -212,3 +216,74 @@ def test_up_without_a_token_runs_without_the_bot_and_says_why(capsys: pytest.Cap
     message = capsys.readouterr().err
     assert "DISCORD_TOKEN is not set, so the Discord bot is not running" in message
     assert 'teston ask "!recent en 5"' in message
+
+
+def run_teston(*arguments: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m teston …` as a script runs it: its own process, stdout and stderr apart."""
+    return subprocess.run(
+        [sys.executable, "-m", "teston", *arguments],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_successful_ask_writes_nothing_on_stderr(captured: str, tmp_path: Path) -> None:
+    result = run_teston("ask", "!stats 2021-08-27 en", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("On 2021-08-27, there were 210 changes for language 'en'.")
+    assert result.stderr == ""
+
+
+def test_ask_never_migrates_and_says_how_to(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    database.downgrade(db_url, "base")
+    monkeypatch.setenv("DB_ADDR", db_url)
+
+    result = CliRunner().invoke(app, ["ask", "!recent en 5"])
+
+    assert result.exit_code == 1
+    assert "the database has no TestON tables yet" in result.stderr
+    assert "Run `teston db upgrade`" in result.stderr
+    assert database.current_revision(db_url) is None  # untouched: `ask` needs no rights to change it
+
+
+def test_help_and_mistakes_are_answered_without_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_ADDR", "postgresql://nobody@127.0.0.1:1/nothing")
+    code, out = ask("!help")
+    assert code == 0
+    assert out.startswith("!recent [lang] [n] [bots] — the newest changes of a wiki")
+    assert ask("!stats 2021-02-30") == (
+        2,
+        "'2021-02-30' is not a real day. Usage: !stats <yyyy-mm-dd> [lang]\n",
+    )
+
+
+def test_ask_takes_the_original_prefix_the_configured_one_or_none(
+    captured: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMMAND_PREFIX", "?")
+    first = "On 2021-08-27, there were 210 changes for language 'en'."
+    for text in ("!stats 2021-08-27 en", "?stats 2021-08-27 en", "stats 2021-08-27 en"):
+        code, out = ask(text)
+        assert (code, out.splitlines()[0]) == (0, first), text
+    # Replies speak the bot's prefix.
+    assert ask("!stats 2021-02-30") == (
+        2,
+        "'2021-02-30' is not a real day. Usage: ?stats <yyyy-mm-dd> [lang]\n",
+    )
+
+
+@pytest.mark.parametrize("command", [["ask", "!stats 2021-08-27"], ["bot"]])
+def test_an_unreachable_database_is_one_line_naming_the_setting(command: list[str], tmp_path: Path) -> None:
+    result = run_teston(
+        *command,
+        cwd=tmp_path,
+        DB_ADDR="postgresql://x@127.0.0.1:1/x",
+        DISCORD_TOKEN="MTIz.fake.token",
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert "DB_ADDR / DATABASE_URL" in line and "Connection refused" in line

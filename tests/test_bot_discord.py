@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from discord.ext import commands
 from discord.http import Route
+from typer.testing import CliRunner
 
 from analytics import rollup
 from bot.app import DiscordBotService
@@ -33,6 +34,7 @@ from bot.client import Backoff, WikiBot, is_transient, run_bot
 from bot.cog import SlowDownNotices
 from bot.commands import CommandCore
 from ingestion.replay import ingest_file
+from teston.cli import app
 from teston.runtime import run_components
 from teston.settings import DiscordSettings, load_settings
 from tests.bot_fixtures import CATALOG, insert_day_stats, insert_rollup, pool
@@ -633,6 +635,25 @@ async def test_the_bot_connects_once_discord_is_reachable(
     assert "trying again in 0.0 s" in retries[0].getMessage()  # 0.05 s: half of it fixed, no jitter
     assert "(attempt 3: " in retries[2].getMessage()
     assert not any(record.levelno >= logging.ERROR for record in caplog.records), caplog.text
+
+
+async def test_teston_bot_alone_exits_on_a_refused_token_with_one_line(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("DB_ADDR", db_url)
+    monkeypatch.setenv("DISCORD_TOKEN", "MTIz.wrong.token")
+    async with FakeDiscord.start() as fake:
+        with pointed_at(fake):
+            # The command runs its own event loop, so it runs in a thread while the fake serves here.
+            result = await asyncio.wait_for(asyncio.to_thread(CliRunner().invoke, app, ["bot"]), 30)
+
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    assert errors[0].exc_info is None
+    assert "Discord refused the token in DISCORD_TOKEN" in errors[0].getMessage()
 
 
 def test_backoff_doubles_up_to_the_longest_with_jitter_on_half() -> None:
