@@ -1,8 +1,10 @@
 """The ingestion loop: source → parse → batch (by size or age) → commit, with backpressure and clean stops.
 
 Three stages run concurrently: the source fills a bounded queue of deliveries (when it is full the source
-stops reading, and TCP flow control slows the server), the batcher parses and groups events, and the
-committer writes one batch at a time on a worker thread while the next batch is being parsed.
+stops reading, and TCP flow control slows the server), the batcher parses events and encodes their rows
+for COPY as it goes, and the committer writes one batch at a time on a worker thread while the next batch
+is being parsed. The worker thread has little Python to run (it sends bytes and waits for PostgreSQL), so
+it seldom waits for the interpreter lock the parser holds.
 """
 
 from __future__ import annotations
@@ -11,22 +13,20 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
 from typing import Any, Protocol
 
-from ingestion.events import ChangeRow, Rejection, parse_event
+from ingestion.events import Rejection, parse_event
 from ingestion.gaps import DEFAULT_TOLERANCE, IngestGap, detect_gap
 from ingestion.metrics import IngestMetrics
 from ingestion.sources import Delivery, Source
-from ingestion.writer import Batch, BatchOutcome, QuarantinedEvent, StreamCursor
+from ingestion.writer import Batch, BatchOutcome, CopyRows, QuarantinedEvent, StreamCursor
 from teston.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
-
-_event_time = attrgetter("event_time")
 
 
 class BatchCommitter(Protocol):
@@ -84,20 +84,30 @@ class IngestSummary:
 
 @dataclass(slots=True)
 class _PendingBatch:
-    rows: list[ChangeRow] = field(default_factory=list)
+    rows: CopyRows = field(default_factory=CopyRows)
     quarantined: list[QuarantinedEvent] = field(default_factory=list)
     canary: int = 0
     gaps: list[IngestGap] = field(default_factory=list)
     position: str | None = None
     started: float = 0.0
+    # For the metrics only: (wiki, type) and event time of each row, copies included.
+    kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
+    event_times: list[datetime] = field(default_factory=list)
 
     @property
     def size(self) -> int:
-        return len(self.rows) + len(self.quarantined) + self.canary
+        return self.rows.received + len(self.quarantined) + self.canary
 
     @property
     def empty(self) -> bool:
         return self.position is None and self.size == 0
+
+
+@dataclass(frozen=True, slots=True)
+class _SealedBatch:
+    batch: Batch
+    kinds: Counter[tuple[str, str]]
+    event_times: list[datetime]
 
 
 _END = object()
@@ -167,7 +177,7 @@ class IngestPipeline:
         else:
             self._newest = self.options.since
         deliveries: asyncio.Queue[Delivery | object] = asyncio.Queue(maxsize=self.options.queue_size)
-        batches: asyncio.Queue[Batch | object] = asyncio.Queue(maxsize=1)
+        batches: asyncio.Queue[_SealedBatch | object] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read(cursor.position if cursor else None, deliveries))
         committer = asyncio.create_task(self._commit_all(batches))
         stopper = asyncio.create_task(self._stop_reader_on_request(reader))
@@ -205,7 +215,7 @@ class IngestPipeline:
     async def _batch_all(
         self,
         deliveries: asyncio.Queue[Delivery | object],
-        batches: asyncio.Queue[Batch | object],
+        batches: asyncio.Queue[_SealedBatch | object],
         reader: asyncio.Task[None],
         committer: asyncio.Task[None],
     ) -> None:
@@ -252,14 +262,20 @@ class IngestPipeline:
         if delivery.resumed and start == 0:
             self._check_gap = True
         catalog = self._catalog
-        rows = pending.rows
+        append = pending.rows.append
+        metrics = self._metrics is not None
+        lags = metrics and self.source.live
         for index in range(start, end):
             payload = delivery.payloads[index]
             if not payload or payload.isspace():
                 continue  # a blank line in a JSON Lines file is not an event
             result = parse_event(payload, catalog)
             if isinstance(result, tuple):  # ChangeRow, a NamedTuple
-                rows.append(result)
+                append(result)
+                if metrics:
+                    pending.kinds[result.wiki, result.type] += 1
+                    if lags:
+                        pending.event_times.append(result.event_time)
                 if self._check_gap:
                     self._check_gap = False
                     self._record_gap(pending, result.event_time)
@@ -281,14 +297,14 @@ class IngestPipeline:
             )
             pending.gaps.append(gap)
 
-    def _seal(self, pending: _PendingBatch) -> Batch:
-        newest = max(map(_event_time, pending.rows)) if pending.rows else None
+    def _seal(self, pending: _PendingBatch) -> _SealedBatch:
+        newest = max(pending.rows.times) if pending.rows.times else None
         if newest is not None and (self._newest is None or newest > self._newest):
             self._newest = newest
         self.summary.canary += pending.canary
         if self._metrics is not None and pending.canary:
             self._metrics.canary.inc(pending.canary)
-        return Batch(
+        batch = Batch(
             stream=self.source.stream,
             rows=pending.rows,
             quarantined=pending.quarantined,
@@ -296,17 +312,19 @@ class IngestPipeline:
             last_event_time=newest,
             gaps=pending.gaps,
         )
+        return _SealedBatch(batch, pending.kinds, pending.event_times)
 
-    async def _commit_all(self, batches: asyncio.Queue[Batch | object]) -> None:
+    async def _commit_all(self, batches: asyncio.Queue[_SealedBatch | object]) -> None:
         while True:
-            batch = await batches.get()
-            if batch is _END:
+            sealed = await batches.get()
+            if sealed is _END:
                 return
-            assert isinstance(batch, Batch)
-            outcome = await asyncio.to_thread(self._committer.commit, batch)
-            self._account(batch, outcome)
+            assert isinstance(sealed, _SealedBatch)
+            outcome = await asyncio.to_thread(self._committer.commit, sealed.batch)
+            self._account(sealed, outcome)
 
-    def _account(self, batch: Batch, outcome: BatchOutcome) -> None:
+    def _account(self, sealed: _SealedBatch, outcome: BatchOutcome) -> None:
+        batch = sealed.batch
         summary = self.summary
         summary.batches += 1
         summary.ingested += outcome.inserted
@@ -325,14 +343,14 @@ class IngestPipeline:
             metrics.duplicates.inc(outcome.duplicates)
             metrics.rejected.inc(len(batch.quarantined) + outcome.refused_rows)
             metrics.gaps.inc(len(batch.gaps))
-            metrics.count_events((row.wiki, row.type) for row in batch.rows)  # type: ignore[attr-defined]
+            metrics.count_events(sealed.kinds.elements())
             if self.source.live:
-                metrics.observe_lags(datetime.now(UTC), map(_event_time, batch.rows))
+                metrics.observe_lags(datetime.now(UTC), sealed.event_times)
             if summary.last_event_time is not None:
                 metrics.last_event_time.set(summary.last_event_time.timestamp())
         log.debug(
             "batch committed: %d rows, %d new, %d duplicates, %d quarantined in %.3fs",
-            len(batch.rows),
+            outcome.inserted + outcome.duplicates + outcome.refused_rows,
             outcome.inserted,
             outcome.duplicates,
             outcome.rejected,

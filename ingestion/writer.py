@@ -3,28 +3,31 @@
 Exactly-once rests on two facts: the stream cursor is written in the same transaction as the rows it
 covers, and `(event_time, event_id)` is the primary key, so nothing a resume sends twice is stored twice.
 
-Most batches hold no event already stored (a live stream repeats events only right after a resume), so
-rows are first copied straight into `recent_changes`, inside a savepoint: one pass of the server over the
-rows, as a plain `COPY` would make. A row already stored makes that COPY fail on the primary key; the
-savepoint is rolled back and the batch takes the slow path: COPY into a per-connection temporary staging
-table, then one `INSERT … SELECT … ON CONFLICT DO NOTHING`. Copies of one event inside a batch are
-dropped before either path (the first copy wins), as the primary key would.
+Rows are encoded for PostgreSQL's binary COPY as they are parsed (`CopyRows`), dropping later copies of an
+event already in the batch, so a batch waiting for its commit holds bytes, not thousands of Python objects,
+and committing it runs almost no Python. Most batches hold no event already stored (a live stream repeats
+events only right after a resume), so they are copied straight into `recent_changes`: one pass of the
+server over the rows, as a plain `COPY` of them would make. A row already stored makes that COPY fail on
+the primary key; the transaction is rolled back and the batch takes the slow path: the same bytes are
+copied into a per-connection temporary staging table and moved with one `INSERT … SELECT … ON CONFLICT
+DO NOTHING`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import postgres, pq, sql
-from psycopg.adapt import Dumper
+from psycopg import sql
 
 from ingestion.backoff import Failure, ReconnectPolicy
 from ingestion.events import INGEST_COLUMNS
@@ -51,6 +54,195 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 ROW_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError)
 
 
+# -- rows in PostgreSQL's binary COPY format ------------------------------------------------------------
+# The layout is PostgreSQL's "Binary Format" of COPY (https://www.postgresql.org/docs/current/sql-copy.html):
+# a signature, then per row a 16-bit field count and per field a 32-bit length (-1 for NULL) followed by
+# the type's binary send format, then a -1 field count. The types are those of `recent_changes`.
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+_INT32 = struct.Struct("!i")
+_LENGTH = _INT32.pack
+_INT4_FIELD = struct.Struct("!ii").pack  # length 4, then an int4
+_INT8_FIELD = struct.Struct("!iq").pack  # length 8, then an int8 (or a timestamptz)
+_BOOL_FIELD = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00", None: _NULL}
+_ROW_START = len(INGEST_COLUMNS).to_bytes(2, "big")
+_UUID_LENGTH = _LENGTH(16)
+_JSONB_VERSION = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
+# timestamptz is microseconds since 2000-01-01 UTC.
+_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Encoding errors of a row that does not fit its columns (`parse_event` never returns one).
+_UNENCODABLE = (struct.error, UnicodeEncodeError, OverflowError, TypeError, AttributeError, ValueError)
+
+
+def _text_field(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    data = value.encode()
+    return _LENGTH(len(data)) + data
+
+
+def _int4_field(value: int | None) -> bytes:
+    return _NULL if value is None else _INT4_FIELD(4, value)
+
+
+def _int8_field(value: int | None) -> bytes:
+    return _NULL if value is None else _INT8_FIELD(8, value)
+
+
+@dataclass(frozen=True, slots=True)
+class UnencodableRow:
+    """A row that cannot be written to its columns (a value out of range, text UTF-8 cannot carry)."""
+
+    reason: str
+    payload: str
+
+
+class CopyRows:
+    """One batch's rows, encoded for binary COPY as they are appended; later copies of an event dropped.
+
+    A batch used to keep its rows as tuples until its commit, and the cyclic garbage collector walked them
+    (each holds a `UUID`) over and over: a fifth of the ingester's CPU time. Bytes it never looks at, and
+    the writer sends them as they are.
+    """
+
+    __slots__ = (
+        "_data",
+        "_ends",
+        "_first_times",
+        "_flag_fields",
+        "_log_fields",
+        "_namespace_fields",
+        "_other_copies",
+        "_time_fields",
+        "_wiki_fields",
+        "received",
+        "times",
+        "unencodable",
+    )
+
+    def __init__(self, rows: Iterable[Sequence[Any]] = ()) -> None:
+        self._data = bytearray()
+        self._ends = array("q")  # where each row's bytes end in `_data`
+        # Event id (as an int) → the event time of its first copy; a primary key is both, so another
+        # time with the same id is another row (it has never happened, but the table would take it).
+        self._first_times: dict[int, datetime] = {}
+        self._other_copies: set[tuple[int, datetime]] = set()
+        # Encoded fields that repeat from row to row: the event time (seconds), wiki and type, namespace,
+        # flags, log type and action.
+        self._time_fields: dict[datetime, bytes] = {}
+        self._wiki_fields: dict[tuple[Any, ...], bytes] = {}
+        self._namespace_fields: dict[int | None, bytes] = {}
+        self._flag_fields: dict[tuple[Any, ...], bytes] = {}
+        self._log_fields: dict[tuple[Any, ...], bytes] = {}
+        self.received = 0  # rows appended, copies included
+        self.times: set[datetime] = set()  # distinct event times of the rows kept
+        self.unencodable: list[UnencodableRow] = []
+        for row in rows:
+            self.append(row)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @property
+    def days(self) -> set[date]:
+        """The UTC days of the rows kept (the partitions they go to)."""
+        return {day_of(moment) for moment in self.times}
+
+    def append(self, row: Sequence[Any]) -> None:
+        """Add a row in `INGEST_COLUMNS` order, unless a copy of it (same primary key) is already here."""
+        # The per-row path of the whole ingester: locals, cached encodings, no helper calls.
+        self.received += 1
+        (moment, event_id, wiki, server_name, lang, project, kind, namespace, title, user_name, bot, minor,
+         patrolled, length_old, length_new, revision_old, revision_new, rcid, log_type, log_action, comment,
+         raw) = row  # fmt: skip
+        key = event_id.int
+        first = self._first_times.get(key)
+        if first is None:
+            self._first_times[key] = moment
+        elif first == moment or (key, moment) in self._other_copies:
+            return
+        else:
+            self._other_copies.add((key, moment))
+        try:
+            head = self._time_fields.get(moment)
+            if head is None:
+                head = _ROW_START + _INT8_FIELD(8, (moment - _POSTGRES_EPOCH) // _MICROSECOND) + _UUID_LENGTH
+                self._time_fields[moment] = head
+            # Fields with few distinct values are encoded once per batch.
+            wiki_key = (wiki, server_name, lang, project, kind)
+            wiki_fields = self._wiki_fields.get(wiki_key)
+            if wiki_fields is None:
+                wiki_fields = self._wiki_fields[wiki_key] = b"".join(map(_text_field, wiki_key))
+            namespace_field = self._namespace_fields.get(namespace)
+            if namespace_field is None:
+                namespace_field = self._namespace_fields[namespace] = _int4_field(namespace)
+            flags_key = (bot, minor, patrolled)
+            flags = self._flag_fields.get(flags_key)
+            if flags is None:
+                flags = self._flag_fields[flags_key] = b"".join(_BOOL_FIELD[flag] for flag in flags_key)
+            log_key = (log_type, log_action)
+            log_fields = self._log_fields.get(log_key)
+            if log_fields is None:
+                log_fields = self._log_fields[log_key] = _text_field(log_type) + _text_field(log_action)
+            title_bytes = b"" if title is None else title.encode()
+            user_bytes = b"" if user_name is None else user_name.encode()
+            comment_bytes = b"" if comment is None else comment.encode()
+            document = raw.encode()
+            self._data += b"".join(
+                (
+                    head,
+                    key.to_bytes(16, "big"),
+                    wiki_fields,
+                    namespace_field,
+                    _NULL if title is None else _LENGTH(len(title_bytes)),
+                    title_bytes,
+                    _NULL if user_name is None else _LENGTH(len(user_bytes)),
+                    user_bytes,
+                    flags,
+                    _NULL if length_old is None else _INT4_FIELD(4, length_old),
+                    _NULL if length_new is None else _INT4_FIELD(4, length_new),
+                    _NULL if revision_old is None else _INT8_FIELD(8, revision_old),
+                    _NULL if revision_new is None else _INT8_FIELD(8, revision_new),
+                    _NULL if rcid is None else _INT8_FIELD(8, rcid),
+                    log_fields,
+                    _NULL if comment is None else _LENGTH(len(comment_bytes)),
+                    comment_bytes,
+                    _LENGTH(len(document) + 1),
+                    _JSONB_VERSION,
+                    document,
+                )
+            )
+        except _UNENCODABLE as exc:
+            text = str(raw).encode("utf-8", "backslashreplace").decode("utf-8")
+            self.unencodable.append(UnencodableRow(f"unencodable row: {type(exc).__name__}: {exc}", text))
+            return
+        self._ends.append(len(self._data))
+        self.times.add(moment)
+
+    def copy_data(self, start: int = 0, stop: int | None = None) -> Iterator[bytes | memoryview]:
+        """The COPY stream of rows `start` to `stop` (all by default), signature and trailer included."""
+        stop = len(self._ends) if stop is None else stop
+        begin = self._ends[start - 1] if start else 0
+        yield _SIGNATURE
+        yield memoryview(self._data)[begin : self._ends[stop - 1] if stop else 0]
+        yield _TRAILER
+
+    def raw(self, index: int) -> str:
+        """Row `index`'s JSON text (its last field), as for a quarantine record."""
+        position = (self._ends[index - 1] if index else 0) + 2
+        for _ in range(len(INGEST_COLUMNS) - 1):
+            (length,) = _INT32.unpack_from(self._data, position)
+            position += 4 + max(length, 0)
+        (length,) = _INT32.unpack_from(self._data, position)
+        return bytes(self._data[position + 5 : position + 4 + length]).decode()
+
+
+# -- batches and their commit -----------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class StreamCursor:
     """Where a stream was last committed: its `Last-Event-ID` (or file position) and newest event time."""
@@ -71,10 +263,13 @@ class QuarantinedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Everything one transaction commits; `position` is the cursor after the batch's last event."""
+    """Everything one transaction commits; `position` is the cursor after the batch's last event.
+
+    `rows` are row tuples in `INGEST_COLUMNS` order, or already encoded (the pipeline encodes as it parses).
+    """
 
     stream: str
-    rows: Sequence[tuple[Any, ...]]
+    rows: Sequence[Sequence[Any]] | CopyRows
     quarantined: Sequence[QuarantinedEvent] = ()
     position: str | None = None
     last_event_time: datetime | None = None
@@ -96,7 +291,7 @@ class WriterStopped(RuntimeError):
     """The writer was asked to give up while the database was unreachable; the batch was not committed."""
 
 
-# The direct path's bookkeeping in one statement: every row was stored, so every day of the batch got rows.
+# Every row was stored, so every day of the batch received rows; the cursor moves in the same statement.
 _ARRIVALS = sql.SQL(
     """
     WITH arrived AS (
@@ -108,11 +303,14 @@ _ARRIVALS = sql.SQL(
     """
 )
 
+# The staged rows are consumed, so that the rows isolated part by part are moved once each.
 _MOVE_ROWS = sql.SQL(
     """
-    WITH inserted AS (
+    WITH staged AS (
+        DELETE FROM {staging} RETURNING {columns}
+    ), inserted AS (
         INSERT INTO recent_changes ({columns})
-        SELECT {selected} FROM {staging}
+        SELECT {columns} FROM staged
         ON CONFLICT DO NOTHING
         RETURNING event_time
     ), arrived AS (
@@ -120,21 +318,6 @@ _MOVE_ROWS = sql.SQL(
         SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date, now() FROM inserted
         ON CONFLICT (day) DO UPDATE SET last_received_at = EXCLUDED.last_received_at
     ){cursor}
-    SELECT count(*) FROM inserted
-    """
-)
-
-_INSERT_ONE = sql.SQL(
-    """
-    WITH inserted AS (
-        INSERT INTO recent_changes ({columns}) VALUES ({values})
-        ON CONFLICT DO NOTHING
-        RETURNING event_time
-    ), arrived AS (
-        INSERT INTO day_arrivals (day, last_received_at)
-        SELECT (event_time AT TIME ZONE 'UTC')::date, now() FROM inserted
-        ON CONFLICT (day) DO UPDATE SET last_received_at = EXCLUDED.last_received_at
-    )
     SELECT count(*) FROM inserted
     """
 )
@@ -178,24 +361,9 @@ def _nul_free(text: str) -> str:
     return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
-class _RawJsonbDumper(Dumper):
-    """`raw` (the event's JSON text) as binary `jsonb`: a version byte, then the text, never re-serialised."""
-
-    format = pq.Format.BINARY
-    oid = postgres.types["jsonb"].oid
-
-    def dump(self, obj: str) -> bytes:
-        return b"\x01" + obj.encode()
-
-
-def _first_copies(rows: Sequence[tuple[Any, ...]]) -> Sequence[tuple[Any, ...]]:
-    """The rows without later copies of an event already in the batch (same primary key)."""
-    if len({row[_EVENT_ID] for row in rows}) == len(rows):
-        return rows  # the usual case: one set, no per-row Python beyond it
-    first: dict[tuple[Any, Any], tuple[Any, ...]] = {}
-    for row in rows:
-        first.setdefault((row[_EVENT_TIME], row[_EVENT_ID]), row)
-    return list(first.values())
+def _copy_statement(table: str) -> sql.Composed:
+    columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), columns)
 
 
 class BatchWriter:
@@ -203,58 +371,32 @@ class BatchWriter:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        self._column_types: list[int] = []
-        self._columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
-        self._copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(STAGING_TABLE), self._columns
-        )
-        self._copy_direct = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(PARENT_TABLE), self._columns
-        )
+        columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
+        self._copy_direct = _copy_statement(PARENT_TABLE)
+        self._copy_staged = _copy_statement(STAGING_TABLE)
         self._arrivals = _ARRIVALS.format(cursor=sql.SQL(""))
         self._arrivals_with_cursor = _ARRIVALS.format(cursor=sql.SQL(_CURSOR_CTE))
-        # Only COPY looks dumpers up by type oid, so this changes nothing else on the connection.
-        conn.adapters.register_dumper(None, _RawJsonbDumper)
-        selected = [
-            sql.SQL("{}::jsonb").format(sql.Identifier(c)) if c == "raw" else sql.Identifier(c)
-            for c in INGEST_COLUMNS
-        ]
-        move = {
-            "columns": self._columns,
-            "selected": sql.SQL(", ").join(selected),
-            "staging": sql.Identifier(STAGING_TABLE),
-        }
-        self._move = _MOVE_ROWS.format(**move, cursor=sql.SQL(""))
-        self._move_with_cursor = _MOVE_ROWS.format(**move, cursor=sql.SQL(_CURSOR_CTE))
+        move = _MOVE_ROWS.format(staging=sql.Identifier(STAGING_TABLE), columns=columns, cursor=sql.SQL(""))
+        self._move = move
+        self._move_with_cursor = _MOVE_ROWS.format(
+            staging=sql.Identifier(STAGING_TABLE), columns=columns, cursor=sql.SQL(_CURSOR_CTE)
+        )
         # Days whose partition this connection has seen to exist, so most batches skip the catalog.
         self._known_days: set[date] = set()
-        values = [sql.SQL("%s::jsonb") if c == "raw" else sql.SQL("%s") for c in INGEST_COLUMNS]
-        self._insert_one = _INSERT_ONE.format(columns=self._columns, values=sql.SQL(", ").join(values))
         self._prepare()
 
     def _prepare(self) -> None:
         # A temporary table lives as long as the connection and is invisible to others; ON COMMIT
-        # DELETE ROWS empties it at every commit, and a rollback discards a half-copied batch.
-        # Its types come from `recent_changes` itself (raw as text, cast on the way in, so the payload's
-        # JSON text is never re-serialised in Python).
-        selected = [sql.SQL("raw::text AS raw") if c == "raw" else sql.Identifier(c) for c in INGEST_COLUMNS]
+        # DELETE ROWS empties it at every commit, and a rollback discards a half-copied batch. It has the
+        # columns of `recent_changes`, so the bytes of the direct COPY fit it as they are.
+        columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
         with self.conn.transaction():
             self.conn.execute(
                 sql.SQL(
                     "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS"
                     " AS SELECT {} FROM recent_changes WITH NO DATA"
-                ).format(sql.Identifier(STAGING_TABLE), sql.SQL(", ").join(selected))
+                ).format(sql.Identifier(STAGING_TABLE), columns)
             )
-            rows = self.conn.execute(
-                "SELECT atttypid::int FROM pg_attribute"
-                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                (f"pg_temp.{STAGING_TABLE}",),
-            ).fetchall()
-        self._column_types = [oid for (oid,) in rows]
-        self._direct_types = [
-            postgres.types["jsonb"].oid if column == "raw" else oid
-            for column, oid in zip(INGEST_COLUMNS, self._column_types, strict=True)
-        ]
 
     def read_cursor(self, stream: str) -> StreamCursor | None:
         with self.conn.transaction():
@@ -266,98 +408,99 @@ class BatchWriter:
     def commit(self, batch: Batch) -> BatchOutcome:
         """Commit the batch atomically; on a row the database refuses, quarantine that row instead."""
         started = time.perf_counter()
-        days = self._days_of(batch.rows)
+        rows = batch.rows if isinstance(batch.rows, CopyRows) else CopyRows(batch.rows)
+        days = rows.days
+        unencodable = [QuarantinedEvent(batch.stream, row.reason, row.payload) for row in rows.unencodable]
         refused: list[QuarantinedEvent] = []
         try:
-            inserted, rejected = self._commit_whole(batch, days)
+            inserted, rejected = self._commit_whole(batch, rows, days, unencodable)
         except ROW_ERRORS as exc:
             # The partition of a known day may have been dropped (retention) since it was cached: check
             # them all again before blaming the rows.
             self._known_days.clear()
             try:
-                inserted, rejected = self._commit_whole(batch, days)
+                inserted, rejected = self._commit_whole(batch, rows, days, unencodable)
             except ROW_ERRORS:
                 log.warning("batch refused by the database (%s); isolating the offending rows", exc)
                 with self.conn.transaction():
                     ensure_partitions(self.conn, days)
-                    inserted, refused = self._insert_one_by_one(batch)
-                    rejected = self._finish(batch, refused, cursor_saved=False)
+                    inserted, refused = self._isolate(batch.stream, rows, 0, len(rows))
+                    rejected = self._finish(batch, [*unencodable, *refused], cursor_saved=False)
         self._known_days |= days
+        refused_rows = len(refused) + len(unencodable)
         return BatchOutcome(
             inserted=inserted,
-            duplicates=len(batch.rows) - inserted - len(refused),
+            duplicates=rows.received - inserted - refused_rows,
             rejected=rejected,
             seconds=time.perf_counter() - started,
-            refused_rows=len(refused),
+            refused_rows=refused_rows,
             days=frozenset(days),
         )
 
-    @staticmethod
-    def _days_of(rows: Sequence[tuple[Any, ...]]) -> set[date]:
-        # Distinct times first: a batch spans a few minutes of second-resolution times, so this stays
-        # off the per-row path.
-        return {day_of(moment) for moment in {row[_EVENT_TIME] for row in rows}}
-
-    def _commit_whole(self, batch: Batch, days: set[date]) -> tuple[int, int]:
-        """One transaction of few round trips: COPY, then one statement for arrivals and the cursor."""
+    def _commit_whole(
+        self, batch: Batch, rows: CopyRows, days: set[date], refused: Sequence[QuarantinedEvent]
+    ) -> tuple[int, int]:
+        if rows:
+            try:
+                return self._commit_direct(batch, rows, days, refused)
+            except psycopg.errors.UniqueViolation:
+                pass  # an event already stored: nothing was kept, the batch goes through staging
         with self.conn.transaction():
-            if not days <= self._known_days:
-                ensure_partitions(self.conn, days)
-            inserted = 0
-            if batch.rows:
-                rows = _first_copies(batch.rows)
-                try:
-                    with self.conn.transaction():  # a savepoint: a stored row undoes only the COPY
-                        self._copy_rows(self._copy_direct, self._direct_types, rows)
-                except psycopg.errors.UniqueViolation:
-                    inserted = self._move_through_staging(batch, rows)
-                else:
-                    inserted = len(rows)
-                    self._record_arrivals(batch, days)
-            rejected = self._finish(batch, (), cursor_saved=bool(batch.rows))
+            self._ensure_partitions(days)
+            inserted = self._stage_and_move(rows, 0, len(rows), batch) if rows else 0
+            rejected = self._finish(batch, refused, cursor_saved=bool(rows))
         return inserted, rejected
 
-    def _copy_rows(
-        self, statement: sql.Composed, types: Sequence[int], rows: Sequence[tuple[Any, ...]]
-    ) -> None:
+    def _commit_direct(
+        self, batch: Batch, rows: CopyRows, days: set[date], refused: Sequence[QuarantinedEvent]
+    ) -> tuple[int, int]:
+        """The usual case, in few round trips: COPY into the table, then arrivals and the cursor at once."""
+        with self.conn.transaction():
+            self._ensure_partitions(days)
+            self._copy(self._copy_direct, rows.copy_data())
+            if batch.position is None:
+                self.conn.execute(self._arrivals, {"days": sorted(days)})
+            else:
+                self.conn.execute(self._arrivals_with_cursor, {"days": sorted(days), **_cursor_params(batch)})
+            rejected = self._finish(batch, refused, cursor_saved=True)
+        return len(rows), rejected
+
+    def _ensure_partitions(self, days: set[date]) -> None:
+        if not days <= self._known_days:
+            ensure_partitions(self.conn, days)
+
+    def _copy(self, statement: sql.Composed, data: Iterable[bytes | memoryview]) -> None:
         with self.conn.cursor() as cur, cur.copy(statement) as copy:
-            copy.set_types(types)
-            write = copy.write_row
-            for row in rows:
-                write(row)
+            for block in data:
+                copy.write(block)
 
-    def _record_arrivals(self, batch: Batch, days: set[date]) -> None:
-        if batch.position is None:
-            self.conn.execute(self._arrivals, {"days": sorted(days)})
+    def _stage_and_move(self, rows: CopyRows, start: int, stop: int, batch: Batch | None) -> int:
+        """The slow path, for rows some of which may be stored: stage them, then insert what is new."""
+        self._copy(self._copy_staged, rows.copy_data(start, stop))
+        if batch is None or batch.position is None:
+            cur = self.conn.execute(self._move)
         else:
-            self.conn.execute(
-                self._arrivals_with_cursor, {"days": sorted(days), **self._cursor_params(batch)}
-            )
-
-    def _move_through_staging(self, batch: Batch, rows: Sequence[tuple[Any, ...]]) -> int:
-        """The slow path, for a batch overlapping stored rows: stage, then insert what is new."""
-        self._copy_rows(self._copy, self._column_types, rows)
-        move = self._move_with_cursor if batch.position is not None else self._move
-        params = self._cursor_params(batch) if batch.position is not None else None
-        (inserted,) = self.conn.execute(move, params).fetchone() or (0,)
+            cur = self.conn.execute(self._move_with_cursor, _cursor_params(batch))
+        (inserted,) = cur.fetchone() or (0,)
         return int(inserted)
 
-    @staticmethod
-    def _cursor_params(batch: Batch) -> dict[str, Any]:
-        return {"stream": batch.stream, "position": batch.position, "time": batch.last_event_time}
-
-    def _insert_one_by_one(self, batch: Batch) -> tuple[int, list[QuarantinedEvent]]:
-        inserted = 0
-        refused: list[QuarantinedEvent] = []
-        for row in batch.rows:
-            try:
-                with self.conn.transaction():  # a savepoint per row
-                    (count,) = self.conn.execute(self._insert_one, row).fetchone() or (0,)
-                    inserted += int(count)
-            except ROW_ERRORS as exc:
+    def _isolate(
+        self, stream: str, rows: CopyRows, start: int, stop: int
+    ) -> tuple[int, list[QuarantinedEvent]]:
+        """Store rows `start` to `stop`, halving around those the database refuses; quarantine those."""
+        if start == stop:
+            return 0, []
+        try:
+            with self.conn.transaction():  # a savepoint: a refused part leaves nothing behind
+                return self._stage_and_move(rows, start, stop, None), []
+        except ROW_ERRORS as exc:
+            if stop - start == 1:
                 reason = f"database: {type(exc).__name__}: {str(exc).strip()}"
-                refused.append(QuarantinedEvent(batch.stream, reason, _nul_free(str(row[_RAW]))))
-        return inserted, refused
+                return 0, [QuarantinedEvent(stream, reason, _nul_free(rows.raw(start)))]
+        middle = (start + stop) // 2
+        inserted_before, refused_before = self._isolate(stream, rows, start, middle)
+        inserted_after, refused_after = self._isolate(stream, rows, middle, stop)
+        return inserted_before + inserted_after, refused_before + refused_after
 
     def _finish(self, batch: Batch, refused: Sequence[QuarantinedEvent], *, cursor_saved: bool) -> int:
         quarantined = [*batch.quarantined, *refused]
@@ -377,8 +520,12 @@ class BatchWriter:
                 _RECORD_GAP, {"stream": gap.stream, "gap_from": gap.gap_from, "gap_to": gap.gap_to}
             )
         if batch.position is not None and not cursor_saved:
-            self.conn.execute(_SAVE_CURSOR, self._cursor_params(batch))
+            self.conn.execute(_SAVE_CURSOR, _cursor_params(batch))
         return rejected
+
+
+def _cursor_params(batch: Batch) -> dict[str, Any]:
+    return {"stream": batch.stream, "position": batch.position, "time": batch.last_event_time}
 
 
 class ResilientWriter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, date, datetime
 
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 
 from ingestion.backoff import ReconnectPolicy
-from ingestion.events import ChangeRow
+from ingestion.events import INGEST_COLUMNS, ChangeRow
 from ingestion.gaps import IngestGap
 from ingestion.pipeline import IngestPipeline, PipelineOptions
 from ingestion.sources import open_file_source
@@ -216,3 +217,75 @@ def test_a_batch_of_stored_rows_only_moves_the_cursor(conn: psycopg.Connection) 
     assert (outcome.inserted, outcome.duplicates) == (0, 3)
     assert conn.execute("SELECT last_event_id FROM stream_cursors").fetchone() == ("[2]",)
     assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (3,)
+
+
+def test_encoded_rows_read_back_as_they_were_written(conn: psycopg.Connection) -> None:
+    # PostgreSQL is the judge of the binary COPY encoding: extremes, NULLs, empty and non-ASCII text.
+    writer = BatchWriter(conn)
+    moment = datetime(2021, 8, 27, 13, 20, 5, 123456, tzinfo=UTC)
+    full = ChangeRow(
+        moment,
+        uuid.uuid4(),
+        "kowiki",
+        "ko.wikipedia.org",
+        "ko",
+        "wikipedia",
+        "142",
+        -(2**31),
+        "위키백과:사랑방 😀",
+        "",
+        True,
+        True,
+        False,
+        2**31 - 1,
+        0,
+        -(2**63),
+        2**63 - 1,
+        1,
+        "thanks",
+        "thank",
+        'tab\tnew line\nbackslash\\ quote"',
+        '{"é": ["\\u00e9", 1.5, null]}',
+    )
+    empty = ChangeRow(
+        moment.replace(microsecond=0), uuid.uuid4(), "x", "x", None, "x", "log", *([None] * 3), False, None,
+        None, *([None] * 7), None, "[]",
+    )  # fmt: skip
+    writer.commit(Batch(STREAM, [full, empty]))
+    columns = ", ".join(INGEST_COLUMNS)
+    stored = {
+        row[1]: row for row in conn.execute(f"SELECT {columns}, raw::text FROM recent_changes").fetchall()
+    }
+    for written in (full, empty):
+        row = stored[written.event_id]
+        assert row[: len(INGEST_COLUMNS) - 1] == written[:-1]
+        assert row[-2] == json.loads(written.raw)
+    assert stored[full.event_id][-1] == '{"é": ["é", 1.5, null]}'
+
+
+def test_a_row_that_does_not_fit_its_columns_is_quarantined(conn: psycopg.Connection) -> None:
+    writer = BatchWriter(conn)
+    moment = datetime(2021, 8, 27, 13, 20, tzinfo=UTC)
+    too_long = change(moment, raw='{"length": {"old": 4294967296}}')._replace(length_old=2**32)
+    outcome = writer.commit(Batch(STREAM, [change(moment), too_long], position="[1]"))
+    assert (outcome.inserted, outcome.refused_rows, outcome.rejected) == (1, 1, 1)
+    ((reason, payload),) = conn.execute("SELECT reason, payload FROM rejected_events").fetchall()
+    assert reason.startswith("unencodable row: ")
+    assert payload == too_long.raw
+    assert conn.execute("SELECT last_event_id FROM stream_cursors").fetchone() == ("[1]",)
+
+
+def test_refused_rows_are_found_among_many(conn: psycopg.Connection) -> None:
+    writer = BatchWriter(conn)
+    moment = datetime(2021, 8, 27, 13, 20, tzinfo=UTC)
+    rows = [change(moment, raw=f'{{"n": {n}}}') for n in range(50)]
+    for n in (0, 17, 18, 49):
+        rows[n] = rows[n]._replace(raw=f'{{"n": {n}, "bad": "\\u0000"}}')
+    stored = change(moment)
+    writer.commit(Batch(STREAM, [stored]))
+    outcome = writer.commit(Batch(STREAM, [*rows, stored], position="[9]"))
+    assert (outcome.inserted, outcome.duplicates, outcome.refused_rows) == (46, 1, 4)
+    payloads = sorted(payload for (payload,) in conn.execute("SELECT payload FROM rejected_events"))
+    assert payloads == sorted(rows[n].raw for n in (0, 17, 18, 49))
+    assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (47,)
+    assert conn.execute("SELECT last_event_id FROM stream_cursors").fetchone() == ("[9]",)
