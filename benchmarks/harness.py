@@ -30,8 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from benchmarks.synthetic import CaptureProfile
 from teston import database
 from teston.embedded import EmbeddedPostgres
@@ -155,7 +153,6 @@ class Server:
     url: str
     # A directory the server's system user owns: where server-side COPY may read and write files.
     scratch: Path
-    version: str
 
 
 def migrated_cluster(directory: Path) -> Path:
@@ -211,9 +208,7 @@ def _postgres(settings: Mapping[str, str] | None, template: Path | None) -> Iter
         url = server.start()
         if template is None:
             database.upgrade(url)
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        yield Server(url=url, scratch=server.data_dir, version=str(row[0]) if row else "?")
+        yield Server(url=url, scratch=server.data_dir)
     finally:
         with contextlib.suppress(Exception):
             server.stop(mode="fast")
@@ -228,15 +223,6 @@ def timed(action: Callable[[], Any]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
-
-
-def interleave(rounds: int, **actions: Callable[[], Any]) -> dict[str, list[float]]:
-    """Run each action once per round, in the given order (A, B, A, B, …); seconds per round."""
-    seconds: dict[str, list[float]] = {name: [] for name in actions}
-    for _ in range(rounds):
-        for name, action in actions.items():
-            seconds[name].append(timed(action))
-    return seconds
 
 
 @dataclass(frozen=True)
