@@ -19,8 +19,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from psycopg_pool import ConnectionPool
 
 from analytics import jobs
+from teston.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ NIGHTLY = "nightly"
 # Interval slots are counted from a fixed instant so that every process agrees on them.
 SLOT_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 NIGHTLY_MISFIRE_GRACE = timedelta(hours=6)
+# `jobs.run_recorded` holds two connections per run: the one keeping the job's advisory lock, and the job's.
+CONNECTIONS_PER_RUN = 2
+# Both jobs may run at once (a long nightly export beside the intraday refresh); more runs are never needed.
+MAX_RUNS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,27 @@ class Schedule:
     retention_days: int = 30
     intraday_interval: timedelta = timedelta(minutes=5)
     nightly_at: time = time(0, 15)
+
+
+def runs_at_once(max_open_conns: int) -> int:
+    """How many jobs may run at once within two fifths of `DB_MAX_OPEN_CONNS` (at least one, at most two).
+
+    The rest of the budget is left to ingestion and the bot.
+    """
+    share = max_open_conns * 2 // 5
+    return max(1, min(MAX_RUNS_AT_ONCE, share // CONNECTIONS_PER_RUN))
+
+
+def connection_pool(url: str, database: DatabaseSettings) -> ConnectionPool:
+    """An unopened pool for the schedule's runs: no connection until a job needs one, none kept idle long."""
+    return ConnectionPool(
+        url,
+        min_size=0,
+        max_size=CONNECTIONS_PER_RUN * runs_at_once(database.max_open_conns),
+        max_idle=database.max_idle_time.total_seconds(),
+        open=False,
+        name="analytics",
+    )
 
 
 def intraday_slot(moment: datetime, interval: timedelta) -> datetime:
@@ -92,7 +119,7 @@ class AnalyticsScheduler:
         self._connect = connect
         self._schedule = schedule
         self._clock = clock
-        self._workers = workers
+        self.workers = workers
         self._inflight = _InFlight()
         self._stopped = asyncio.Event()
         self.scheduler: AsyncIOScheduler | None = None
@@ -124,7 +151,7 @@ class AnalyticsScheduler:
         schedule = self._schedule
         interval = max(schedule.intraday_interval, timedelta(seconds=1))
         scheduler = AsyncIOScheduler(
-            executors={"default": ThreadPoolExecutor(self._workers)},
+            executors={"default": ThreadPoolExecutor(self.workers)},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )

@@ -13,13 +13,17 @@ from psycopg_pool import ConnectionPool
 
 from analytics import jobs
 from analytics.scheduler import (
+    CONNECTIONS_PER_RUN,
     INTRADAY,
     NIGHTLY,
     AnalyticsScheduler,
     Schedule,
+    connection_pool,
     intraday_slot,
     nightly_slot,
+    runs_at_once,
 )
+from teston.settings import DatabaseSettings
 
 
 def test_slots_are_the_same_in_every_process() -> None:
@@ -118,3 +122,36 @@ async def test_two_schedulers_at_once_run_each_job_once(db_url: str, tmp_path: P
     # Every slot that fired in both schedulers was skipped by one of them.
     skipped = Counter((kind, slot) for kind, status, slot in runs if status == "skipped")
     assert skipped[(NIGHTLY, next(slot for kind, slot in succeeded if kind == NIGHTLY))] == 1
+
+
+def _database(**changes: object) -> DatabaseSettings:
+    return DatabaseSettings().model_copy(update=changes)
+
+
+def test_the_pool_is_a_share_of_the_connection_budget() -> None:
+    # Two runs at once (intraday beside a long nightly) within two fifths of DB_MAX_OPEN_CONNS.
+    assert [runs_at_once(n) for n in (1, 4, 5, 9, 10, 25, 1000)] == [1, 1, 1, 1, 2, 2, 2]
+    small = connection_pool("dbname=unused", _database(max_open_conns=5))
+    assert (small.min_size, small.max_size) == (0, CONNECTIONS_PER_RUN)
+    default = connection_pool("dbname=unused", DatabaseSettings())
+    assert (default.min_size, default.max_size) == (0, 2 * CONNECTIONS_PER_RUN)
+    assert default.max_idle == DatabaseSettings().max_idle_time.total_seconds()
+
+
+def _backends(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_pool_connects_only_when_a_job_runs(db_url: str, tmp_path: Path) -> None:
+    settings = _database(max_open_conns=5)
+    with connection_pool(db_url, settings) as pool:
+        assert _backends(db_url) == 0
+        component = AnalyticsScheduler(pool.connection, Schedule(export_dir=tmp_path), workers=1)
+        assert component.run_intraday().status == jobs.SUCCEEDED
+        assert 1 <= _backends(db_url) <= CONNECTIONS_PER_RUN
