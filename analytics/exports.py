@@ -11,6 +11,10 @@ never look at `raw` never pay for it. Readers ask this module for paths (`day_pa
 
 Files are written to a temporary name beside the target, fsynced, verified and then renamed, so a
 reader sees the old file or the new one, never half of one. The same rows always give the same bytes.
+
+An export never loses rows. Once retention has dropped a day's raw partition the export is the only
+copy of those rows; if late events re-create the partition, the day is exported again as the
+exported rows plus the PostgreSQL rows they lack (`merge_day`), not from PostgreSQL alone.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from pathlib import Path
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analytics import day_rows
 from analytics.day_rows import RAW_SCHEMA, TYPED_SCHEMA
+from teston.partitions import day_bounds
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,11 @@ _PARTITION_PREFIX = "date="
 TYPED_ROW_GROUP_ROWS = 256 * 1024
 RAW_ROW_GROUP_ROWS = 32 * 1024
 _ZSTD_LEVEL = 3
+# Rows read at a time from an existing export while merging late rows into it.
+_MERGE_BATCH_ROWS = 64 * 1024
+# The order of every export's rows; `event_id` is the UUID as lowercase text, which sorts as
+# PostgreSQL sorts the uuid (byte by byte), so Arrow and PostgreSQL agree on it.
+_ROW_ORDER = [("event_time", "ascending"), ("event_id", "ascending")]
 
 
 class ExportError(RuntimeError):
@@ -150,6 +161,19 @@ class _DayFileWriter:
         self.temporary.unlink(missing_ok=True)
 
 
+def _verify_and_commit(writers: list[_DayFileWriter], expected: int, what: str) -> None:
+    """Close each temporary file, check it holds `expected` rows, then rename them all into place."""
+    for writer in writers:
+        writer.close()
+        on_disk = parquet_rows(writer.temporary)
+        if writer.rows != expected or on_disk != expected:
+            raise ExportError(
+                f"{what}, {writer.rows} were written and {on_disk} are in {writer.temporary.name}"
+            )
+    for writer in reversed(writers):  # raw first: a typed file never points at a missing raw one
+        writer.commit()
+
+
 @dataclass(frozen=True)
 class WrittenDay:
     """A day written to Parquet from one PostgreSQL snapshot, with its counts checked."""
@@ -187,18 +211,9 @@ def write_day(
         if snapshot.rows < min_rows:
             raise ExportError(
                 f"{day}: PostgreSQL holds {snapshot.rows} rows but the export already has {min_rows};"
-                " its raw partition was dropped after export, so the export is kept as it is"
+                " not exported again"
             )
-        for writer in writers:
-            writer.close()
-            on_disk = parquet_rows(writer.temporary)
-            if writer.rows != snapshot.rows or on_disk != snapshot.rows:
-                raise ExportError(
-                    f"{day}: PostgreSQL counts {snapshot.rows} rows, {writer.rows} were streamed and "
-                    f"{on_disk} are in {writer.temporary.name}"
-                )
-        for writer in reversed(writers):  # raw first: a typed file never points at a missing raw one
-            writer.commit()
+        _verify_and_commit(writers, snapshot.rows, f"{day}: PostgreSQL counts {snapshot.rows} rows")
     except BaseException:
         for writer in writers:
             writer.discard()
@@ -234,6 +249,123 @@ def recorded_export(conn: psycopg.Connection, day: date) -> RecordedExport | Non
     return RecordedExport(row[0], Path(row[1]), row[2], row[3], row[4], row[5], row[6])
 
 
+def _absent_from(path: Path, event_ids: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
+    """For each of `event_ids`, whether the Parquet file at `path` lacks it (an anti-join on event_id)."""
+    found = pa.array([False] * len(event_ids), type=pa.bool_())
+    if len(event_ids):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_MERGE_BATCH_ROWS, columns=["event_id"]):
+            found = pc.or_(found, pc.is_in(event_ids, value_set=batch.column(0)))
+    return pc.invert(found)
+
+
+def _merge_sorted(writer: _DayFileWriter, path: Path, schema: pa.Schema, late: pa.Table) -> None:
+    """Write the rows of the file at `path` and the `late` rows, both in row order, as one ordered run."""
+    pending = late
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_MERGE_BATCH_ROWS):
+        chunk = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+        if pending.num_rows and chunk.num_rows:
+            # The late rows that sort before this chunk's last row belong in it.
+            last_time, last_id = chunk["event_time"][-1], chunk["event_id"][-1]
+            before = pc.or_(
+                pc.less(pending["event_time"], last_time),
+                pc.and_(pc.equal(pending["event_time"], last_time), pc.less(pending["event_id"], last_id)),
+            )
+            taken = int(pc.sum(before).as_py() or 0)
+            if taken:
+                chunk = pa.concat_tables([chunk, pending.slice(0, taken)]).sort_by(_ROW_ORDER)
+                pending = pending.slice(taken)
+        for rows in chunk.to_batches():
+            writer.write(rows)
+    for rows in pending.to_batches():
+        writer.write(rows)
+
+
+def _postgres_day(
+    conn: psycopg.Connection, day: date, *, include_raw: bool
+) -> tuple[pa.Table, pa.Table | None, day_rows.DaySnapshot]:
+    """Every row PostgreSQL holds for a day, in row order, from one snapshot (for merging: few rows)."""
+    typed_batches: list[pa.RecordBatch] = []
+    raw_batches: list[pa.RecordBatch] = []
+    with day_rows.day_transaction(conn):
+        for typed_batch, raw_batch in day_rows.stream_day(conn, day, include_raw=include_raw):
+            typed_batches.append(typed_batch)
+            if raw_batch is not None:
+                raw_batches.append(raw_batch)
+        snapshot = day_rows.snapshot_of_day(conn, day)
+    typed = pa.Table.from_batches(typed_batches, schema=TYPED_SCHEMA)
+    if typed.num_rows != snapshot.rows:
+        raise ExportError(f"{day}: PostgreSQL counts {snapshot.rows} rows but {typed.num_rows} were streamed")
+    raw = pa.Table.from_batches(raw_batches, schema=RAW_SCHEMA) if include_raw else None
+    return typed, raw, snapshot
+
+
+def merge_day(
+    conn: psycopg.Connection,
+    day: date,
+    path: Path,
+    *,
+    exported_rows: int,
+    exported_up_to: datetime | None,
+    raw_path: Path | None = None,
+) -> WrittenDay:
+    """Rewrite a day's export as its rows plus the PostgreSQL rows of the day it lacks, atomically.
+
+    PostgreSQL rows whose event_id the export already holds are left out (a replay re-sends events
+    the dropped partition held). The result is in row order and is checked to hold `exported_rows`
+    plus the rows added; `max_received_at` covers every PostgreSQL row seen, kept or not.
+    """
+    for existing in (path, raw_path):
+        if existing is not None and (on_disk := parquet_rows(existing)) != exported_rows:
+            raise ExportError(f"{day}: {existing} holds {on_disk} rows, {exported_rows} recorded")
+    typed_late, raw_late, snapshot = _postgres_day(conn, day, include_raw=raw_path is not None)
+    keep = _absent_from(path, typed_late["event_id"])
+    typed_late = typed_late.filter(keep)
+    expected = exported_rows + typed_late.num_rows
+    typed = _DayFileWriter(path, TYPED_SCHEMA, TYPED_ROW_GROUP_ROWS)
+    raw = _DayFileWriter(raw_path, RAW_SCHEMA, RAW_ROW_GROUP_ROWS) if raw_path else None
+    writers = [w for w in (typed, raw) if w is not None]
+    try:
+        _merge_sorted(typed, path, TYPED_SCHEMA, typed_late)
+        if raw is not None and raw_path is not None and raw_late is not None:
+            _merge_sorted(raw, raw_path, RAW_SCHEMA, raw_late.filter(keep))
+        _verify_and_commit(
+            writers, expected, f"{day}: {exported_rows} exported rows and {typed_late.num_rows} late ones"
+        )
+    except BaseException:
+        for writer in writers:
+            writer.discard()
+        raise
+    received = [moment for moment in (exported_up_to, snapshot.max_received_at) if moment is not None]
+    log.info("merged %d late rows of %s into its export (%d rows)", typed_late.num_rows, day, expected)
+    return WrittenDay(
+        day=day, path=path, raw_path=raw_path, rows=expected, max_received_at=max(received, default=None)
+    )
+
+
+def _exported_rows_gone(conn: psycopg.Connection, day: date, export: RecordedExport) -> bool:
+    """Whether PostgreSQL lacks rows the export holds (its partition was dropped since)."""
+    start, end = day_bounds(day)
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT count(*) FROM recent_changes"
+            " WHERE event_time >= %s AND event_time < %s AND received_at <= %s",
+            (start, end, export.max_received_at),
+        ).fetchone()
+    # Every exported row arrived by the export's max_received_at; later rows cannot stand in for them.
+    return row is not None and int(row[0]) < export.rows
+
+
+def rows_not_exported(conn: psycopg.Connection, export_dir: Path, day: date) -> int:
+    """How many of PostgreSQL's rows of the day the typed export lacks, by event_id (caller's transaction)."""
+    start, end = day_bounds(day)
+    rows = conn.execute(
+        "SELECT event_id::text FROM recent_changes WHERE event_time >= %s AND event_time < %s",
+        (start, end),
+    ).fetchall()
+    ids = pa.array([row[0] for row in rows], type=pa.string())
+    return int(pc.sum(_absent_from(day_path(export_dir, day), ids)).as_py() or 0)
+
+
 @dataclass(frozen=True)
 class DayExport:
     """A verified export of one day, as recorded in `day_exports`."""
@@ -253,11 +385,30 @@ def export_day(
 ) -> DayExport:
     """Export a day to its Parquet files, replacing any earlier export, and record it in `day_exports`."""
     started = datetime.now(UTC)
+    target = day_path(export_dir, day)
     raw_target = raw_day_path(export_dir, day) if include_raw else None
     previous = recorded_export(conn, day)
-    # An export never shrinks: ingestion only adds rows, so fewer rows means dropped ones.
-    min_rows = previous.rows if previous and day_path(export_dir, day).exists() else 0
-    written = write_day(conn, day, day_path(export_dir, day), raw_path=raw_target, min_rows=min_rows)
+    if (
+        previous is not None
+        and previous.verified_at is not None
+        and previous.rows > 0
+        and target.is_file()
+        and _exported_rows_gone(conn, day, previous)
+    ):
+        # The partition was dropped after export and late rows re-created it: keep the exported rows.
+        raw_target = raw_target if raw_target is not None and raw_target.is_file() else None
+        written = merge_day(
+            conn,
+            day,
+            target,
+            exported_rows=previous.rows,
+            exported_up_to=previous.max_received_at,
+            raw_path=raw_target,
+        )
+    else:
+        # An export never shrinks: ingestion only adds rows, so fewer rows means dropped ones.
+        min_rows = previous.rows if previous else 0
+        written = write_day(conn, day, target, raw_path=raw_target, min_rows=min_rows)
     # Verified after the rename: the file readers will open is the one that was counted.
     on_disk = parquet_rows(written.path)
     if on_disk != written.rows:

@@ -3,7 +3,9 @@
 A partition older than the retention period is dropped only when all of these hold, checked at the
 moment of dropping: `day_exports` has a verified export of the day; the file is where the export
 module says and its footer counts the recorded rows; PostgreSQL still holds exactly that many rows
-(nothing arrived since); and no arrival for the day is newer than the export.
+(nothing arrived since), or fewer and every one of them is in the export (a partition dropped before
+and re-created by late rows that were then merged into the export); and no arrival for the day is
+newer than the export.
 """
 
 from __future__ import annotations
@@ -60,8 +62,10 @@ def _reason_to_keep(conn: psycopg.Connection, export_dir: Path, day: date) -> st
     ).fetchone()
     assert row is not None
     in_postgres, last_arrival = int(row[0]), row[1]
-    if in_postgres != recorded.rows:
+    if in_postgres > recorded.rows:
         return f"PostgreSQL holds {in_postgres} rows, the export {recorded.rows}"
+    if in_postgres < recorded.rows and (missing := exports.rows_not_exported(conn, export_dir, day)):
+        return f"PostgreSQL holds {missing} rows that are not in the export"
     exported_up_to = recorded.max_received_at
     if last_arrival is not None and (exported_up_to is None or last_arrival > exported_up_to):
         return "rows arrived after the export"

@@ -106,5 +106,29 @@ def test_rows_arrived_after_the_export_keep_the_partition(
     assert OLD in partitions(conn)
 
 
+def test_a_re_created_partition_goes_once_its_late_rows_are_in_the_export(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    setup_days(db_url)
+    exports.export_day(conn, tmp_path, OLD)
+    assert drop(conn, tmp_path).dropped == [OLD]
+    late = json.loads((DATA / "2023-07-29_enwiki_100.jsonl").read_text().splitlines()[0])
+    late["meta"]["id"] = str(uuid.uuid4())
+    path = tmp_path / "late.jsonl"
+    path.write_text(json.dumps(late) + "\n")
+    assert ingest_path(db_url, path).ingested == 1
+
+    # The late row is not in the export yet: the re-created partition is its only copy.
+    outcome = drop(conn, tmp_path)
+    assert outcome.kept[OLD] == "PostgreSQL holds 1 rows that are not in the export"
+    assert OLD in partitions(conn)
+
+    merged = exports.export_day(conn, tmp_path, OLD)
+    assert merged.rows == 101
+    outcome = drop(conn, tmp_path)
+    assert outcome.dropped == [OLD]
+    assert OLD not in partitions(conn)
+
+
 def test_cutoff() -> None:
     assert retention.retention_cutoff(TODAY, 30) == TODAY - timedelta(days=30)

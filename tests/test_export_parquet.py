@@ -126,16 +126,88 @@ def test_a_day_without_rows_exports_an_empty_file(conn: psycopg.Connection, tmp_
     assert pq.read_table(result.path).num_rows == 0
 
 
-def test_an_export_never_shrinks(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+def test_an_export_never_loses_rows(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
     ingest(db_url, tmp_path, [event(), event()])
     exports.export_day(conn, tmp_path, DAY)
     before = exports.day_path(tmp_path, DAY).read_bytes()
     conn.execute("DELETE FROM recent_changes WHERE event_time >= %s", (datetime(2024, 5, 1, tzinfo=UTC),))
     conn.commit()
-    with pytest.raises(exports.ExportError, match="already has 2"):
-        exports.export_day(conn, tmp_path, DAY)
+
+    # The rows PostgreSQL no longer holds are kept from the export.
+    again = exports.export_day(conn, tmp_path, DAY)
+
+    assert again.rows == 2
     assert exports.day_path(tmp_path, DAY).read_bytes() == before
     assert [p.name for p in exports.day_path(tmp_path, DAY).parent.iterdir()] == ["part-0.parquet"]
+    # Without the file to keep them from, the day is not exported again with fewer rows.
+    exports.day_path(tmp_path, DAY).unlink()
+    with pytest.raises(exports.ExportError, match="already has 2"):
+        exports.export_day(conn, tmp_path, DAY)
+    assert not exports.day_path(tmp_path, DAY).exists()
+    assert list(exports.day_path(tmp_path, DAY).parent.iterdir()) == []
+
+
+def _keys(path: Path) -> list[tuple[datetime, str]]:
+    table = pq.read_table(path, columns=["event_time", "event_id"])
+    return list(zip(table["event_time"].to_pylist(), table["event_id"].to_pylist(), strict=True))
+
+
+def test_late_rows_are_merged_into_an_export_whose_partition_was_dropped(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    noon = datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC)
+    exported = [event(timestamp=int(noon.timestamp()) + 60 * n, title=f"Old {n}") for n in range(0, 10, 2)]
+    ingest(db_url, tmp_path, exported)
+    first = exports.export_day(conn, tmp_path, DAY)
+    conn.execute("DROP TABLE recent_changes_p20240501")  # as retention does, once the export is verified
+    conn.commit()
+    # Late rows sort before, between, at the same second as, and after the exported ones; one of them
+    # is an event the export already holds (a replay), which must not be counted twice.
+    late = [event(timestamp=int(noon.timestamp()) + 60 * n, title=f"Late {n}") for n in (-1, 3, 4, 11)]
+    ingest(db_url, tmp_path, [*late, exported[1]])
+    # Small read batches, so that late rows fall into different chunks of the old file.
+    monkeypatch.setattr(exports, "_MERGE_BATCH_ROWS", 2)
+
+    merged = exports.export_day(conn, tmp_path, DAY)
+
+    assert merged.rows == 9 == exports.parquet_rows(merged.path)
+    keys = _keys(merged.path)
+    assert keys == sorted(keys)
+    assert {event_id for _, event_id in keys} == {e["meta"]["id"] for e in [*exported, *late]}
+    assert merged.raw_path is not None and _keys(merged.raw_path) == keys
+    raw = pq.read_table(merged.raw_path)["raw"].to_pylist()
+    assert [json.loads(text)["meta"]["id"] for text in raw] == [event_id for _, event_id in keys]
+    typed = pq.read_table(merged.path)
+    assert typed.schema == day_rows.TYPED_SCHEMA
+    assert [t for t in typed["title"].to_pylist() if t.startswith("Old")] == [
+        f"Old {n}" for n in (0, 2, 4, 6, 8)
+    ]
+    recorded = exports.recorded_export(conn, DAY)
+    assert recorded is not None and recorded.rows == 9
+    assert first.max_received_at is not None and recorded.max_received_at is not None
+    assert recorded.max_received_at > first.max_received_at
+    # The same rows again give the same bytes.
+    typed_bytes, raw_bytes = merged.path.read_bytes(), merged.raw_path.read_bytes()
+    monkeypatch.setattr(exports, "_MERGE_BATCH_ROWS", 3)
+    again = exports.export_day(conn, tmp_path, DAY)
+    assert again.rows == 9
+    assert (again.path.read_bytes(), merged.raw_path.read_bytes()) == (typed_bytes, raw_bytes)
+
+
+def test_a_merge_refuses_an_export_file_that_does_not_match_its_record(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    ingest(db_url, tmp_path, [event(), event()])
+    exports.export_day(conn, tmp_path, DAY)
+    before = exports.day_path(tmp_path, DAY).read_bytes()
+    conn.execute("DROP TABLE recent_changes_p20240501")
+    conn.execute("UPDATE day_exports SET rows = 3")
+    conn.commit()
+    ingest(db_url, tmp_path, [event()])
+
+    with pytest.raises(exports.ExportError, match="holds 2 rows, 3 recorded"):
+        exports.export_day(conn, tmp_path, DAY)
+    assert exports.day_path(tmp_path, DAY).read_bytes() == before
 
 
 def test_export_needs_a_connection_outside_a_transaction(conn: psycopg.Connection, tmp_path: Path) -> None:
