@@ -179,9 +179,12 @@ def _roll_up(
     *,
     now: datetime,
     final: bool | None,
-    on_day: Callable[[rollup.DayRollup], None] | None = None,
+    on_day: Callable[[rollup.DayRollup | rollup.NoData], None] | None = None,
 ) -> None:
-    """Roll up each day; one day's failure is recorded and does not stop the others."""
+    """Roll up each day; one day's failure is recorded and does not stop the others.
+
+    Days without data are listed under `no_data`: they are not rolled up, and that is no error.
+    """
     rolled = outcome.details.setdefault("days", [])
     for day in days:
         try:
@@ -192,8 +195,11 @@ def _roll_up(
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.rollback()
             continue
-        outcome.rows += result.events
-        rolled.append(_describe(result))
+        if isinstance(result, rollup.NoData):
+            outcome.details.setdefault("no_data", []).append(day.isoformat())
+        else:
+            outcome.rows += result.events
+            rolled.append(_describe(result))
         if on_day:
             on_day(result)
 
@@ -203,7 +209,7 @@ def rollup_job(
     days: list[date],
     *,
     now: datetime | None = None,
-    on_day: Callable[[rollup.DayRollup], None] | None = None,
+    on_day: Callable[[rollup.DayRollup | rollup.NoData], None] | None = None,
 ) -> Callable[[psycopg.Connection], JobResult]:
     """Roll up the given days (final if closed, partial if today): `teston rollup`."""
 
@@ -216,7 +222,10 @@ def rollup_job(
 
 
 def intraday(conn: psycopg.Connection, export_dir: Path, *, now: datetime | None = None) -> JobResult:
-    """Refresh today (and yesterday until it is final) as partial; re-finalize days that went stale."""
+    """Refresh today (and yesterday until it is final) as partial; re-finalize days that went stale.
+
+    Today and yesterday are rolled up only if they have data: a day nobody collected gets no row.
+    """
     moment = now or datetime.now(UTC)
     today = rollup.today_utc(moment)
     yesterday = today - timedelta(days=1)

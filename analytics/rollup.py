@@ -4,6 +4,10 @@ A closed day (before today, UTC) is exported to Parquet first and its figures ar
 file, so the export and the summary come from the same PostgreSQL snapshot and the day is read out of
 PostgreSQL once. An open day (today) is streamed into a scratch Parquet file instead and marked
 `partial`. Either way the summary rows of the day are replaced in one transaction.
+
+A day with no data (no arrivals, no raw rows, no verified export with rows) is never rolled up: no
+`day_rollups` row is what tells readers that TestON was not collecting (or has nothing yet) that day,
+while a row with zero events would claim it was collecting and saw nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +53,15 @@ class DayFigures:
     @property
     def wikis(self) -> int:
         return self.wiki_stats.height
+
+
+@dataclass(frozen=True)
+class NoData:
+    """A day with nothing to roll up: nothing was written for it (see `day_has_data`)."""
+
+    day: date
+    # A zero roll-up left from before this rule (it claimed the day was collected) was removed.
+    removed_empty_rollup: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,35 @@ def write_figures(
         )
 
 
+def day_has_data(conn: psycopg.Connection, day: date) -> bool:
+    """Whether TestON holds anything of the day: an arrival, a raw row, or a verified export with rows."""
+    start, end = day_bounds(day)
+    with conn.transaction():
+        row = conn.execute(
+            """
+            SELECT EXISTS (SELECT 1 FROM day_arrivals WHERE day = %(day)s)
+                OR EXISTS (SELECT 1 FROM recent_changes
+                           WHERE event_time >= %(start)s AND event_time < %(end)s)
+                OR EXISTS (SELECT 1 FROM day_exports
+                           WHERE day = %(day)s AND rows > 0 AND verified_at IS NOT NULL)
+            """,
+            {"day": day, "start": start, "end": end},
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def remove_empty_rollup(conn: psycopg.Connection, day: date) -> bool:
+    """Delete a zero-event roll-up of the day, if there is one; whether one was deleted."""
+    with conn.transaction():
+        removed = conn.execute(
+            "DELETE FROM day_rollups WHERE day = %s AND events = 0 RETURNING day", (day,)
+        ).fetchone()
+        if removed:
+            for table in ("daily_wiki_stats", "daily_top_pages", "daily_top_editors"):
+                conn.execute(f"DELETE FROM {table} WHERE day = %s", (day,))
+    return removed is not None
+
+
 def is_final(conn: psycopg.Connection, day: date) -> bool:
     with conn.transaction():
         row = conn.execute("SELECT status FROM day_rollups WHERE day = %s", (day,)).fetchone()
@@ -154,10 +196,11 @@ def rollup_day(
     now: datetime | None = None,
     final: bool | None = None,
     scratch_dir: Path | None = None,
-) -> DayRollup:
+) -> DayRollup | NoData:
     """Roll up one day: final (exported, verified) if it is closed, partial if it is today or later.
 
-    `final=False` rolls a closed day up as partial (from PostgreSQL, without exporting it).
+    `final=False` rolls a closed day up as partial (from PostgreSQL, without exporting it). A day
+    without data is left without a roll-up (`NoData`), and an empty roll-up of it is removed.
     """
     started = time.perf_counter()
     computed_at = now or datetime.now(UTC)
@@ -165,6 +208,10 @@ def rollup_day(
     closed = day < today_utc(computed_at)
     if final and not closed:
         raise ValueError(f"{day} is not over yet (UTC); it cannot be final")
+    if not day_has_data(conn, day):
+        removed = remove_empty_rollup(conn, day)
+        log.info("no data for %s: not rolled up%s", day, " (empty roll-up removed)" if removed else "")
+        return NoData(day, removed_empty_rollup=removed)
     if closed and final is not False:
         status = FINAL
         kept = _export_without_raw_rows(conn, export_dir, day)
@@ -231,10 +278,10 @@ def rollup_days(
     days: Iterable[date],
     *,
     now: datetime | None = None,
-    on_day: Callable[[DayRollup], None] | None = None,
-) -> list[DayRollup]:
+    on_day: Callable[[DayRollup | NoData], None] | None = None,
+) -> list[DayRollup | NoData]:
     """Roll up several days in order, reporting each as it completes."""
-    results = []
+    results: list[DayRollup | NoData] = []
     for day in sorted(set(days)):
         result = rollup_day(conn, export_dir, day, now=now)
         results.append(result)
@@ -282,14 +329,30 @@ def stale_days(conn: psycopg.Connection) -> list[date]:
 
 
 def days_to_finalize(conn: psycopg.Connection, today: date) -> list[date]:
-    """Closed days that have data, or a partial roll-up, but no up-to-date final roll-up."""
+    """Closed days with data but no up-to-date final roll-up, and closed days whose roll-up needs a look.
+
+    A partial roll-up of a closed day is finalized, or removed if the day has no data; so is a
+    zero-event roll-up of a day without arrivals (left by versions that rolled up days nobody collected).
+    """
     candidates = set(raw_days(conn))
     with conn.transaction():
         rows = conn.execute(
-            "SELECT day FROM day_arrivals WHERE day < %s UNION SELECT day FROM day_rollups WHERE day < %s",
-            (today, today),
+            """
+            SELECT day FROM day_arrivals WHERE day < %(today)s
+            UNION SELECT day FROM day_rollups WHERE day < %(today)s AND status = 'partial'
+            """,
+            {"today": today},
         ).fetchall()
         finals = conn.execute("SELECT day FROM day_rollups WHERE status = 'final'").fetchall()
+        empty = conn.execute(
+            """
+            SELECT r.day FROM day_rollups r
+            WHERE r.day < %(today)s AND r.events = 0
+                AND NOT EXISTS (SELECT 1 FROM day_arrivals a WHERE a.day = r.day)
+            """,
+            {"today": today},
+        ).fetchall()
     candidates |= {row[0] for row in rows}
     fresh = {row[0] for row in finals} - set(stale_days(conn))
-    return sorted(day for day in candidates if day < today and day not in fresh)
+    due = {day for day in candidates if day < today and day not in fresh}
+    return sorted(due | {row[0] for row in empty})

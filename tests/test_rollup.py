@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
-from analytics import exports, jobs, rollup, summary
+from analytics import exports, jobs, retention, rollup, summary
 from ingestion.replay import ingest_path
+from teston.cli import app
+from teston.partitions import existing_partition_days
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(p.name for p in DATA.glob("*.jsonl"))
@@ -262,25 +266,87 @@ def test_today_is_partial_and_not_exported(db_url: str, conn: psycopg.Connection
     _ingest_events(
         db_url, tmp_path, [_late_copy(capture, timestamp=int(now.timestamp()) - n) for n in range(3)]
     )
-    today = now.date()
+    today, yesterday = now.date(), now.date() - timedelta(days=1)
+    collected_yesterday = any((now - timedelta(seconds=n)).date() == yesterday for n in range(3))
 
-    result = jobs.intraday(conn, tmp_path)
+    result = jobs.intraday(conn, tmp_path, now=now)
 
     rolled = {d["day"]: d for d in result.details["days"]}
     assert rolled[today.isoformat()]["status"] == "partial"
     assert rolled[today.isoformat()]["events"] == sum(
         1 for n in range(3) if (now - timedelta(seconds=n)).date() == today
     )
-    # Yesterday is refreshed as partial too (it had no events: zero, but rolled up).
-    assert rolled[(today - timedelta(days=1)).isoformat()]["status"] == "partial"
+    # Yesterday had no events and no arrivals: nobody collected it, so it gets no roll-up.
+    if not collected_yesterday:
+        assert yesterday.isoformat() not in rolled
+        assert result.details["no_data"] == [yesterday.isoformat()]
+        assert summary.read_wiki_day(conn, yesterday, "enwiki") is None
     assert exports.exported_days(tmp_path) == []
 
 
-def test_a_day_with_no_events_is_still_recorded(conn: psycopg.Connection, tmp_path: Path) -> None:
+def test_a_day_nobody_collected_gets_no_rollup(conn: psycopg.Connection, tmp_path: Path) -> None:
     day = date(2024, 2, 29)
+    assert not rollup.day_has_data(conn, day)
+
     result = rollup.rollup_day(conn, tmp_path, day)
-    assert (result.events, result.wikis) == (0, 0)
-    assert summary_rows(conn)["rollups"] == [(day, "final", False, 0, 0, None)]
+
+    assert result == rollup.NoData(day)
+    assert summary_rows(conn)["rollups"] == []
+    assert exports.exported_days(tmp_path) == []
+    assert summary.read_wiki_day(conn, day, "enwiki") is None
+
+
+def test_a_fresh_home_has_no_stats_until_something_arrives(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    # The first `teston up`: the schedule runs before any event is stored.
+    now = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+    today, yesterday = now.date(), now.date() - timedelta(days=1)
+    first = jobs.intraday(conn, tmp_path, now=now)
+    assert first.details["days"] == []
+    assert first.details["no_data"] == [today.isoformat(), yesterday.isoformat()]
+    assert summary_rows(conn)["rollups"] == []
+    night = jobs.nightly(conn, tmp_path, retention_days=30, now=now)
+    assert night.details["days"] == [] and summary_rows(conn)["rollups"] == []
+
+    # Events of today arrive: today is rolled up partial; yesterday stays without data.
+    capture = DATA / "2023-07-29_enwiki_100.jsonl"
+    stamp = int((now - timedelta(hours=1)).timestamp())
+    _ingest_events(db_url, tmp_path, [_late_copy(capture, timestamp=stamp) for _ in range(2)])
+    jobs.intraday(conn, tmp_path, now=now)
+    assert [(row[0], row[1], row[3]) for row in summary_rows(conn)["rollups"]] == [(today, "partial", 2)]
+    assert summary.read_wiki_day(conn, yesterday, "enwiki") is None
+    # Collected, but nothing on that wiki: zero, not "no data".
+    quiet = summary.read_wiki_day(conn, today, "dewiki")
+    assert quiet is not None and quiet.figures["changes"] == 0
+
+    # The next night finalizes the day that has data, and only that one.
+    later = now + timedelta(days=1)
+    night = jobs.nightly(conn, tmp_path, retention_days=30, now=later)
+    assert [d["day"] for d in night.details["days"]] == [today.isoformat()]
+    assert [(row[0], row[1], row[3]) for row in summary_rows(conn)["rollups"]] == [(today, "final", 2)]
+
+
+def test_empty_rollups_of_days_nobody_collected_are_removed(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    ingest_path(db_url, DATA / "2023-07-29_enwiki_100.jsonl")
+    day = date(2023, 7, 29)
+    # Zero roll-ups, as earlier versions wrote them for days before and after the capture.
+    for empty, status in ((day - timedelta(days=1), "partial"), (day + timedelta(days=1), "final")):
+        conn.execute(
+            "INSERT INTO day_rollups (day, status, incomplete, events, wikis, computed_at)"
+            " VALUES (%s, %s, false, 0, 0, now())",
+            (empty, status),
+        )
+    conn.commit()
+
+    outcome = jobs.nightly(conn, tmp_path, retention_days=30, now=datetime(2026, 1, 1, tzinfo=UTC))
+
+    assert [d["day"] for d in outcome.details["days"]] == [day.isoformat()]
+    assert outcome.details["no_data"] == [(day - timedelta(days=1)).isoformat(), "2023-07-30"]
+    assert [row[0] for row in summary_rows(conn)["rollups"]] == [day]
+    assert rollup.days_to_finalize(conn, date(2026, 1, 1)) == []
 
 
 def test_days_to_finalize(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
@@ -289,6 +355,9 @@ def test_days_to_finalize(db_url: str, conn: psycopg.Connection, tmp_path: Path)
     today = date.today()
     assert rollup.days_to_finalize(conn, today) == [date(2023, 7, 29), date(2025, 5, 3)]
     rollup.rollup_day(conn, tmp_path, date(2023, 7, 29))
+    assert rollup.days_to_finalize(conn, today) == [date(2025, 5, 3)]
+    # A partial roll-up of a closed day that has data is finalized.
+    rollup.rollup_day(conn, tmp_path, date(2025, 5, 3), final=False)
     assert rollup.days_to_finalize(conn, today) == [date(2025, 5, 3)]
 
 
@@ -304,3 +373,128 @@ def test_the_bot_reads_a_wiki_day_in_one_call(db_url: str, conn: psycopg.Connect
     assert [p.rank for p in en.top_pages] == list(range(1, 11))
     quiet = summary.read_wiki_day(conn, day, "dewiki")  # collected, but nothing on that wiki
     assert quiet is not None and quiet.figures["changes"] == 0 and quiet.top_pages == []
+
+
+# --- Late events for a day whose raw partition retention dropped. -----------------------------------
+
+
+def _row_keys(path: Path) -> list[tuple[datetime, str]]:
+    table = pq.read_table(path, columns=["event_time", "event_id"])
+    return list(zip(table["event_time"].to_pylist(), table["event_id"].to_pylist(), strict=True))
+
+
+def test_a_late_event_after_retention_is_merged_into_the_export(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    capture = DATA / "2021-08-27_all-wikis_1950.jsonl"
+    day = date(2021, 8, 27)
+    export_dir = tmp_path / "exports"
+    ingest_path(db_url, capture)
+    exported = rollup.rollup_day(conn, export_dir, day)
+    assert isinstance(exported, rollup.DayRollup) and exported.events == 1950
+    dropped = retention.drop_expired_partitions(conn, export_dir, today=date(2026, 1, 1), retention_days=30)
+    assert dropped.dropped == [day], dropped.kept
+
+    late = _late_copy(capture, type="new", user="LateComer", bot=False, title="Late page")
+    _ingest_events(db_url, tmp_path, [late])
+    assert rollup.stale_days(conn) == [day]
+
+    connect = lambda: psycopg.connect(db_url)  # noqa: E731
+    run = jobs.run_recorded(connect, "intraday", lambda c: jobs.intraday(c, export_dir))
+
+    assert run.status == jobs.SUCCEEDED, run.error
+    assert day.isoformat() in run.details["stale"]
+    # The figures are those of the capture plus the late event, exactly.
+    everything = tmp_path / "capture-and-late.jsonl"
+    everything.write_text(capture.read_text(encoding="utf-8") + json.dumps(late) + "\n", encoding="utf-8")
+    stats, top_pages, _ = expected_figures(everything)
+    got = summary_rows(conn)
+    assert {(row[0], row[1]): dict(zip(STATS_FIGURES, row[2:], strict=True)) for row in got["stats"]} == stats
+    late_wiki = (day, late["wiki"])
+    assert [row[2:] for row in got["pages"] if (row[0], row[1]) == late_wiki] == top_pages[late_wiki]
+    assert got["rollups"][0][:4] == (day, "final", False, 1951)
+    typed, raw = exports.day_path(export_dir, day), exports.raw_day_path(export_dir, day)
+    assert exports.parquet_rows(typed) == exports.parquet_rows(raw) == 1951
+    keys = _row_keys(typed)
+    assert keys == sorted(keys) and len(set(keys)) == 1951
+    assert late["meta"]["id"] in {event_id for _, event_id in keys}
+    assert _row_keys(raw) == keys  # the raw file pairs with the typed one row by row
+    assert exports.recorded_export(conn, day) is not None
+    assert rollup.stale_days(conn) == []
+
+    # Idempotent: rolling the day up again changes neither the files nor the figures.
+    typed_bytes, raw_bytes, rows = typed.read_bytes(), raw.read_bytes(), summary_rows(conn)
+    again = jobs.run_recorded(connect, "rollup", jobs.rollup_job(export_dir, [day]))
+    assert again.status == jobs.SUCCEEDED, again.error
+    assert (typed.read_bytes(), raw.read_bytes(), summary_rows(conn)) == (typed_bytes, raw_bytes, rows)
+
+    # The re-created partition holds only rows the export has: retention drops it again.
+    dropped = retention.drop_expired_partitions(conn, export_dir, today=date(2026, 1, 1), retention_days=30)
+    assert dropped.dropped == [day], dropped.kept
+    with conn.transaction():
+        assert day not in existing_partition_days(conn)
+    result = rollup.rollup_day(conn, export_dir, day)
+    assert isinstance(result, rollup.DayRollup) and result.events == 1951
+
+    # A replay of the capture (events the export already holds) re-creates the partition and adds nothing.
+    _ingest_events(db_url, tmp_path, [json.loads(line) for line in capture.read_text("utf-8").splitlines()])
+    with conn.transaction():
+        assert day in existing_partition_days(conn)
+    result = rollup.rollup_day(conn, export_dir, day)
+    assert isinstance(result, rollup.DayRollup) and result.events == 1951
+    assert typed.read_bytes() == typed_bytes
+    assert rollup.stale_days(conn) == []
+    dropped = retention.drop_expired_partitions(conn, export_dir, today=date(2026, 1, 1), retention_days=30)
+    assert dropped.dropped == [day], dropped.kept
+
+
+# --- `teston rollup`. ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DB_ADDR", db_url)
+    monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "exports"))
+    return tmp_path / "exports"
+
+
+def test_rollup_command_reports_days_without_data(
+    db_url: str, conn: psycopg.Connection, cli_env: Path
+) -> None:
+    ingest_path(db_url, DATA / "2021-08-27_all-wikis_1950.jsonl")
+
+    result = CliRunner().invoke(app, ["rollup", "--from", "2021-08-26", "--to", "2021-08-28"])
+
+    assert result.exit_code == 0, result.output
+    assert "no data for 2021-08-26" in result.output
+    assert "no data for 2021-08-28" in result.output
+    assert "1 of 3 days rolled up, 1,950 events" in result.output
+    assert [row[:4] for row in summary_rows(conn)["rollups"]] == [(date(2021, 8, 27), "final", False, 1950)]
+    assert exports.exported_days(cli_env) == [date(2021, 8, 27)]
+    with conn.transaction():
+        details = conn.execute("SELECT status, details->'no_data' FROM job_runs").fetchone()
+    assert details == ("succeeded", ["2021-08-26", "2021-08-28"])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "names"),
+    [
+        (["--date", "{tomorrow}"], ["--date", "after today"]),
+        (["--date", "2030-01-01"], ["--date", "after today"]),
+        (["--from", "2021-08-26", "--to", "{tomorrow}"], ["--to", "after today"]),
+        (["--from", "2021-08-28", "--to", "2021-08-26"], ["--from", "--to"]),
+    ],
+)
+def test_rollup_command_refuses_future_and_reversed_days(
+    arguments: list[str], names: list[str], conn: psycopg.Connection, cli_env: Path
+) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+
+    result = CliRunner().invoke(app, ["rollup", *(a.format(tomorrow=tomorrow) for a in arguments)])
+
+    assert result.exit_code == 2, result.output
+    for name in names:
+        assert name in result.output
+    assert summary_rows(conn)["rollups"] == []
+    with conn.transaction():
+        assert conn.execute("SELECT count(*) FROM job_runs").fetchone() == (0,)
