@@ -358,16 +358,12 @@ def rollup_command(
             return
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("rolling up", total=len(days))
-            results: list[rollup.DayRollup] = []
-            without_data: list[date] = []
+            outcomes: list[rollup.DayRollup | rollup.NoData] = []
 
             def done(result: rollup.DayRollup | rollup.NoData) -> None:
-                if isinstance(result, rollup.NoData):
-                    without_data.append(result.day)
-                    progress.update(task, advance=1, description=f"no data for {result.day}")
-                    return
-                results.append(result)
-                progress.update(task, advance=1, description=f"rolled up {result.day}")
+                outcomes.append(result)
+                described = "no data for" if isinstance(result, rollup.NoData) else "rolled up"
+                progress.update(task, advance=1, description=f"{described} {result.day}")
 
             run = jobs.run_recorded(
                 lambda: psycopg.connect(url),
@@ -378,17 +374,20 @@ def rollup_command(
     table = Table(title=f"roll-up ({run.status})")
     for column in ("day", "status", "events", "wikis", "incomplete", "seconds"):
         table.add_column(column, justify="right" if column in {"events", "wikis", "seconds"} else "left")
-    for result in results:
+    results = [outcome for outcome in outcomes if isinstance(outcome, rollup.DayRollup)]
+    without_data = [outcome.day for outcome in outcomes if isinstance(outcome, rollup.NoData)]
+    for outcome in outcomes:
+        if isinstance(outcome, rollup.NoData):
+            table.add_row(outcome.day.isoformat(), "no data", "", "", "", "")
+            continue
         table.add_row(
-            result.day.isoformat(),
-            result.status,
-            f"{result.events:,}",
-            str(result.wikis),
-            "yes" if result.incomplete else "",
-            f"{result.seconds:.2f}",
+            outcome.day.isoformat(),
+            outcome.status,
+            f"{outcome.events:,}",
+            str(outcome.wikis),
+            "yes" if outcome.incomplete else "",
+            f"{outcome.seconds:.2f}",
         )
-    for missing in without_data:
-        table.add_row(missing.isoformat(), "no data", "", "", "", "")
     Console().print(table)
     for missing in without_data:
         typer.echo(f"no data for {missing} (not collected; nothing written)")

@@ -466,6 +466,9 @@ def test_rollup_command_reports_days_without_data(
     result = CliRunner().invoke(app, ["rollup", "--from", "2021-08-26", "--to", "2021-08-28"])
 
     assert result.exit_code == 0, result.output
+    # The summary lists the days in order.
+    rows = [result.output.index(day) for day in ("2021-08-26", "2021-08-27", "2021-08-28")]
+    assert rows == sorted(rows)
     assert "no data for 2021-08-26" in result.output
     assert "no data for 2021-08-28" in result.output
     assert "1 of 3 days rolled up, 1,950 events" in result.output
