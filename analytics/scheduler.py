@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from psycopg_pool import ConnectionPool
 
 from analytics import jobs
+from teston import database
 from teston.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def runs_at_once(max_open_conns: int) -> int:
 
     The rest of the budget is left to ingestion and the bot.
     """
-    share = max_open_conns * 2 // 5
+    share = database.analytics_connections(max_open_conns)
     return max(1, min(MAX_RUNS_AT_ONCE, share // CONNECTIONS_PER_RUN))
 
 
