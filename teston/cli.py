@@ -438,10 +438,8 @@ def _quiet_unless_asked(settings: Settings) -> Iterator[None]:
 
 def _schema_is_current(url: str) -> bool:
     """Whether the database is at this TestON's newest migration; says what to run when it is not."""
-    from alembic.script import ScriptDirectory
-
     current = database.current_revision(url)
-    head = ScriptDirectory(str(database.MIGRATIONS_DIR)).get_current_head()
+    head = database.head_revision()
     if current == head:
         return True
     found = f"is at revision {current}" if current else "has no TestON tables yet"

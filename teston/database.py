@@ -58,6 +58,13 @@ def downgrade(url: str, revision: str) -> None:
     command.downgrade(_alembic_config(url), revision)
 
 
+def head_revision() -> str | None:
+    """The newest migration this TestON ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
 def current_revision(url: str) -> str | None:
     import psycopg
 
