@@ -138,8 +138,11 @@ def _ranked(counts: pl.LazyFrame, tie_breakers: list[str], day: date) -> pl.Lazy
         counts.sort(
             ["wiki", "changes", *tie_breakers], descending=[False, True, *[False] * len(tie_breakers)]
         )
-        .with_columns((pl.int_range(pl.len()).over("wiki") + 1).cast(pl.Int16).alias("rank"))
+        .with_columns((pl.int_range(pl.len()).over("wiki") + 1).alias("rank"))
+        # Narrowed to the column's smallint only after the cut: a busy wiki has far more than
+        # 32,767 pages or editors in a day.
         .filter(pl.col("rank") <= TOP_N)
+        .with_columns(pl.col("rank").cast(pl.Int16))
         .with_columns(pl.lit(day, dtype=pl.Date).alias("day"))
     )
 

@@ -171,6 +171,37 @@ def test_top_lists_stop_at_ten() -> None:
     assert aggregates.top_editors(frame, DAY).collect().height == 10
 
 
+def test_top_lists_of_a_wiki_with_more_pages_and_editors_than_a_smallint() -> None:
+    # A busy wiki edits far more than 32,767 distinct pages in a day; only the top ten are ranked.
+    many = 40_000
+    frame = rows(
+        *[
+            {
+                "event_time": at(n % 24, n % 60),
+                "wiki": "wikidatawiki",
+                "type": "edit",
+                "title": f"Q{n:05d}",
+                "user_name": f"U{n:05d}",
+            }
+            for n in range(many)
+        ],
+        {
+            "event_time": at(5),
+            "wiki": "wikidatawiki",
+            "type": "edit",
+            "title": "Q39999",
+            "user_name": "U39999",
+        },
+    )
+    pages = aggregates.top_pages(frame, DAY).collect()
+    assert pages["rank"].to_list() == list(range(1, 11))
+    assert pages["title"].to_list()[:2] == ["Q39999", "Q00000"]
+    assert pages["changes"].to_list()[:2] == [2, 1]
+    editors = aggregates.top_editors(frame, DAY).collect()
+    assert editors["user_name"].to_list()[0] == "U39999"
+    assert editors.height == 10
+
+
 @pytest.mark.parametrize(
     "name",
     [
