@@ -71,6 +71,8 @@ _NUL = "\0"
 _NUL_ESCAPE = "\\u0000"
 _REPLACEMENT = "\ufffd"
 
+_new_row = tuple.__new__
+
 Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]  # PostgreSQL `integer`
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # PostgreSQL `bigint`
 
@@ -187,11 +189,52 @@ def _postgres_number(literal: str) -> Decimal:
     return number
 
 
+# Every field today's and the 2018 events carry, for the fast path of `_parse`: the fields `_RecentChange`
+# does not look at are declared with the types they always have, and any other field, or any other
+# type, sends the event to the full decode. `log_params` is decoded as the full decode would (the float
+# hook included), since its shape varies.
+
+
+class _KnownMeta(_Meta, forbid_unknown_fields=True):
+    uri: str | None = None
+    request_id: str | None = None
+    dt: str | None = None
+    stream: str | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    schema_uri: str | None = None
+
+
+class _KnownLengths(_Lengths, forbid_unknown_fields=True):
+    pass
+
+
+class _KnownRevisions(_Revisions, forbid_unknown_fields=True):
+    pass
+
+
+class _KnownRecentChange(_RecentChange, forbid_unknown_fields=True):
+    meta: _KnownMeta | None = None
+    length: _KnownLengths | None = None
+    revision: _KnownRevisions | None = None
+    schema: str | None = msgspec.field(default=None, name="$schema")
+    server_url: str | None = None
+    server_script_path: str | None = None
+    parsedcomment: str | None = None
+    title_url: str | None = None
+    notify_url: str | None = None
+    log_id: int | None = None
+    log_params: Any = None
+    log_action_comment: str | None = None
+
+
 # The whole payload is decoded, not only the typed fields: that checks every number against `jsonb`'s
 # range and finds canaries before their fields are judged, and converting the result to the typed
 # struct costs less than a second, typed decode.
 _JSON_DECODER = msgspec.json.Decoder(float_hook=_postgres_number)
 _JSON_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_KNOWN_DECODER = msgspec.json.Decoder(_KnownRecentChange, float_hook=_postgres_number)
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _EXPECTED_GOT = re.compile(r"Expected `([^`]*)`, got `([^`]*)`")
@@ -215,6 +258,26 @@ def _parse(payload: bytes | str, catalog: WikiCatalog) -> ChangeRow | Rejection 
             text = source.decode("utf-8")  # `raw` is text; this also checks the bytes msgspec skips over
         except UnicodeDecodeError as exc:
             return _reject(f"invalid UTF-8: {exc.reason} at byte {exc.start}", payload)
+    # The fast path, for an event of the known shape (nearly all of them): one typed decode, which only
+    # answers when the full decode would give the same row or canary; anything else (an unknown field, a
+    # value of another type, an escaped NUL, an error) takes the full decode, which has the reasons. It
+    # saves a third of the parser's time.
+    if _NUL_ESCAPE not in text:
+        try:
+            known = _KNOWN_DECODER.decode(source)
+        except Exception:  # the full decode says what is wrong
+            pass
+        else:
+            if known.meta is not None and known.meta.domain == "canary":
+                return CANARY
+            return _row(known, text, catalog, payload)
+    return _parse_document(payload, source, text, catalog)
+
+
+def _parse_document(
+    payload: bytes | str, source: bytes | str, text: str, catalog: WikiCatalog
+) -> ChangeRow | Rejection | Canary:
+    """The full decode: the whole payload as untyped JSON, judged field by field."""
     try:
         # From bytes when given bytes: msgspec reads UTF-8, and would otherwise re-encode the text.
         document = _JSON_DECODER.decode(source)
@@ -283,29 +346,33 @@ def _row(
         return _reject(f"missing wiki (server_name {server_name!r} is not a known wiki)", payload)
     length = event.length
     revision = event.revision
-    return ChangeRow(
-        datetime.fromtimestamp(timestamp, UTC),
-        meta.id,
-        wiki.dbname,
-        wiki.server_name,
-        wiki.code,
-        wiki.project,
-        event.type,
-        event.namespace,
-        event.title,
-        event.user,
-        event.bot,
-        event.minor,
-        event.patrolled,
-        length.old if length is not None else None,
-        length.new if length is not None else None,
-        revision.old if revision is not None else None,
-        revision.new if revision is not None else None,
-        event.id,
-        event.log_type,
-        event.log_action,
-        event.comment,
-        text,
+    # `tuple.__new__` skips the keyword handling of the NamedTuple's own `__new__`: a tenth of the parse.
+    return _new_row(
+        ChangeRow,
+        (
+            datetime.fromtimestamp(timestamp, UTC),
+            meta.id,
+            wiki.dbname,
+            wiki.server_name,
+            wiki.code,
+            wiki.project,
+            event.type,
+            event.namespace,
+            event.title,
+            event.user,
+            event.bot,
+            event.minor,
+            event.patrolled,
+            length.old if length is not None else None,
+            length.new if length is not None else None,
+            revision.old if revision is not None else None,
+            revision.new if revision is not None else None,
+            event.id,
+            event.log_type,
+            event.log_action,
+            event.comment,
+            text,
+        ),
     )
 
 
