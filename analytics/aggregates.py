@@ -82,20 +82,57 @@ def _hourly_changes(rows: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _distinct(rows: pl.LazyFrame, column: str, alias: str) -> pl.LazyFrame:
+def in_shard(column: str, shard: int, shards: int) -> pl.Expr:
+    """Whether a row's `column` value hashes to `shard` of `shards`: every value lands in exactly one.
+
+    Per-value figures (distinct counts, edits per page or editor) computed shard by shard hold only
+    a fraction of a day's distinct values at once, and add up to the figures of the whole day.
+    """
+    if shards == 1:
+        return pl.lit(True)
+    return (pl.col(column).hash(seed=0) % shards) == shard
+
+
+def _distinct(rows: pl.LazyFrame, column: str, alias: str, shard: int = 0, shards: int = 1) -> pl.LazyFrame:
     # unique-then-count streams in far less memory than n_unique inside a wide aggregation.
     return (
         rows.select("wiki", column)
         .drop_nulls()
+        .filter(in_shard(column, shard, shards))
         .unique()
         .group_by("wiki")
         .agg(pl.len().cast(pl.Int64).alias(alias))
     )
 
 
-def daily_wiki_stats(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
-    """One row per wiki with the columns of `daily_wiki_stats` (less `computed_at`), sorted by wiki."""
+def distinct_counts(frame: pl.LazyFrame, day: date, *, shard: int = 0, shards: int = 1) -> pl.LazyFrame:
+    """Per wiki, `distinct_editors` and `distinct_pages` among the user names and titles of one shard.
+
+    Summed over every shard (`sum_distinct_counts`) they are the day's figures.
+    """
     rows = rows_of_day(frame, day)
+    return _distinct(rows, "user_name", "distinct_editors", shard, shards).join(
+        _distinct(rows, "title", "distinct_pages", shard, shards), on="wiki", how="full", coalesce=True
+    )
+
+
+def sum_distinct_counts(shards: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """The day's distinct counts per wiki from those of every shard (each value counted in one shard)."""
+    return (
+        pl.concat(shards, how="vertical_relaxed")
+        .group_by("wiki")
+        .agg(pl.col("distinct_editors", "distinct_pages").fill_null(0).sum().cast(pl.Int64))
+    )
+
+
+def daily_wiki_stats(frame: pl.LazyFrame, day: date, *, distinct: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """One row per wiki with the columns of `daily_wiki_stats` (less `computed_at`), sorted by wiki.
+
+    `distinct`: the distinct counts of the day if they were computed apart (`sum_distinct_counts`).
+    """
+    rows = rows_of_day(frame, day)
+    if distinct is None:
+        distinct = distinct_counts(frame, day)
     kind = pl.col("type")
     bot = pl.col("bot")
     anonymous = ~bot & is_anonymous(pl.col("user_name"))
@@ -119,8 +156,7 @@ def daily_wiki_stats(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
         (-delta).clip(lower_bound=0).sum().cast(pl.Int64).alias("bytes_removed"),
     )
     return (
-        counts.join(_distinct(rows, "user_name", "distinct_editors"), on="wiki", how="left")
-        .join(_distinct(rows, "title", "distinct_pages"), on="wiki", how="left")
+        counts.join(distinct, on="wiki", how="left")
         .join(_hourly_changes(rows), on="wiki", how="left")
         .with_columns(
             (pl.col("bytes_added") - pl.col("bytes_removed")).alias("net_bytes"),
@@ -147,23 +183,46 @@ def _ranked(counts: pl.LazyFrame, tie_breakers: list[str], day: date) -> pl.Lazy
     )
 
 
-def top_pages(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
-    """Per wiki, the ten most-edited pages (edits and creations), as rows of `daily_top_pages`."""
+def top_pages(frame: pl.LazyFrame, day: date, *, shard: int = 0, shards: int = 1) -> pl.LazyFrame:
+    """Per wiki, the ten most-edited pages (edits and creations), as rows of `daily_top_pages`.
+
+    With `shards`, the ten of the titles in `shard`; `merge_top_pages` ranks the day's ten from those.
+    """
     counts = (
         rows_of_day(frame, day)
         .filter(pl.col("type").is_in(EDIT_TYPES) & pl.col("title").is_not_null())
+        .filter(in_shard("title", shard, shards))
         .group_by("wiki", "title")
         .agg(pl.len().cast(pl.Int64).alias("changes"), pl.col("namespace").min().alias("namespace"))
     )
     return _ranked(counts, ["title"], day).select("day", "wiki", "rank", "namespace", "title", "changes")
 
 
-def top_editors(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
-    """Per wiki, the ten editors with most edits (edits and creations), as rows of `daily_top_editors`."""
+def top_editors(frame: pl.LazyFrame, day: date, *, shard: int = 0, shards: int = 1) -> pl.LazyFrame:
+    """Per wiki, the ten editors with most edits (edits and creations), as rows of `daily_top_editors`.
+
+    With `shards`, the ten of the user names in `shard`; `merge_top_editors` ranks the day's ten.
+    """
     counts = (
         rows_of_day(frame, day)
         .filter(pl.col("type").is_in(EDIT_TYPES) & pl.col("user_name").is_not_null())
+        .filter(in_shard("user_name", shard, shards))
         .group_by("wiki", "user_name")
         .agg(pl.len().cast(pl.Int64).alias("changes"), pl.col("bot").any().alias("bot"))
     )
     return _ranked(counts, ["user_name"], day).select("day", "wiki", "rank", "user_name", "bot", "changes")
+
+
+# A page or editor is in one shard with all its edits, so the day's ten are among the shards' tens.
+def merge_top_pages(shards: list[pl.LazyFrame], day: date) -> pl.LazyFrame:
+    """The day's top pages from the `top_pages` of every shard."""
+    candidates = pl.concat(shards).drop("rank", "day")
+    return _ranked(candidates, ["title"], day).select("day", "wiki", "rank", "namespace", "title", "changes")
+
+
+def merge_top_editors(shards: list[pl.LazyFrame], day: date) -> pl.LazyFrame:
+    """The day's top editors from the `top_editors` of every shard."""
+    candidates = pl.concat(shards).drop("rank", "day")
+    return _ranked(candidates, ["user_name"], day).select(
+        "day", "wiki", "rank", "user_name", "bot", "changes"
+    )
