@@ -11,6 +11,7 @@ import pytest
 
 from analytics import aggregates
 from analytics.day_rows import TYPED_SCHEMA
+from analytics.rollup import figures_of_day
 
 DAY = date(2024, 5, 1)
 
@@ -243,3 +244,30 @@ def test_ip_user_names_match_ipaddress(name: str) -> None:
 def test_temporary_accounts_are_anonymous(name: str | None, expected: bool) -> None:
     got = pl.select(aggregates.is_anonymous(pl.lit(name, dtype=pl.String))).item()
     assert got is expected
+
+
+@pytest.mark.parametrize("shards", [2, 3, 7])
+def test_figures_computed_in_shards_equal_figures_computed_whole(shards: int) -> None:
+    # Many ties and repeated names across wikis, so a shard boundary would show in the top tens.
+    frame = rows(
+        *[
+            {
+                "event_time": at(n % 24, n % 60),
+                "wiki": ("enwiki", "dewiki", "wikidatawiki")[n % 3],
+                "type": ("edit", "new", "log", "categorize")[n % 4],
+                "namespace": n % 3,
+                "title": f"Page {n % 97}",
+                "user_name": f"User {n % 41}" if n % 5 else f"192.0.2.{n % 11}",
+                "bot": n % 7 == 0,
+                "length_old": 100,
+                "length_new": 100 + (n % 13) - 6,
+            }
+            for n in range(3000)
+        ]
+    )
+    whole = figures_of_day(frame, DAY, shards=1)
+    sharded = figures_of_day(frame, DAY, shards=shards)
+    assert sharded.wiki_stats.equals(whole.wiki_stats)
+    assert sharded.top_pages.equals(whole.top_pages)
+    assert sharded.top_editors.equals(whole.top_editors)
+    assert whole.wiki_stats["distinct_pages"].to_list() == [97, 97, 97]
