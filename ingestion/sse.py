@@ -70,7 +70,7 @@ class SSEDecoder:
         self._after_cr = False  # the last line end seen was a CR: a LF right after it belongs to it
         self._at_start = True  # a byte order mark is only skipped at the very start of the stream
         self._head = b""  # the first bytes, held back while they could still be a split BOM
-        self._data: list[str] = []  # the data buffer, one item per `data:` line
+        self._data: list[bytes] = []  # the data buffer, one item per `data:` line, not yet decoded
         self._event_type = ""
         self._id_buffer = self.last_event_id
         self._pending_retry: int | None = None
@@ -109,9 +109,7 @@ class SSEDecoder:
         # Per §9.2.5 a line ends at CRLF, LF or CR; fold all three into LF, then split once.
         if b"\r" in lines:
             lines = lines.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        # Line ends are ASCII and never inside a UTF-8 sequence, so decoding whole lines at once is the
-        # stream's UTF-8 decode (invalid bytes become U+FFFD, as the spec's decoder does).
-        return self._interpret(lines.decode("utf-8", "replace").split("\n"))
+        return self._interpret(lines.split(b"\n"))
 
     def finish(self) -> list[ServerSentEvent]:
         """End of the stream: per §9.2.6 an event whose blank line never came is discarded, not dispatched."""
@@ -128,12 +126,26 @@ class SSEDecoder:
         self._head = b""
         return head[len(_BOM) :] if head.startswith(_BOM) else head
 
-    def _interpret(self, lines: list[str]) -> list[ServerSentEvent]:
+    def _interpret(self, lines: list[bytes]) -> list[ServerSentEvent]:
+        # Lines stay bytes until a value is kept: line ends, colons, spaces and field names are ASCII, and
+        # never part of a UTF-8 sequence, so splitting before decoding finds the same lines and fields, and
+        # decoding each kept value is the stream's UTF-8 decode (invalid bytes become U+FFFD, as the spec's
+        # decoder does). Most of a chunk is `data:` text, decoded once per event, never as a whole chunk.
         events: list[ServerSentEvent] = []
         data = self._data
         for line in lines:
-            if line.startswith("data: "):  # by far the most common line: skip the general parsing
+            # The three lines EventStreams sends with every event skip the general parsing below, to the
+            # same effect.
+            if line.startswith(b"data: "):
                 data.append(line[6:])
+                continue
+            if line.startswith(b"id: "):
+                value = line[4:]
+                if b"\0" not in value:
+                    self._id_buffer = value.decode("utf-8", "replace")
+                continue
+            if line == b"event: message":
+                self._event_type = "message"
                 continue
             if not line:
                 # A blank line dispatches. Per §9.2.6 the last event ID string is updated even when
@@ -142,7 +154,8 @@ class SSEDecoder:
                 if data:
                     events.append(
                         ServerSentEvent(
-                            "\n".join(data),  # the data lines joined, without the final LF
+                            # the data lines joined, without the final LF
+                            b"\n".join(data).decode("utf-8", "replace"),
                             self._event_type or "message",
                             self.last_event_id,
                             self._pending_retry,
@@ -152,25 +165,26 @@ class SSEDecoder:
                     self._pending_retry = None
                 self._event_type = ""
                 continue
-            colon = line.find(":")
+            colon = line.find(b":")
             if colon == 0:  # a comment, such as EventStreams' `:ok`
                 continue
             if colon < 0:  # a field name alone: its value is the empty string
-                name, value = line, ""
+                name, value = line, b""
             else:
                 name = line[:colon]
                 # One space after the colon is not part of the value.
-                value = line[colon + 2 :] if line.startswith(" ", colon + 1) else line[colon + 1 :]
-            if name == "data":
+                value = line[colon + 2 :] if line.startswith(b" ", colon + 1) else line[colon + 1 :]
+            if name == b"data":
                 data.append(value)
-            elif name == "event":
-                self._event_type = value
-            elif name == "id":
+            elif name == b"event":
+                self._event_type = value.decode("utf-8", "replace")
+            elif name == b"id":
                 # An id containing NULL is ignored; an empty one resets the last event ID.
-                if "\0" not in value:
-                    self._id_buffer = value
-            elif name == "retry" and value.isascii() and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
-                # Only ASCII digits are a reconnection time; any other value is ignored.
+                if b"\0" not in value:
+                    self._id_buffer = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
+                # Only ASCII digits are a reconnection time (`bytes.isdigit` knows no others); any other
+                # value is ignored.
                 self.retry_ms = self._pending_retry = int(value)
             # Any other field name is ignored.
         return events
