@@ -35,6 +35,7 @@ from psycopg import sql
 from benchmarks.harness import Context, Figure, human_bytes, percentile
 from benchmarks.synthetic import EventFactory
 from teston.partitions import day_bounds, ensure_partitions, partition_name
+from teston.schema import RECENT_CHANGE_COLUMNS
 
 STATS_TARGET_MS = 10.0
 RECENT_TARGET_MS = 20.0
@@ -45,26 +46,8 @@ RARE_WIKI_AGE_DAYS = 20
 WARM_UP_CALLS = 30
 LOAD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0", "max_wal_size": "4GB"}
 
-_TEMPLATE_COLUMNS = (
-    "wiki",
-    "server_name",
-    "lang",
-    "project",
-    "type",
-    "namespace",
-    "title",
-    "user_name",
-    "bot",
-    "minor",
-    "patrolled",
-    "length_old",
-    "length_new",
-    "revision_old",
-    "revision_new",
-    "rcid",
-    "log_type",
-    "log_action",
-    "comment",
+_TEMPLATE_COLUMNS = tuple(
+    c for c in RECENT_CHANGE_COLUMNS if c not in {"event_time", "event_id", "raw", "received_at"}
 )
 
 _CREATE_TEMPLATES = """

@@ -34,6 +34,7 @@ from benchmarks.harness import (
 )
 from benchmarks.synthetic import EventFactory
 from teston.partitions import day_bounds
+from teston.schema import RECENT_CHANGE_COLUMNS
 
 DAY = date(2025, 5, 4)
 TARGET_READ_MULTIPLE = 2.0
@@ -41,30 +42,7 @@ TARGET_PEAK_RSS = 1 << 30
 PEAK_RSS_STATED_AT = 4_000_000
 
 # The columns and order of `analytics.day_rows`: the typed columns, then the raw JSON as text.
-_TYPED_COLUMNS = (
-    "event_time",
-    "event_id",
-    "wiki",
-    "server_name",
-    "lang",
-    "project",
-    "type",
-    "namespace",
-    "title",
-    "user_name",
-    "bot",
-    "minor",
-    "patrolled",
-    "length_old",
-    "length_new",
-    "revision_old",
-    "revision_new",
-    "rcid",
-    "log_type",
-    "log_action",
-    "comment",
-    "received_at",
-)
+_TYPED_COLUMNS = tuple(c for c in RECENT_CHANGE_COLUMNS if c != "raw")
 
 
 def read_day_query(day: date) -> sql.Composed:
