@@ -42,6 +42,11 @@ class BatchCommitter(Protocol):
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     batch_size: int = 2000
+    # While the database is still committing the previous batch, a live stream's next batch keeps growing
+    # up to this many events instead of waiting, full, for its turn: small live batches are for freshness,
+    # which a backlog (a catch-up after a restart, a burst) has already lost, and every batch costs a
+    # commit (a WAL flush) and a few round trips. File replays keep to `batch_size`.
+    backlog_batch_size: int = 10_000
     # An event waits at most this long before its batch commits; the issue asks for "queryable within
     # 2 s of arrival", which leaves a second for the commit itself.
     flush_interval: float = 1.0
@@ -146,6 +151,7 @@ class IngestPipeline:
         self._stop = asyncio.Event()
         self._newest: datetime | None = None  # newest event time seen, the reference for gaps
         self._check_gap = False
+        self._committer_idle = asyncio.Event()  # the committer waits for a batch
         self.last_commit_at: float | None = None
 
     def stop(self) -> None:
@@ -220,14 +226,36 @@ class IngestPipeline:
         committer: asyncio.Task[None],
     ) -> None:
         loop = asyncio.get_running_loop()
+        options = self.options
+        largest = (
+            max(options.batch_size, options.backlog_batch_size) if self.source.live else options.batch_size
+        )
+        idle = self._committer_idle
+        idle.set()
         pending = _PendingBatch()
-        flush_interval = self.options.flush_interval
         while True:
-            timeout = None if pending.empty else max(pending.started + flush_interval - loop.time(), 0)
+            # A batch is due when it holds batch_size events or its oldest has waited flush_interval; it
+            # goes as soon as the committer is free, and until then keeps growing (up to `largest`).
+            due_at: float | None = None
+            due = False
+            if not pending.empty:
+                due_at = pending.started + options.flush_interval
+                due = pending.size >= options.batch_size or loop.time() >= due_at
+            if due and idle.is_set():
+                self._hand_over(pending, batches)
+                pending = _PendingBatch()
+                continue
             getter = asyncio.ensure_future(deliveries.get())
-            done, _ = await asyncio.wait(
-                {getter, reader, committer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            waiters: set[asyncio.Future[Any]] = {getter, reader, committer}
+            if due:  # and the committer busy: wait for either more events or the committer
+                committer_free = asyncio.ensure_future(idle.wait())
+                waiters.add(committer_free)
+                timeout = None
+            else:
+                timeout = None if due_at is None else max(due_at - loop.time(), 0)
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if due:
+                committer_free.cancel()
             if committer in done:
                 getter.cancel()
                 committer.result()
@@ -240,23 +268,39 @@ class IngestPipeline:
                 # position, so the cursor never covers events that are not yet committed.
                 start, count = 0, len(delivery.payloads)
                 while start < count:
-                    end = min(start + self.options.batch_size - pending.size, count)
+                    end = min(start + largest - pending.size, count)
                     self._parse_into(pending, delivery, start, end)
-                    if pending.size >= self.options.batch_size:
-                        await _put_unless_failed(batches, self._seal(pending), committer)
-                        pending = _PendingBatch(started=loop.time())
                     start = end
+                    if pending.size >= largest:
+                        await self._hand_over_when_idle(pending, batches, committer)
+                        pending = _PendingBatch(started=loop.time())
                 if count == 0 and delivery.position is not None:
                     pending.position = delivery.position
                 continue
             getter.cancel()
             if reader.done() and deliveries.empty():
                 break
-            if not pending.empty:  # the oldest event has waited flush_interval
-                await _put_unless_failed(batches, self._seal(pending), committer)
-                pending = _PendingBatch()
         if not pending.empty:
-            await _put_unless_failed(batches, self._seal(pending), committer)
+            await self._hand_over_when_idle(pending, batches, committer)
+
+    def _hand_over(self, pending: _PendingBatch, batches: asyncio.Queue[_SealedBatch | object]) -> None:
+        self._committer_idle.clear()
+        batches.put_nowait(self._seal(pending))
+
+    async def _hand_over_when_idle(
+        self,
+        pending: _PendingBatch,
+        batches: asyncio.Queue[_SealedBatch | object],
+        committer: asyncio.Task[None],
+    ) -> None:
+        """Wait, parsing nothing more, until the committer is free (or has failed); then hand it the batch."""
+        idle = asyncio.ensure_future(self._committer_idle.wait())
+        await asyncio.wait({idle, committer}, return_when=asyncio.FIRST_COMPLETED)
+        if not idle.done():
+            idle.cancel()
+            committer.result()
+            raise RuntimeError("batch committer stopped unexpectedly")
+        self._hand_over(pending, batches)
 
     def _parse_into(self, pending: _PendingBatch, delivery: Delivery, start: int, end: int) -> None:
         if delivery.resumed and start == 0:
@@ -322,6 +366,7 @@ class IngestPipeline:
             assert isinstance(sealed, _SealedBatch)
             outcome = await asyncio.to_thread(self._committer.commit, sealed.batch)
             self._account(sealed, outcome)
+            self._committer_idle.set()
 
     def _account(self, sealed: _SealedBatch, outcome: BatchOutcome) -> None:
         batch = sealed.batch
