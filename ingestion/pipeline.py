@@ -182,7 +182,7 @@ class IngestPipeline:
             self._newest = cursor.last_event_time
         else:
             self._newest = self.options.since
-        deliveries: asyncio.Queue[Delivery | object] = asyncio.Queue(maxsize=self.options.queue_size)
+        deliveries: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=self.options.queue_size)
         batches: asyncio.Queue[_SealedBatch | object] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read(cursor.position if cursor else None, deliveries))
         committer = asyncio.create_task(self._commit_all(batches))
@@ -214,13 +214,13 @@ class IngestPipeline:
         await asyncio.sleep(self.options.shutdown_grace)
         self._committer.give_up()
 
-    async def _read(self, position: str | None, queue: asyncio.Queue[Delivery | object]) -> None:
+    async def _read(self, position: str | None, queue: asyncio.Queue[Delivery]) -> None:
         async for delivery in self.source.deliveries(position):
             await queue.put(delivery)
 
     async def _batch_all(
         self,
-        deliveries: asyncio.Queue[Delivery | object],
+        deliveries: asyncio.Queue[Delivery],
         batches: asyncio.Queue[_SealedBatch | object],
         reader: asyncio.Task[None],
         committer: asyncio.Task[None],
@@ -245,6 +245,10 @@ class IngestPipeline:
                 self._hand_over(pending, batches)
                 pending = _PendingBatch()
                 continue
+            if not deliveries.empty() and not committer.done():
+                # The usual case when the stream runs ahead: take what is there without a wait.
+                pending = await self._take(deliveries.get_nowait(), pending, batches, committer, largest)
+                continue
             getter = asyncio.ensure_future(deliveries.get())
             waiters: set[asyncio.Future[Any]] = {getter, reader, committer}
             if due:  # and the committer busy: wait for either more events or the committer
@@ -261,27 +265,39 @@ class IngestPipeline:
                 committer.result()
                 raise RuntimeError("batch committer stopped unexpectedly")
             if getter in done:
-                delivery: Delivery = getter.result()  # type: ignore[assignment]
-                if pending.empty:
-                    pending.started = loop.time()
-                # A delivery larger than a batch is split; only the batch holding its end carries its
-                # position, so the cursor never covers events that are not yet committed.
-                start, count = 0, len(delivery.payloads)
-                while start < count:
-                    end = min(start + largest - pending.size, count)
-                    self._parse_into(pending, delivery, start, end)
-                    start = end
-                    if pending.size >= largest:
-                        await self._hand_over_when_idle(pending, batches, committer)
-                        pending = _PendingBatch(started=loop.time())
-                if count == 0 and delivery.position is not None:
-                    pending.position = delivery.position
+                pending = await self._take(getter.result(), pending, batches, committer, largest)
                 continue
             getter.cancel()
             if reader.done() and deliveries.empty():
                 break
         if not pending.empty:
             await self._hand_over_when_idle(pending, batches, committer)
+
+    async def _take(
+        self,
+        delivery: Delivery,
+        pending: _PendingBatch,
+        batches: asyncio.Queue[_SealedBatch | object],
+        committer: asyncio.Task[None],
+        largest: int,
+    ) -> _PendingBatch:
+        """Parse a delivery into the pending batch; return the batch pending after it."""
+        now = asyncio.get_running_loop().time
+        if pending.empty:
+            pending.started = now()
+        # A delivery larger than a batch is split; only the batch holding its end carries its position,
+        # so the cursor never covers events that are not yet committed.
+        start, count = 0, len(delivery.payloads)
+        while start < count:
+            end = min(start + largest - pending.size, count)
+            self._parse_into(pending, delivery, start, end)
+            start = end
+            if pending.size >= largest:
+                await self._hand_over_when_idle(pending, batches, committer)
+                pending = _PendingBatch(started=now())
+        if count == 0 and delivery.position is not None:
+            pending.position = delivery.position
+        return pending
 
     def _hand_over(self, pending: _PendingBatch, batches: asyncio.Queue[_SealedBatch | object]) -> None:
         self._committer_idle.clear()
