@@ -283,6 +283,13 @@ class WriterStopped(RuntimeError):
     """The writer was asked to give up while the database was unreachable; the batch was not committed."""
 
 
+class StreamBusy(RuntimeError):
+    """Another ingester is already writing this stream: two would both move its cursor.
+
+    The message says who holds it (PostgreSQL backend, client, since when) and how to proceed.
+    """
+
+
 # Every row was stored, so every day of the batch received rows; the cursor moves in the same statement.
 _ARRIVALS = sql.SQL(
     """
