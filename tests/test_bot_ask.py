@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from analytics import rollup
 from ingestion.replay import ingest_path
 from teston import database
-from teston.cli import _discord_bot, app
+from teston.cli import app
+from teston.cli.service import discord_bot
 from teston.settings import load_settings
 from tests.bot_fixtures import CATALOG
 
@@ -211,7 +212,7 @@ def test_bot_without_a_token_says_how_to_get_one() -> None:
 def test_up_without_a_token_runs_without_the_bot_and_says_why(capsys: pytest.CaptureFixture[str]) -> None:
     settings = load_settings(env_file=None)
 
-    assert _discord_bot(settings, "postgresql://unused") == []
+    assert discord_bot(settings, "postgresql://unused") == []
 
     message = capsys.readouterr().err
     assert "DISCORD_TOKEN is not set, so the Discord bot is not running" in message

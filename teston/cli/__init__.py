@@ -1,0 +1,70 @@
+"""The `teston` command: a thin layer that reads settings once and calls the library.
+
+This module builds the Typer app from the command groups in the modules beside it (their order here is
+the order `teston --help` lists them) and turns database failures into one line.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import sqlalchemy.exc
+import typer
+
+from teston import __version__
+from teston.cli import ask, db, ingest, rollup, service
+from teston.embedded import EmbeddedPostgresError
+
+__all__ = ["app", "main"]
+
+# Tracebacks never show local variables: they could hold a database password.
+app = typer.Typer(
+    help="TestON: Wikipedia's live edit stream, answered in Discord.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="The PostgreSQL database: migrations and connection.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"teston {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """TestON: Wikipedia's live edit stream, answered in Discord."""
+
+
+db_app.command("upgrade")(db.db_upgrade)
+db_app.command("url")(db.db_url)
+db_app.command("stop")(db.db_stop)
+app.command("ingest")(ingest.ingest)
+app.command("up")(service.up)
+app.command("rollup")(rollup.rollup_command)
+app.command("scheduler")(service.scheduler)
+app.command("ask")(ask.ask)
+app.command("bot")(service.bot_command)
+
+
+def main() -> None:
+    try:
+        app()
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
+        cause = getattr(exc, "orig", None) or exc  # Alembic's engine wraps the psycopg error
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        typer.secho(
+            f"teston: cannot use PostgreSQL ({reason}); check DB_ADDR / DATABASE_URL, "
+            "or unset them to use the embedded server",
+            err=True,
+            fg="red",
+        )
+        raise SystemExit(1) from None
+    except EmbeddedPostgresError as exc:
+        typer.secho(f"teston: the embedded PostgreSQL failed: {exc}", err=True, fg="red")
+        raise SystemExit(1) from None

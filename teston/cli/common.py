@@ -1,0 +1,38 @@
+"""What every command shares: settings read once from the environment, and one-line failures."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+import typer
+
+from ingestion.writer import WriterStopped
+from teston.settings import Settings, SettingsError, load_settings
+
+
+def read_settings() -> Settings:
+    """The settings, or exit 2 with the invalid variable named; also sets up logging to stderr."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        typer.secho(f"teston: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return settings
+
+
+@contextlib.contextmanager
+def ingestion_failures_exit() -> Iterator[None]:
+    """How an ingester's expected failures end `ingest` and `up`: one line on stderr and exit 1."""
+    try:
+        yield
+    except WriterStopped as exc:
+        typer.secho(f"teston: stopped with a batch not committed ({exc}); it will be resumed", err=True)
+        raise typer.Exit(1) from None

@@ -1,0 +1,43 @@
+"""`teston db`: the schema migrations and the connection URL, and stopping the embedded server."""
+
+from __future__ import annotations
+
+import typer
+
+from teston import database
+from teston.cli.common import read_settings
+from teston.embedded import EmbeddedPostgres
+
+
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Apply the schema migrations."""
+    settings = read_settings()
+    with database.database_url(settings) as url:
+        database.upgrade(url, revision)
+        typer.echo(f"database at revision {database.current_revision(url)}")
+
+
+def db_url() -> None:
+    """Print the connection URL in use (usable by psql); starts the embedded server if needed."""
+    settings = read_settings()
+    if settings.database.url:
+        typer.echo(settings.database.url)
+        return
+    server = EmbeddedPostgres(settings.embedded_data_dir)
+    url = server.start()
+    server.keep_running()
+    if server.started_here:
+        typer.echo("embedded PostgreSQL started; it keeps running until `teston db stop`", err=True)
+    typer.echo(url)
+
+
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server if it is running."""
+    settings = read_settings()
+    if settings.database.url:
+        typer.echo("a database URL is configured; TestON does not manage that server", err=True)
+        raise typer.Exit(1)
+    server = EmbeddedPostgres(settings.embedded_data_dir)
+    running = server.is_running()
+    server.stop()
+    typer.echo("embedded PostgreSQL stopped" if running else "embedded PostgreSQL was not running")

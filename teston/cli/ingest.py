@@ -1,0 +1,129 @@
+"""`teston ingest`: follow the live stream, or replay a recorded file to its end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import aiohttp
+import typer
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+
+from ingestion.pipeline import IngestSummary
+from ingestion.progress import ReplayProgress
+from ingestion.replay import REPLAY_BATCH_SIZE
+from ingestion.sources import is_url
+from teston import database
+from teston.cli.common import ingestion_failures_exit, read_settings
+from teston.cli.service import ingestion_service
+from teston.runtime import run_components, stop_on_signals
+from teston.settings import Settings, parse_duration
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    """An ISO 8601 time (UTC unless it says otherwise) or a duration back from now (`2h`, `1d` as `24h`)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return datetime.now(UTC) - parse_duration(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is neither an ISO time nor a duration", param_hint="--since"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def _unusable_source_exits() -> Iterator[None]:
+    """A `--source` that can be neither followed nor replayed: one line on stderr and exit 2."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        typer.secho(f"teston: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
+async def _run_ingest(
+    settings: Settings,
+    url: str,
+    *,
+    source_spec: str,
+    since: datetime | None,
+    batch_size: int,
+    metrics_port: int,
+    show_progress: bool,
+) -> IngestSummary:
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        service = ingestion_service(
+            settings,
+            url,
+            session,
+            source_spec=source_spec,
+            since=since,
+            batch_size=batch_size,
+            metrics_port=metrics_port,
+            registry=CollectorRegistry(),
+        )
+        with contextlib.ExitStack() as stack:
+            if show_progress:
+                progress = stack.enter_context(ReplayProgress(Console(stderr=True), service.source))
+                service.pipeline.on_progress = progress.update
+            stack.enter_context(stop_on_signals(stop))
+            await run_components([service], stop)
+        return service.summary
+
+
+def ingest(
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Stream URL, or a .jsonl[.gz] / .sse[.gz] file to replay (default: STREAM_URL).",
+    ),
+    since: str | None = typer.Option(
+        None, "--since", help="Where a stream without a stored cursor starts: ISO time or duration ago (2h)."
+    ),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help=f"Events per batch (default: INGEST_BATCH_SIZE live, {REPLAY_BATCH_SIZE} for a file).",
+    ),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=0, max=65535, help="Prometheus port (0 disables)."
+    ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar for file replays (default: when a terminal)."
+    ),
+) -> None:
+    """Store recent changes: follow the live stream, or replay a file to its end (Ctrl-C flushes, exits 0)."""
+    settings = read_settings()
+    spec = source or settings.ingest.stream_url
+    started_since = _parse_since(since)
+    show_progress = (not is_url(spec)) and (progress if progress is not None else sys.stderr.isatty())
+    with database.database_url(settings) as url:
+        database.upgrade(url)
+        with _unusable_source_exits(), ingestion_failures_exit():
+            summary = asyncio.run(
+                _run_ingest(
+                    settings,
+                    url,
+                    source_spec=spec,
+                    since=started_since,
+                    batch_size=batch_size
+                    or (settings.ingest.batch_size if is_url(spec) else REPLAY_BATCH_SIZE),
+                    # A replay serves no metrics unless asked: it must not collide with a running `up`.
+                    metrics_port=(settings.ingest.metrics_port if is_url(spec) else 0)
+                    if metrics_port is None
+                    else metrics_port,
+                    show_progress=show_progress,
+                )
+            )
+    typer.echo(summary.describe())
