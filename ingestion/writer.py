@@ -20,6 +20,7 @@ import random
 import struct
 import threading
 import time
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -289,6 +290,75 @@ class StreamBusy(RuntimeError):
     The message says who holds it (PostgreSQL backend, client, since when) and how to proceed.
     """
 
+    def __init__(self, message: str, *, stream: str = "", holder_pid: int | None = None) -> None:
+        super().__init__(message)
+        self.stream = stream
+        self.holder_pid = holder_pid
+
+
+# -- one ingester per stream ------------------------------------------------------------------------
+# The writer's connection holds a session-level advisory lock per stream it writes, taken before the
+# cursor is read, released when the connection closes: a second ingester of the stream would open a
+# second EventStreams connection (Wikimedia allows two per IP) and move the same cursor, maybe backwards.
+# The lock is two int4 keys: a class of TestON's own (the partitions' DDL lock is the one-key 0x7E57_0001,
+# which PostgreSQL keeps apart from two-key locks; analytics jobs use class 0x7E57_0002), and the stream's
+# CRC-32, stable across processes, machines and PostgreSQL versions (unlike Python's `hash` or the
+# server's internal `hashtext`). Two streams sharing a CRC-32 would only exclude each other.
+STREAM_LOCK_CLASS = 0x7E57_0003
+
+
+def stream_lock_key(stream: str) -> tuple[int, int]:
+    """The two int4 keys of `pg_try_advisory_lock(int4, int4)` for a stream."""
+    value = zlib.crc32(stream.encode())
+    return STREAM_LOCK_CLASS, value - (1 << 32) if value >= 1 << 31 else value
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """The PostgreSQL session holding a stream's lock; fields its role may not see are None."""
+
+    pid: int
+    application_name: str | None
+    client_addr: str | None
+    backend_start: datetime | None
+
+
+def stream_busy_message(stream: str, holder: LockHolder | None) -> str:
+    """One line: which stream, who holds it, and what to do about it."""
+    if holder is None:
+        who = "a session that has just let go of it (try again)"
+    else:
+        if holder.client_addr is None:
+            client = "client unknown or a local socket"
+        else:
+            client = f"client {holder.client_addr}"
+        since = "unknown" if holder.backend_start is None else holder.backend_start.isoformat()
+        who = (
+            f"PostgreSQL backend pid {holder.pid} (application {holder.application_name or 'unnamed'!r},"
+            f" {client}, connected since {since})"
+        )
+    return (
+        f"stream {stream} is already being ingested by {who}; stop that ingester, or run this one without"
+        " ingestion (`teston up` with INGEST_ENABLED=false)"
+    )
+
+
+# Session-level, so a rollback of the transaction it is taken in does not release it (PostgreSQL docs,
+# "Advisory Locks"); only `pg_advisory_unlock` or the end of the session does.
+_TRY_STREAM_LOCK = "SELECT pg_try_advisory_lock(%s, %s)"
+
+# A two-key advisory lock shows in pg_locks as classid = key 1, objid = key 2 (as an oid), objsubid = 2.
+_STREAM_LOCK_HOLDER = """
+    SELECT l.pid, a.application_name, host(a.client_addr), a.backend_start
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = %s::bigint::oid AND l.objid = (%s::bigint & 4294967295)::oid
+      AND l.pid <> pg_backend_pid()
+    ORDER BY l.pid
+    LIMIT 1
+"""
+
 
 # Every row was stored, so every day of the batch received rows; the cursor moves in the same statement.
 _ARRIVALS = sql.SQL(
@@ -383,6 +453,9 @@ class BatchWriter:
         )
         # Days whose partition this connection has seen to exist, so most batches skip the catalog.
         self._known_days: set[date] = set()
+        self._locked: set[str] = set()  # streams whose advisory lock this connection holds
+        # Known while the connection works, to recognise its server process once the connection is lost.
+        self.backend_pid = conn.info.backend_pid
         self._prepare()
 
     def _prepare(self) -> None:
@@ -398,7 +471,45 @@ class BatchWriter:
                 ).format(sql.Identifier(STAGING_TABLE), columns)
             )
 
+    @property
+    def streams(self) -> frozenset[str]:
+        """The streams this connection holds the lock of."""
+        return frozenset(self._locked)
+
+    def lock_stream(self, stream: str) -> None:
+        """Hold the stream's advisory lock as long as this connection lives; `StreamBusy` if another does."""
+        if stream in self._locked:
+            return
+        keys = stream_lock_key(stream)
+        with self.conn.transaction():
+            row = self.conn.execute(_TRY_STREAM_LOCK, keys).fetchone()
+            if row and row[0]:
+                self._locked.add(stream)
+                return
+            found = self.conn.execute(_STREAM_LOCK_HOLDER, keys).fetchone()
+        holder = LockHolder(*found) if found else None
+        raise StreamBusy(
+            stream_busy_message(stream, holder), stream=stream, holder_pid=holder.pid if holder else None
+        )
+
+    def close(self) -> None:
+        """Release the stream locks and close the connection.
+
+        Closing alone would release them too, but only once the server process has seen the connection
+        end; the next ingester should not have to race that.
+        """
+        try:
+            if self._locked and not self.conn.closed:
+                with self.conn.transaction():
+                    self.conn.execute("SELECT pg_advisory_unlock_all()")
+        except CONNECTION_ERRORS:
+            pass  # the connection is gone, and its locks with its server process
+        finally:
+            self._locked.clear()
+            self.conn.close()
+
     def read_cursor(self, stream: str) -> StreamCursor | None:
+        self.lock_stream(stream)
         with self.conn.transaction():
             row = self.conn.execute(
                 "SELECT last_event_id, last_event_time FROM stream_cursors WHERE stream = %s", (stream,)
@@ -407,6 +518,7 @@ class BatchWriter:
 
     def commit(self, batch: Batch) -> BatchOutcome:
         """Commit the batch atomically; on a row the database refuses, quarantine that row instead."""
+        self.lock_stream(batch.stream)
         started = time.perf_counter()
         rows = batch.rows if isinstance(batch.rows, CopyRows) else CopyRows(batch.rows)
         days = rows.days
@@ -532,6 +644,8 @@ class ResilientWriter:
     """A `BatchWriter` that reconnects and retries while PostgreSQL is away; blocking, run it on a thread.
 
     The cursor only moves when a batch commits, so a batch retried after an outage is never half-applied.
+    The stream locks the lost connection held are taken again on the new one before anything is resent;
+    `StreamBusy` (another ingester took the stream meanwhile) is not an outage and is never retried.
     """
 
     def __init__(
@@ -548,6 +662,8 @@ class ResilientWriter:
         self._rng = rng or random.Random()
         self._writer: BatchWriter | None = None
         self._give_up = threading.Event()
+        self._streams: set[str] = set()  # streams locked so far, to lock again after a reconnect
+        self._lost_backends: set[int] = set()  # server processes of the connections lost
         self.outages = 0
 
     def give_up(self) -> None:
@@ -555,19 +671,37 @@ class ResilientWriter:
         self._give_up.set()
 
     def close(self) -> None:
+        """Close the connection, which releases the stream locks."""
         if self._writer is not None:
-            self._writer.conn.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def _open(self) -> BatchWriter:
+        writer = BatchWriter(self._connect())
+        self._writer = writer
+        for stream in sorted(self._streams):
+            try:
+                writer.lock_stream(stream)
+            except StreamBusy as busy:
+                if busy.holder_pid not in self._lost_backends:
+                    raise
+                # Our own lost connection, whose server process has not noticed yet (a network failure
+                # leaves it waiting for TCP keepalives, for hours by default): end it, as an outage.
+                writer.conn.execute("SELECT pg_terminate_backend(%s)", (busy.holder_pid,))
+                writer.conn.commit()
+                raise psycopg.OperationalError(
+                    f"the lost connection (backend pid {busy.holder_pid}) still holds the lock of {stream}"
+                ) from busy
+        return writer
 
     def _with_retry(self, action: Callable[[BatchWriter], T]) -> T:
         attempt = 0
         while True:
             try:
-                if self._writer is None:
-                    self._writer = BatchWriter(self._connect())
-                return action(self._writer)
+                writer = self._writer if self._writer is not None else self._open()
+                return action(writer)
             except CONNECTION_ERRORS as exc:
-                self.close()
+                self._lose_connection()
                 attempt += 1
                 if attempt == 1:
                     self.outages += 1
@@ -584,8 +718,23 @@ class ResilientWriter:
                 )
                 self._give_up.wait(delay)
 
+    def _lose_connection(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            if writer.streams:
+                self._lost_backends.add(writer.backend_pid)
+            writer.conn.close()
+
+    def _locking(self, stream: str, action: Callable[[BatchWriter], T]) -> Callable[[BatchWriter], T]:
+        def locked(writer: BatchWriter) -> T:
+            writer.lock_stream(stream)
+            self._streams.add(stream)
+            return action(writer)
+
+        return locked
+
     def read_cursor(self, stream: str) -> StreamCursor | None:
-        return self._with_retry(lambda writer: writer.read_cursor(stream))
+        return self._with_retry(self._locking(stream, lambda writer: writer.read_cursor(stream)))
 
     def commit(self, batch: Batch) -> BatchOutcome:
-        return self._with_retry(lambda writer: writer.commit(batch))
+        return self._with_retry(self._locking(batch.stream, lambda writer: writer.commit(batch)))

@@ -75,6 +75,7 @@ def make_pipeline(
     *,
     since: datetime | None = None,
     metrics: IngestMetrics | None = None,
+    writer: ResilientWriter | None = None,
 ) -> tuple[EventStreamClient, IngestPipeline]:
     client = EventStreamClient(
         session,
@@ -88,7 +89,7 @@ def make_pipeline(
     )
     pipeline = IngestPipeline(
         client,
-        ResilientWriter(connector(db_url), policy=FAST),
+        writer or ResilientWriter(connector(db_url), policy=FAST),
         catalog,
         options=PipelineOptions(batch_size=500, flush_interval=0.05, since=since),
         metrics=metrics,
@@ -177,8 +178,11 @@ async def test_a_restart_resumes_from_the_stored_cursor(
     db_url: str, session: aiohttp.ClientSession, recorded: list[RecordedEvent], catalog: WikiCatalog
 ) -> None:
     async with FakeEventStreams(recorded[:300]) as server:
-        _, first = make_pipeline(session, server.url, db_url, catalog)
+        writer = ResilientWriter(connector(db_url), policy=FAST)
+        _, first = make_pipeline(session, server.url, db_url, catalog, writer=writer)
         await run_until(first, lambda: len(stored_ids(db_url)) == 300)
+        # The first ingester ends, and with it its connection and the stream's lock.
+        await asyncio.to_thread(writer.close)
         stored = cursor_of(db_url, server.url)
         server.events = recorded[:600]  # the stream moved on while we were away
         _, second = make_pipeline(session, server.url, db_url, catalog)
