@@ -71,6 +71,9 @@ class IngestSummary:
     gaps: list[IngestGap] = field(default_factory=list)
     seconds: float = 0.0
     last_event_time: datetime | None = None
+    # A replay resumed from its stored cursor and read to the end found nothing after it: the file had
+    # already been ingested to its end (stopping early, or finding more records, leaves this False).
+    already_at_end: bool = False
 
     @property
     def events(self) -> int:
@@ -81,10 +84,13 @@ class IngestSummary:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
     def describe(self) -> str:
-        return (
+        counts = (
             f"ingested {self.ingested}, duplicates {self.duplicates}, canary {self.canary}, "
             f"rejected {self.rejected} in {self.seconds:.1f} s ({self.events_per_second:.0f} events/s)"
         )
+        if self.already_at_end:
+            return f"the file was already ingested to its end, nothing new stored: {counts}"
+        return counts
 
 
 @dataclass(slots=True)
@@ -200,6 +206,13 @@ class IngestPipeline:
         failure = None if reader.cancelled() else reader.exception()
         if failure is not None:
             raise failure
+        if (
+            cursor is not None
+            and not self.source.live
+            and not reader.cancelled()
+            and self.summary.batches == 0
+        ):
+            self.summary.already_at_end = True
         return self.summary
 
     async def _stop_reader_on_request(self, reader: asyncio.Task[None]) -> None:

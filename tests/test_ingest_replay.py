@@ -57,10 +57,13 @@ def test_the_cli_stores_exactly_the_distinct_events_of_the_capture(cli_env: CliR
     cursors = table(db_url, "SELECT stream, last_event_id FROM stream_cursors")
     assert cursors == [(f"file:{CAPTURE_SSE.resolve()}", f"1950 {file_fingerprint(CAPTURE_SSE)}")]
 
-    # Again: the cursor says the file is done.
+    # Again: the cursor says the file is done, and the summary says so.
     again = cli_env.invoke(app, ["ingest", "--source", str(CAPTURE_SSE), "--no-progress"])
     assert again.exit_code == 0
-    assert again.stdout.startswith("ingested 0, duplicates 0, canary 0, rejected 0")
+    assert again.stdout.startswith(
+        "the file was already ingested to its end, nothing new stored: "
+        "ingested 0, duplicates 0, canary 0, rejected 0 in "
+    )
     # The same events from another file: every one a duplicate, nothing changes.
     other = cli_env.invoke(app, ["ingest", "--source", str(CAPTURE_JSONL), "--no-progress"])
     assert other.exit_code == 0
@@ -98,6 +101,7 @@ def test_a_killed_replay_resumes_after_its_cursor(tmp_path: Path, db_url: str, c
         )
     summary = ingest_path(db_url, path, catalog=catalog)
     assert summary.ingested == 750
+    assert not summary.already_at_end
     stored = {str(r[0]) for r in table(db_url, "SELECT event_id FROM recent_changes")}
     assert stored == set(capture_ids()[1200:])
 
@@ -181,4 +185,7 @@ def test_the_malformed_corpus_yields_exactly_the_parsed_rows_and_quarantine(
     if name.endswith(".jsonl"):
         assert canaries == 2
     first = cli_env.invoke(app, ["ingest", "--source", str(path), "--no-progress"])
-    assert first.stdout.startswith("ingested 0, duplicates 0, canary 0, rejected 0")
+    assert first.stdout.startswith(
+        "the file was already ingested to its end, nothing new stored: "
+        "ingested 0, duplicates 0, canary 0, rejected 0"
+    )
