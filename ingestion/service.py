@@ -56,6 +56,10 @@ def open_source(
             on_reconnect=on_reconnect,
         )
     path = Path(spec)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{spec} is a directory: give a stream URL, or a .jsonl[.gz] / .sse[.gz] file to replay"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {spec}")
     return open_file_source(path)

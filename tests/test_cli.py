@@ -6,6 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from ingestion.writer import ResilientWriter, StreamBusy, StreamCursor
+from teston.cli import app
+
+CAPTURE = Path(__file__).parent / "data" / "2023-07-29_enwiki_100.jsonl"
+BUSY = (
+    "file:/data/capture.jsonl is already being written by PostgreSQL backend 4242 (teston-ingest)\n"
+    "since 2026-11-27 12:00 UTC; stop that ingester, or wait for it to finish"
+)
+
 
 def _teston(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -48,11 +60,10 @@ def test_a_file_replay_serves_no_metrics_so_it_cannot_collide_with_a_running_ser
     busy.listen()
     port = busy.getsockname()[1]
     try:
-        capture = Path(__file__).parent / "data" / "2023-07-29_enwiki_100.jsonl"
         result = _teston(
             "ingest",
             "--source",
-            str(capture),
+            str(CAPTURE),
             "--no-progress",
             env={"DB_ADDR": db_url, "METRICS_PORT": str(port), "TESTON_HOME": str(tmp_path)},
         )
@@ -60,3 +71,52 @@ def test_a_file_replay_serves_no_metrics_so_it_cannot_collide_with_a_running_ser
         busy.close()
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ingested 100, duplicates 0, canary 0, rejected 0")
+
+
+@pytest.fixture
+def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("DB_ADDR", db_url)
+    monkeypatch.setenv("METRICS_PORT", "0")
+    return CliRunner()
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "teston: " in line]
+
+
+def test_a_directory_as_the_source_says_so_and_what_is_accepted(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli.invoke(app, ["ingest", "--source", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        f"teston: {tmp_path} is a directory: give a stream URL, or a .jsonl[.gz] / .sse[.gz] file to replay"
+    ]
+
+
+def _stream_busy(writer: ResilientWriter, stream: str) -> StreamCursor | None:
+    raise StreamBusy(BUSY)
+
+
+def test_ingest_into_a_stream_another_ingester_holds_is_one_red_line(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ResilientWriter, "read_cursor", _stream_busy)
+    result = cli.invoke(app, ["ingest", "--source", str(CAPTURE), "--no-progress"], color=True)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr
+    one_line = " ".join(BUSY.split())
+    assert result.stderr == f"\x1b[31mteston: {one_line}\x1b[0m\n"
+    assert result.stdout == ""
+
+
+def test_up_with_its_stream_held_by_another_ingester_is_one_red_line(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAM_URL", f"http://127.0.0.1:{_closed_port()}/v2/stream/recentchange")
+    monkeypatch.setattr(ResilientWriter, "read_cursor", _stream_busy)
+    result = cli.invoke(app, ["up"], color=True)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    # Besides it, `up` only says that it runs without the bot (no DISCORD_TOKEN).
+    assert _error_lines(result.stderr)[-1] == f"\x1b[31mteston: {' '.join(BUSY.split())}\x1b[0m"

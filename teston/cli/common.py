@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import typer
 
-from ingestion.writer import WriterStopped
+from ingestion.writer import StreamBusy, WriterStopped
 from teston.settings import Settings, SettingsError, load_settings
 
 
@@ -35,4 +35,9 @@ def ingestion_failures_exit() -> Iterator[None]:
         yield
     except WriterStopped as exc:
         typer.secho(f"teston: stopped with a batch not committed ({exc}); it will be resumed", err=True)
+        raise typer.Exit(1) from None
+    except StreamBusy as exc:
+        # Not a fault to debug but a situation to resolve (another ingester holds the stream): no traceback.
+        message = " ".join(str(exc).split())
+        typer.secho(f"teston: {message}", err=True, fg="red")
         raise typer.Exit(1) from None

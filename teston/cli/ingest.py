@@ -45,7 +45,7 @@ def _unusable_source_exits() -> Iterator[None]:
     """A `--source` that can be neither followed nor replayed: one line on stderr and exit 2."""
     try:
         yield
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, IsADirectoryError) as exc:
         typer.secho(f"teston: {exc}", err=True, fg="red")
         raise typer.Exit(2) from None
 
