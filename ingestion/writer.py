@@ -502,8 +502,8 @@ class BatchWriter:
             if self._locked and not self.conn.closed:
                 with self.conn.transaction():
                     self.conn.execute("SELECT pg_advisory_unlock_all()")
-        except CONNECTION_ERRORS:
-            pass  # the connection is gone, and its locks with its server process
+        except psycopg.Error:
+            pass  # the connection is gone or unusable; closing it ends the session and its locks
         finally:
             self._locked.clear()
             self.conn.close()
