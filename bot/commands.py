@@ -180,21 +180,27 @@ class CommandCore:
         async with self.database.connection() as conn:
             await queries.limit_statement_time(conn, self.query_timeout)
             wiki = await self._wiki_for(conn, Command.STATS, request.language, invoker)
-            rollup = await queries.day_rollup(conn, request.day)
-            figures = await queries.wiki_day_figures(conn, wiki.dbname, request.day)
-            if figures is not None:
-                pages = await queries.top_pages(conn, wiki.dbname, request.day, TOP_PAGES_SHOWN)
-                return DayStats(
-                    wiki=wiki, day=request.day, figures=figures, top_pages=tuple(pages), rollup=rollup
-                )
-            if rollup is not None:
-                absence = Absence.NONE_SEEN
-            elif await queries.day_has_arrivals(conn, request.day):
-                absence = Absence.NOT_ROLLED_UP
-            else:
-                absence = Absence.NOT_COLLECTED
+            day = await queries.read_day(conn, wiki.dbname, request.day, pages=TOP_PAGES_SHOWN)
+        if day.figures is not None:
+            return DayStats(
+                wiki=wiki,
+                day=request.day,
+                figures=day.figures,
+                top_pages=tuple(day.top_pages),
+                rollup=day.rollup,
+            )
+        if day.rollup is not None:
+            absence = Absence.NONE_SEEN
+        elif day.has_arrivals:
+            absence = Absence.NOT_ROLLED_UP
+        else:
+            absence = Absence.NOT_COLLECTED
         return NoStats(
-            wiki=wiki, day=request.day, absence=absence, rollup=rollup, is_today=request.day == self.today()
+            wiki=wiki,
+            day=request.day,
+            absence=absence,
+            rollup=day.rollup,
+            is_today=request.day == self.today(),
         )
 
     async def _setlang(self, request: SetLanguageRequest, invoker: Invoker) -> LanguageSet | LanguageDefaults:

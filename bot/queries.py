@@ -1,11 +1,12 @@
 """The bot's reads and writes: newest changes, a day's summary rows, and language defaults.
 
-Each function takes an open async connection and runs one or two statements; the caller owns the
-transaction. `!stats` reads only the summary tables, never `recent_changes`.
+Each function takes an open async connection and runs one statement; the caller owns the transaction.
+`!stats` reads only the summary tables, never `recent_changes`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -88,23 +89,61 @@ async def newest_counted_day(conn: AsyncConnection[Any], wiki: str) -> date | No
     return row[0] if row else None
 
 
-async def day_rollup(conn: AsyncConnection[Any], day: date) -> DayRollup | None:
-    """Whether and how completely `day` was rolled up; None if TestON has no roll-up of it."""
-    cursor = await conn.execute(
-        "SELECT status, incomplete, computed_at FROM day_rollups WHERE day = %s", (day,)
+@dataclass(frozen=True, slots=True)
+class DayReading:
+    """What the summary tables say of one wiki's day: everything `!stats` may show."""
+
+    rollup: DayRollup | None
+    figures: DayFigures | None
+    top_pages: list[TopPage]
+    has_arrivals: bool
+
+
+# One statement, one row: the day's roll-up, the wiki's figures (NULL columns when it has no row), its
+# top pages as a JSON array, and whether ingestion stored any change of the day (its bookkeeping row).
+# Each part is a primary-key lookup; asked separately they cost four round trips.
+_READ_DAY = sql.SQL(
+    """
+    SELECT r.status, r.incomplete, r.computed_at AS rolled_up_at,
+        EXISTS (SELECT 1 FROM day_arrivals WHERE day = %(day)s) AS has_arrivals,
+        (SELECT coalesce(json_agg(json_build_array(p.rank, p.namespace, p.title, p.changes) ORDER BY p.rank),
+                         '[]')
+         FROM (SELECT rank, namespace, title, changes FROM daily_top_pages
+               WHERE day = %(day)s AND wiki = %(wiki)s ORDER BY rank LIMIT %(pages)s) AS p) AS top_pages,
+        s.day IS NOT NULL AS has_figures, {figures}
+    FROM (SELECT) AS one
+    LEFT JOIN day_rollups r ON r.day = %(day)s
+    LEFT JOIN daily_wiki_stats s ON s.day = %(day)s AND s.wiki = %(wiki)s
+    """
+).format(figures=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in _FIGURE_COLUMNS))
+
+
+async def read_day(conn: AsyncConnection[Any], wiki: str, day: date, *, pages: int) -> DayReading:
+    """The day's roll-up, `wiki`'s figures and top `pages` pages, and whether the day has arrivals."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(_READ_DAY, {"day": day, "wiki": wiki, "pages": pages})
+        row = await cursor.fetchone()
+    assert row is not None  # the statement always returns its one row
+    rollup = (
+        None
+        if row["status"] is None
+        else DayRollup(
+            status=DayStatus(row["status"]),
+            incomplete=bool(row["incomplete"]),
+            computed_at=row["rolled_up_at"],
+        )
     )
-    row = await cursor.fetchone()
-    if row is None:
-        return None
-    status, incomplete, computed_at = row
-    return DayRollup(status=DayStatus(status), incomplete=bool(incomplete), computed_at=computed_at)
-
-
-async def day_has_arrivals(conn: AsyncConnection[Any], day: date) -> bool:
-    """Whether ingestion stored any change of `day` (its bookkeeping row, not the changes themselves)."""
-    cursor = await conn.execute("SELECT EXISTS (SELECT 1 FROM day_arrivals WHERE day = %s)", (day,))
-    row = await cursor.fetchone()
-    return bool(row and row[0])
+    figures = None
+    if row["has_figures"]:
+        values = {name: row[name] for name in _FIGURE_COLUMNS}
+        values["hourly_changes"] = tuple(int(n) for n in values["hourly_changes"] or ())
+        figures = DayFigures(**values)
+    return DayReading(
+        rollup=rollup,
+        figures=figures,
+        top_pages=[TopPage(rank=r, namespace=ns, title=t, changes=c) for r, ns, t, c in row["top_pages"]],
+        has_arrivals=bool(row["has_arrivals"]),
+    )
 
 
 async def limit_statement_time(conn: AsyncConnection[Any], seconds: float) -> None:
@@ -112,29 +151,6 @@ async def limit_statement_time(conn: AsyncConnection[Any], seconds: float) -> No
     await conn.execute(
         sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{int(seconds * 1000)}ms"))
     )
-
-
-async def wiki_day_figures(conn: AsyncConnection[Any], wiki: str, day: date) -> DayFigures | None:
-    """The `daily_wiki_stats` row of `wiki` on `day`, if the roll-up wrote one."""
-    query = sql.SQL("SELECT {columns} FROM daily_wiki_stats WHERE day = %s AND wiki = %s").format(
-        columns=sql.SQL(", ").join(map(sql.Identifier, _FIGURE_COLUMNS))
-    )
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(query, (day, wiki))
-        row = await cursor.fetchone()
-    if row is None:
-        return None
-    row["hourly_changes"] = tuple(int(n) for n in row["hourly_changes"] or ())
-    return DayFigures(**row)
-
-
-async def top_pages(conn: AsyncConnection[Any], wiki: str, day: date, limit: int) -> list[TopPage]:
-    cursor = await conn.execute(
-        "SELECT rank, namespace, title, changes FROM daily_top_pages "
-        "WHERE day = %s AND wiki = %s ORDER BY rank LIMIT %s",
-        (day, wiki, limit),
-    )
-    return [TopPage(rank=r, namespace=ns, title=t, changes=c) for r, ns, t, c in await cursor.fetchall()]
 
 
 async def language_defaults(
