@@ -255,7 +255,7 @@ class IngestPipeline:
                 due_at = pending.started + options.flush_interval
                 due = pending.size >= options.batch_size or loop.time() >= due_at
             if due and idle.is_set():
-                self._hand_over(pending, batches)
+                await self._hand_over(pending, batches)
                 pending = _PendingBatch()
                 continue
             if not deliveries.empty() and not committer.done():
@@ -312,9 +312,13 @@ class IngestPipeline:
             pending.position = delivery.position
         return pending
 
-    def _hand_over(self, pending: _PendingBatch, batches: asyncio.Queue[_SealedBatch | object]) -> None:
+    async def _hand_over(self, pending: _PendingBatch, batches: asyncio.Queue[_SealedBatch | object]) -> None:
         self._committer_idle.clear()
         batches.put_nowait(self._seal(pending))
+        # Let the committer task start the commit now: the batcher, with deliveries queued, would
+        # otherwise parse on without yielding (up to 16 deliveries, tens of milliseconds) while
+        # PostgreSQL waits for the batch.
+        await asyncio.sleep(0)
 
     async def _hand_over_when_idle(
         self,
@@ -329,7 +333,7 @@ class IngestPipeline:
             idle.cancel()
             committer.result()
             raise RuntimeError("batch committer stopped unexpectedly")
-        self._hand_over(pending, batches)
+        await self._hand_over(pending, batches)
 
     def _parse_into(self, pending: _PendingBatch, delivery: Delivery, start: int, end: int) -> None:
         if delivery.resumed and start == 0:
