@@ -12,7 +12,7 @@ looks at events still sees a `retry:` sent in a block of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
@@ -24,9 +24,9 @@ _LF = 0x0A
 _MAX_RETRY_DIGITS = 18
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
-    """One dispatched event."""
+class ServerSentEvent(NamedTuple):
+    """One dispatched event (a named tuple: made once per event, three times cheaper than a frozen
+    dataclass)."""
 
     data: str
     event: str = "message"
