@@ -1,4 +1,7 @@
-"""Reading the summary tables back: what `!stats <day> [wiki]` answers, in one call.
+"""Reading the summary tables back, for notebooks and scripts: one wiki's day, top editors included.
+
+The bot reads the same rows its own way (`bot.queries.read_day`: asynchronous, one statement, no
+editors); the meaning of the answer is the same.
 
 `None` means TestON has no data for that day (never rolled up). A `WikiDay` with `changes == 0` means
 collection ran that day and found nothing for that wiki. `status` is `partial` while the day is open
