@@ -430,9 +430,11 @@ def _nul_free(text: str) -> str:
     return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
+_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
+
+
 def _copy_statement(table: str) -> sql.Composed:
-    columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), columns)
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), _COLUMNS)
 
 
 class BatchWriter:
@@ -440,16 +442,15 @@ class BatchWriter:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
         self._copy_direct = _copy_statement(PARENT_TABLE)
         self._copy_staged = _copy_statement(STAGING_TABLE)
         self._arrivals = _ARRIVALS.format(cursor=sql.SQL(""))
         self._arrivals_with_cursor = _ARRIVALS.format(cursor=sql.SQL(_CURSOR_CTE))
         self._move = _MOVE_ROWS.format(
-            staging=sql.Identifier(STAGING_TABLE), columns=columns, cursor=sql.SQL("")
+            staging=sql.Identifier(STAGING_TABLE), columns=_COLUMNS, cursor=sql.SQL("")
         )
         self._move_with_cursor = _MOVE_ROWS.format(
-            staging=sql.Identifier(STAGING_TABLE), columns=columns, cursor=sql.SQL(_CURSOR_CTE)
+            staging=sql.Identifier(STAGING_TABLE), columns=_COLUMNS, cursor=sql.SQL(_CURSOR_CTE)
         )
         # Days whose partition this connection has seen to exist, so most batches skip the catalog.
         self._known_days: set[date] = set()
@@ -462,13 +463,12 @@ class BatchWriter:
         # A temporary table lives as long as the connection and is invisible to others; ON COMMIT
         # DELETE ROWS empties it at every commit, and a rollback discards a half-copied batch. It has the
         # columns of `recent_changes`, so the bytes of the direct COPY fit it as they are.
-        columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
         with self.conn.transaction():
             self.conn.execute(
                 sql.SQL(
                     "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS"
                     " AS SELECT {} FROM recent_changes WITH NO DATA"
-                ).format(sql.Identifier(STAGING_TABLE), columns)
+                ).format(sql.Identifier(STAGING_TABLE), _COLUMNS)
             )
 
     @property
@@ -662,7 +662,7 @@ class ResilientWriter:
         self._rng = rng or random.Random()
         self._writer: BatchWriter | None = None
         self._give_up = threading.Event()
-        self._streams: set[str] = set()  # streams locked so far, to lock again after a reconnect
+        self._streams: set[str] = set()  # streams the lost connections held, to lock again after a reconnect
         self._lost_backends: set[int] = set()  # server processes of the connections lost
         self.outages = 0
 
@@ -722,19 +722,12 @@ class ResilientWriter:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             if writer.streams:
+                self._streams |= writer.streams
                 self._lost_backends.add(writer.backend_pid)
             writer.conn.close()
 
-    def _locking(self, stream: str, action: Callable[[BatchWriter], T]) -> Callable[[BatchWriter], T]:
-        def locked(writer: BatchWriter) -> T:
-            writer.lock_stream(stream)
-            self._streams.add(stream)
-            return action(writer)
-
-        return locked
-
     def read_cursor(self, stream: str) -> StreamCursor | None:
-        return self._with_retry(self._locking(stream, lambda writer: writer.read_cursor(stream)))
+        return self._with_retry(lambda writer: writer.read_cursor(stream))
 
     def commit(self, batch: Batch) -> BatchOutcome:
-        return self._with_retry(self._locking(batch.stream, lambda writer: writer.commit(batch)))
+        return self._with_retry(lambda writer: writer.commit(batch))
