@@ -18,6 +18,9 @@ TOP_N = 10
 HOURS = 24
 
 EDIT_TYPES = ("edit", "new")
+# The columns of `daily_top_pages` and `daily_top_editors`, in the order the frames below give them.
+TOP_PAGE_COLUMNS = ("day", "wiki", "rank", "namespace", "title", "changes")
+TOP_EDITOR_COLUMNS = ("day", "wiki", "rank", "user_name", "bot", "changes")
 NAMED_TYPES = ("edit", "new", "log", "categorize")
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
@@ -195,7 +198,7 @@ def top_pages(frame: pl.LazyFrame, day: date, *, shard: int = 0, shards: int = 1
         .group_by("wiki", "title")
         .agg(pl.len().cast(pl.Int64).alias("changes"), pl.col("namespace").min().alias("namespace"))
     )
-    return _ranked(counts, ["title"], day).select("day", "wiki", "rank", "namespace", "title", "changes")
+    return _ranked(counts, ["title"], day).select(TOP_PAGE_COLUMNS)
 
 
 def top_editors(frame: pl.LazyFrame, day: date, *, shard: int = 0, shards: int = 1) -> pl.LazyFrame:
@@ -210,19 +213,17 @@ def top_editors(frame: pl.LazyFrame, day: date, *, shard: int = 0, shards: int =
         .group_by("wiki", "user_name")
         .agg(pl.len().cast(pl.Int64).alias("changes"), pl.col("bot").any().alias("bot"))
     )
-    return _ranked(counts, ["user_name"], day).select("day", "wiki", "rank", "user_name", "bot", "changes")
+    return _ranked(counts, ["user_name"], day).select(TOP_EDITOR_COLUMNS)
 
 
 # A page or editor is in one shard with all its edits, so the day's ten are among the shards' tens.
 def merge_top_pages(shards: list[pl.LazyFrame], day: date) -> pl.LazyFrame:
     """The day's top pages from the `top_pages` of every shard."""
     candidates = pl.concat(shards).drop("rank", "day")
-    return _ranked(candidates, ["title"], day).select("day", "wiki", "rank", "namespace", "title", "changes")
+    return _ranked(candidates, ["title"], day).select(TOP_PAGE_COLUMNS)
 
 
 def merge_top_editors(shards: list[pl.LazyFrame], day: date) -> pl.LazyFrame:
     """The day's top editors from the `top_editors` of every shard."""
     candidates = pl.concat(shards).drop("rank", "day")
-    return _ranked(candidates, ["user_name"], day).select(
-        "day", "wiki", "rank", "user_name", "bot", "changes"
-    )
+    return _ranked(candidates, ["user_name"], day).select(TOP_EDITOR_COLUMNS)

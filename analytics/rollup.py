@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import psycopg
@@ -33,8 +34,8 @@ PARTIAL = "partial"
 FINAL = "final"
 
 _STATS_COLUMNS = ("day", "wiki", *DAILY_FIGURES, "hourly_changes")
-_TOP_PAGE_COLUMNS = ("day", "wiki", "rank", "namespace", "title", "changes")
-_TOP_EDITOR_COLUMNS = ("day", "wiki", "rank", "user_name", "bot", "changes")
+# Every table holding a day's figures: replaced or removed together.
+_SUMMARY_TABLES = ("daily_wiki_stats", "daily_top_pages", "daily_top_editors")
 # Rows per shard of the per-page and per-editor figures: a day of 1M events is computed whole (at
 # 4M, whole, they alone took 1.1 GiB).
 ROWS_PER_SHARD = 1_000_000
@@ -157,24 +158,14 @@ def write_figures(
     day = figures.day
     stats_rows = [(*row, computed_at) for row in figures.wiki_stats.select(_STATS_COLUMNS).iter_rows()]
     with conn.transaction():
-        for table in ("daily_wiki_stats", "daily_top_pages", "daily_top_editors"):
+        for table in _SUMMARY_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE day = %s", (day,))
         with conn.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO daily_wiki_stats ({', '.join(_STATS_COLUMNS)}, computed_at)"
-                f" VALUES ({', '.join(['%s'] * (len(_STATS_COLUMNS) + 1))})",
-                stats_rows,
-            )
-            cur.executemany(
-                f"INSERT INTO daily_top_pages ({', '.join(_TOP_PAGE_COLUMNS)})"
-                f" VALUES ({', '.join(['%s'] * len(_TOP_PAGE_COLUMNS))})",
-                list(figures.top_pages.select(_TOP_PAGE_COLUMNS).iter_rows()),
-            )
-            cur.executemany(
-                f"INSERT INTO daily_top_editors ({', '.join(_TOP_EDITOR_COLUMNS)})"
-                f" VALUES ({', '.join(['%s'] * len(_TOP_EDITOR_COLUMNS))})",
-                list(figures.top_editors.select(_TOP_EDITOR_COLUMNS).iter_rows()),
-            )
+            _insert_rows(cur, "daily_wiki_stats", (*_STATS_COLUMNS, "computed_at"), stats_rows)
+            top_pages = figures.top_pages.select(aggregates.TOP_PAGE_COLUMNS).iter_rows()
+            _insert_rows(cur, "daily_top_pages", aggregates.TOP_PAGE_COLUMNS, list(top_pages))
+            top_editors = figures.top_editors.select(aggregates.TOP_EDITOR_COLUMNS).iter_rows()
+            _insert_rows(cur, "daily_top_editors", aggregates.TOP_EDITOR_COLUMNS, list(top_editors))
         conn.execute(
             """
             INSERT INTO day_rollups (day, status, incomplete, events, wikis, max_received_at, computed_at)
@@ -185,6 +176,14 @@ def write_figures(
             """,
             (day, status, incomplete, figures.events, figures.wikis, max_received_at, computed_at),
         )
+
+
+def _insert_rows(
+    cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    cur.executemany(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", rows
+    )
 
 
 def day_has_data(conn: psycopg.Connection, day: date) -> bool:
@@ -211,7 +210,7 @@ def remove_empty_rollup(conn: psycopg.Connection, day: date) -> bool:
             "DELETE FROM day_rollups WHERE day = %s AND events = 0 RETURNING day", (day,)
         ).fetchone()
         if removed:
-            for table in ("daily_wiki_stats", "daily_top_pages", "daily_top_editors"):
+            for table in _SUMMARY_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE day = %s", (day,))
     return removed is not None
 
