@@ -166,8 +166,25 @@ class _DayFileWriter:
         self.temporary.unlink(missing_ok=True)
 
 
-def _verify_and_commit(writers: list[_DayFileWriter], expected: int, what: str) -> None:
+@contextlib.contextmanager
+def _day_writers(path: Path, raw_path: Path | None) -> Iterator[tuple[_DayFileWriter, _DayFileWriter | None]]:
+    """The typed file's writer and, with `raw_path`, the raw one's; on any failure both are discarded."""
+    typed = _DayFileWriter(path, TYPED_SCHEMA, TYPED_ROW_GROUP_ROWS)
+    raw = _DayFileWriter(raw_path, RAW_SCHEMA, RAW_ROW_GROUP_ROWS) if raw_path else None
+    try:
+        yield typed, raw
+    except BaseException:
+        for writer in (typed, raw):
+            if writer is not None:
+                writer.discard()
+        raise
+
+
+def _verify_and_commit(
+    day_writers: tuple[_DayFileWriter, _DayFileWriter | None], expected: int, what: str
+) -> None:
     """Close each temporary file, check it holds `expected` rows, then rename them all into place."""
+    writers = [writer for writer in day_writers if writer is not None]
     for writer in writers:
         writer.close()
         on_disk = parquet_rows(writer.temporary)
@@ -203,10 +220,7 @@ def write_day(
     The file holds exactly the rows PostgreSQL counts in the same snapshot, or nothing is replaced.
     Fewer than `min_rows` rows is refused: it would replace an export with less than it holds.
     """
-    typed = _DayFileWriter(path, TYPED_SCHEMA, TYPED_ROW_GROUP_ROWS)
-    raw = _DayFileWriter(raw_path, RAW_SCHEMA, RAW_ROW_GROUP_ROWS) if raw_path else None
-    writers = [w for w in (typed, raw) if w is not None]
-    try:
+    with _day_writers(path, raw_path) as (typed, raw):
         with day_rows.day_transaction(conn):
             for typed_batch, raw_batch in day_rows.stream_day(conn, day, include_raw=raw is not None):
                 typed.write(typed_batch)
@@ -218,11 +232,7 @@ def write_day(
                 f"{day}: PostgreSQL holds {snapshot.rows} rows but the export already has {min_rows};"
                 " not exported again"
             )
-        _verify_and_commit(writers, snapshot.rows, f"{day}: PostgreSQL counts {snapshot.rows} rows")
-    except BaseException:
-        for writer in writers:
-            writer.discard()
-        raise
+        _verify_and_commit((typed, raw), snapshot.rows, f"{day}: PostgreSQL counts {snapshot.rows} rows")
     return WrittenDay(
         day=day, path=path, raw_path=raw_path, rows=snapshot.rows, max_received_at=snapshot.max_received_at
     )
@@ -326,20 +336,15 @@ def merge_day(
     keep = _absent_from(path, typed_late["event_id"])
     typed_late = typed_late.filter(keep)
     expected = exported_rows + typed_late.num_rows
-    typed = _DayFileWriter(path, TYPED_SCHEMA, TYPED_ROW_GROUP_ROWS)
-    raw = _DayFileWriter(raw_path, RAW_SCHEMA, RAW_ROW_GROUP_ROWS) if raw_path else None
-    writers = [w for w in (typed, raw) if w is not None]
-    try:
+    with _day_writers(path, raw_path) as (typed, raw):
         _merge_sorted(typed, path, TYPED_SCHEMA, typed_late)
         if raw is not None and raw_path is not None and raw_late is not None:
             _merge_sorted(raw, raw_path, RAW_SCHEMA, raw_late.filter(keep))
         _verify_and_commit(
-            writers, expected, f"{day}: {exported_rows} exported rows and {typed_late.num_rows} late ones"
+            (typed, raw),
+            expected,
+            f"{day}: {exported_rows} exported rows and {typed_late.num_rows} late ones",
         )
-    except BaseException:
-        for writer in writers:
-            writer.discard()
-        raise
     received = [moment for moment in (exported_up_to, snapshot.max_received_at) if moment is not None]
     log.info("merged %d late rows of %s into its export (%d rows)", typed_late.num_rows, day, expected)
     return WrittenDay(
