@@ -6,7 +6,7 @@ Each function takes an open async connection and runs one statement; the caller 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
@@ -15,41 +15,9 @@ from psycopg.rows import dict_row
 
 from bot.answers import Change, DayFigures, DayRollup, DayStatus, TopPage
 
-_CHANGE_COLUMNS = (
-    "event_time",
-    "server_name",
-    "type",
-    "namespace",
-    "title",
-    "user_name",
-    "bot",
-    "comment",
-    "revision_old",
-    "revision_new",
-    "length_old",
-    "length_new",
-    "log_type",
-    "log_action",
-)
-
-_FIGURE_COLUMNS = (
-    "changes",
-    "edits",
-    "new_pages",
-    "log_actions",
-    "categorize",
-    "other_types",
-    "bot_changes",
-    "anonymous_changes",
-    "human_changes",
-    "bytes_added",
-    "bytes_removed",
-    "net_bytes",
-    "distinct_editors",
-    "distinct_pages",
-    "hourly_changes",
-    "computed_at",
-)
+# The columns read are the fields of the answers built from them (`Change(**row)`, `DayFigures(**row)`).
+_CHANGE_COLUMNS = tuple(field.name for field in fields(Change))
+_FIGURE_COLUMNS = tuple(field.name for field in fields(DayFigures))
 
 
 def latest_changes_query(*, include_bots: bool, include_categorize: bool) -> sql.Composed:
