@@ -88,16 +88,21 @@ def test_unverified_missing_or_altered_exports_keep_the_partition(
     assert partitions(conn) == {OLDER}
 
 
+def ingest_late_event(db_url: str, directory: Path) -> None:
+    """One more event of OLD, as if it arrived late (a new meta.id)."""
+    late = json.loads((DATA / "2023-07-29_enwiki_100.jsonl").read_text().splitlines()[0])
+    late["meta"]["id"] = str(uuid.uuid4())
+    path = directory / "late.jsonl"
+    path.write_text(json.dumps(late) + "\n")
+    assert ingest_path(db_url, path).ingested == 1
+
+
 def test_rows_arrived_after_the_export_keep_the_partition(
     db_url: str, conn: psycopg.Connection, tmp_path: Path
 ) -> None:
     setup_days(db_url)
     exports.export_day(conn, tmp_path, OLD)
-    late = json.loads((DATA / "2023-07-29_enwiki_100.jsonl").read_text().splitlines()[0])
-    late["meta"]["id"] = str(uuid.uuid4())
-    path = tmp_path / "late.jsonl"
-    path.write_text(json.dumps(late) + "\n")
-    assert ingest_path(db_url, path).ingested == 1
+    ingest_late_event(db_url, tmp_path)
 
     outcome = drop(conn, tmp_path)
 
@@ -112,11 +117,7 @@ def test_a_re_created_partition_goes_once_its_late_rows_are_in_the_export(
     setup_days(db_url)
     exports.export_day(conn, tmp_path, OLD)
     assert drop(conn, tmp_path).dropped == [OLD]
-    late = json.loads((DATA / "2023-07-29_enwiki_100.jsonl").read_text().splitlines()[0])
-    late["meta"]["id"] = str(uuid.uuid4())
-    path = tmp_path / "late.jsonl"
-    path.write_text(json.dumps(late) + "\n")
-    assert ingest_path(db_url, path).ingested == 1
+    ingest_late_event(db_url, tmp_path)
 
     # The late row is not in the export yet: the re-created partition is its only copy.
     outcome = drop(conn, tmp_path)
