@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,9 +82,22 @@ def terminate(url: str, pid: int) -> None:
         conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
 
 
-def writer_for(url: str) -> tuple[ResilientWriter, Connections]:
-    connections = Connections(url)
-    return ResilientWriter(connections, policy=FAST, rng=random.Random(1)), connections
+WriterFactory = Callable[[], tuple[ResilientWriter, Connections]]
+
+
+@pytest.fixture
+def writer_for(db_url: str) -> Iterator[WriterFactory]:
+    """Makes writers on the test database, each with its connector; closes them all after the test."""
+    made: list[ResilientWriter] = []
+
+    def make() -> tuple[ResilientWriter, Connections]:
+        connections = Connections(db_url)
+        made.append(ResilientWriter(connections, policy=FAST, rng=random.Random(1)))
+        return made[-1], connections
+
+    yield make
+    for writer in made:
+        writer.close()
 
 
 def test_the_lock_key_is_two_int4_stable_and_per_stream() -> None:
@@ -114,31 +128,29 @@ def test_the_busy_message_names_the_stream_the_holder_and_what_to_do() -> None:
     assert "has just let go of it" in stream_busy_message(STREAM, None)
 
 
-def test_a_second_writer_of_the_same_stream_is_refused_and_names_the_holder(db_url: str) -> None:
-    first, first_connections = writer_for(db_url)
-    second, _ = writer_for(db_url)
-    try:
-        assert first.read_cursor(STREAM) is None
-        first.commit(batch(1))
-        holder = first_connections.pid
-        with pytest.raises(StreamBusy) as refused:
-            second.read_cursor(STREAM)
-        message = str(refused.value)
-        assert refused.value.stream == STREAM
-        assert refused.value.holder_pid == holder
-        assert message.startswith(
-            f"stream {STREAM} is already being ingested by PostgreSQL backend pid {holder} "
-        )
-        assert "application 'teston-ingest'" in message
-        assert "INGEST_ENABLED=false" in message
-        # Nor may it write: nothing of its batch is stored, the cursor stays the first writer's.
-        with pytest.raises(StreamBusy):
-            second.commit(batch(2))
-        assert second.outages == 0  # not an outage, not retried
-        assert stored(db_url) == (1, [(STREAM, "[1]")])
-    finally:
-        first.close()
-        second.close()
+def test_a_second_writer_of_the_same_stream_is_refused_and_names_the_holder(
+    db_url: str, writer_for: WriterFactory
+) -> None:
+    first, first_connections = writer_for()
+    second, _ = writer_for()
+    assert first.read_cursor(STREAM) is None
+    first.commit(batch(1))
+    holder = first_connections.pid
+    with pytest.raises(StreamBusy) as refused:
+        second.read_cursor(STREAM)
+    message = str(refused.value)
+    assert refused.value.stream == STREAM
+    assert refused.value.holder_pid == holder
+    assert message.startswith(
+        f"stream {STREAM} is already being ingested by PostgreSQL backend pid {holder} "
+    )
+    assert "application 'teston-ingest'" in message
+    assert "INGEST_ENABLED=false" in message
+    # Nor may it write: nothing of its batch is stored, the cursor stays the first writer's.
+    with pytest.raises(StreamBusy):
+        second.commit(batch(2))
+    assert second.outages == 0  # not an outage, not retried
+    assert stored(db_url) == (1, [(STREAM, "[1]")])
 
 
 def test_a_plain_batch_writer_takes_the_lock_before_writing(db_url: str) -> None:
@@ -153,141 +165,120 @@ def test_a_plain_batch_writer_takes_the_lock_before_writing(db_url: str) -> None
     assert stored(db_url) == (1, [(STREAM, "[1]")])
 
 
-def test_another_stream_is_not_blocked(db_url: str) -> None:
-    first, _ = writer_for(db_url)
-    second, _ = writer_for(db_url)
-    try:
-        first.commit(batch(1))
-        assert second.read_cursor(OTHER_STREAM) is None
-        second.commit(batch(2, OTHER_STREAM))
-        assert stored(db_url) == (2, [(OTHER_STREAM, "[2]"), (STREAM, "[1]")])
-    finally:
-        first.close()
-        second.close()
+def test_another_stream_is_not_blocked(db_url: str, writer_for: WriterFactory) -> None:
+    first, _ = writer_for()
+    second, _ = writer_for()
+    first.commit(batch(1))
+    assert second.read_cursor(OTHER_STREAM) is None
+    second.commit(batch(2, OTHER_STREAM))
+    assert stored(db_url) == (2, [(OTHER_STREAM, "[2]"), (STREAM, "[1]")])
 
 
-def test_once_the_holder_closes_the_next_writer_takes_the_stream(db_url: str) -> None:
-    first, _ = writer_for(db_url)
-    second, second_connections = writer_for(db_url)
-    try:
-        first.commit(batch(1))
-        with pytest.raises(StreamBusy):
-            second.read_cursor(STREAM)
-        first.close()
-        first.close()  # closing twice is harmless
-        cursor = second.read_cursor(STREAM)
-        assert cursor is not None and cursor.position == "[1]"
-        second.commit(batch(2))
-        assert stored(db_url) == (2, [(STREAM, "[2]")])
-        # Now the first one is the one refused, naming the second.
-        with pytest.raises(StreamBusy, match=f"pid {second_connections.pid} "):
-            first.read_cursor(STREAM)
-    finally:
-        first.close()
-        second.close()
+def test_once_the_holder_closes_the_next_writer_takes_the_stream(
+    db_url: str, writer_for: WriterFactory
+) -> None:
+    first, _ = writer_for()
+    second, second_connections = writer_for()
+    first.commit(batch(1))
+    with pytest.raises(StreamBusy):
+        second.read_cursor(STREAM)
+    first.close()
+    first.close()  # closing twice is harmless
+    cursor = second.read_cursor(STREAM)
+    assert cursor is not None and cursor.position == "[1]"
+    second.commit(batch(2))
+    assert stored(db_url) == (2, [(STREAM, "[2]")])
+    # Now the first one is the one refused, naming the second.
+    with pytest.raises(StreamBusy, match=f"pid {second_connections.pid} "):
+        first.read_cursor(STREAM)
 
 
-def test_after_a_connection_loss_the_writer_takes_the_lock_again_and_commits(db_url: str) -> None:
-    writer, connections = writer_for(db_url)
-    other, _ = writer_for(db_url)
-    try:
-        writer.read_cursor(STREAM)
-        writer.commit(batch(1))
-        lost = connections.pid
-        terminate(db_url, lost)
-        outcome = writer.commit(batch(2))
-        assert outcome.inserted == 1
-        assert writer.outages == 1
-        assert len(connections.opened) == 2 and connections.pid != lost
-        assert stored(db_url) == (2, [(STREAM, "[2]")])
-        # The new connection holds the lock.
-        with pytest.raises(StreamBusy, match=f"pid {connections.pid} "):
-            other.read_cursor(STREAM)
-    finally:
-        writer.close()
-        other.close()
+def test_after_a_connection_loss_the_writer_takes_the_lock_again_and_commits(
+    db_url: str, writer_for: WriterFactory
+) -> None:
+    writer, connections = writer_for()
+    other, _ = writer_for()
+    writer.read_cursor(STREAM)
+    writer.commit(batch(1))
+    lost = connections.pid
+    terminate(db_url, lost)
+    outcome = writer.commit(batch(2))
+    assert outcome.inserted == 1
+    assert writer.outages == 1
+    assert len(connections.opened) == 2 and connections.pid != lost
+    assert stored(db_url) == (2, [(STREAM, "[2]")])
+    # The new connection holds the lock.
+    with pytest.raises(StreamBusy, match=f"pid {connections.pid} "):
+        other.read_cursor(STREAM)
 
 
-def test_a_stream_taken_by_another_writer_during_an_outage_stops_the_writer(db_url: str) -> None:
-    writer, connections = writer_for(db_url)
-    other, other_connections = writer_for(db_url)
-    try:
-        writer.read_cursor(STREAM)
-        writer.commit(batch(1))
-        terminate(db_url, connections.pid)
-        other.read_cursor(STREAM)  # takes the stream while the first writer is away
-        with pytest.raises(StreamBusy) as refused:
-            writer.commit(batch(2))
-        assert refused.value.holder_pid == other_connections.pid
-        assert f"pid {other_connections.pid} " in str(refused.value)
-        assert writer.outages == 1
-        assert stored(db_url) == (1, [(STREAM, "[1]")])  # the batch was not resent
-        other.commit(batch(3))
-        assert stored(db_url) == (2, [(STREAM, "[3]")])
-    finally:
-        writer.close()
-        other.close()
+def test_a_stream_taken_by_another_writer_during_an_outage_stops_the_writer(
+    db_url: str, writer_for: WriterFactory
+) -> None:
+    writer, connections = writer_for()
+    other, other_connections = writer_for()
+    writer.read_cursor(STREAM)
+    writer.commit(batch(1))
+    terminate(db_url, connections.pid)
+    other.read_cursor(STREAM)  # takes the stream while the first writer is away
+    with pytest.raises(StreamBusy) as refused:
+        writer.commit(batch(2))
+    assert refused.value.holder_pid == other_connections.pid
+    assert f"pid {other_connections.pid} " in str(refused.value)
+    assert writer.outages == 1
+    assert stored(db_url) == (1, [(STREAM, "[1]")])  # the batch was not resent
+    other.commit(batch(3))
+    assert stored(db_url) == (2, [(STREAM, "[3]")])
 
 
 def test_a_lost_connection_whose_server_process_lingers_is_ended_not_taken_for_another_writer(
-    db_url: str, pg_server: object, caplog: pytest.LogCaptureFixture
+    db_url: str, pg_server: object, caplog: pytest.LogCaptureFixture, writer_for: WriterFactory
 ) -> None:
     # A network failure can leave the server process of the lost connection alive, lock and all, until
     # TCP keepalives notice. Here it is frozen (SIGSTOP) while the client side of its socket is shut.
     if not isinstance(pg_server, EmbeddedPostgres):
         pytest.skip("needs the suite's own server, to freeze one of its processes")
-    writer, connections = writer_for(db_url)
+    writer, connections = writer_for()
+    writer.commit(batch(1))
+    lingering = connections.pid
+    os.kill(lingering, signal.SIGSTOP)
+    thawed = threading.Timer(0.5, os.kill, (lingering, signal.SIGCONT))
+    thawed.start()
     try:
-        writer.commit(batch(1))
-        lingering = connections.pid
-        os.kill(lingering, signal.SIGSTOP)
-        thawed = threading.Timer(0.5, os.kill, (lingering, signal.SIGCONT))
-        thawed.start()
-        try:
-            socket.socket(fileno=os.dup(connections.opened[-1].fileno())).shutdown(socket.SHUT_RDWR)
-            outcome = writer.commit(batch(2))
-        finally:
-            thawed.join()
-        assert outcome.inserted == 1
-        assert writer.outages == 1
-        assert stored(db_url) == (2, [(STREAM, "[2]")])
-        with psycopg.connect(db_url) as conn:
-            alive = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (lingering,)
-            ).fetchone()
-        assert alive == (0,)
-        assert (
-            f"the lost connection (backend pid {lingering}) still holds the lock of {STREAM}" in caplog.text
-        )
+        socket.socket(fileno=os.dup(connections.opened[-1].fileno())).shutdown(socket.SHUT_RDWR)
+        outcome = writer.commit(batch(2))
     finally:
-        writer.close()
+        thawed.join()
+    assert outcome.inserted == 1
+    assert writer.outages == 1
+    assert stored(db_url) == (2, [(STREAM, "[2]")])
+    with psycopg.connect(db_url) as conn:
+        alive = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (lingering,)).fetchone()
+    assert alive == (0,)
+    assert f"the lost connection (backend pid {lingering}) still holds the lock of {STREAM}" in caplog.text
 
 
-async def test_a_pipeline_on_a_busy_stream_stops_before_committing_anything(db_url: str) -> None:
+async def test_a_pipeline_on_a_busy_stream_stops_before_committing_anything(
+    db_url: str, writer_for: WriterFactory
+) -> None:
     source = open_file_source(CAPTURE)
-    holder, holder_connections = writer_for(db_url)
-    writer, _ = writer_for(db_url)
-    try:
-        holder.read_cursor(source.stream)
-        pipeline = IngestPipeline(source, writer, WikiCatalog.load())
-        with pytest.raises(StreamBusy, match=f"pid {holder_connections.pid} "):
-            await pipeline.run()
-        assert pipeline.summary.batches == 0
-        assert stored(db_url) == (0, [])
-    finally:
-        holder.close()
-        writer.close()
+    holder, holder_connections = writer_for()
+    writer, _ = writer_for()
+    holder.read_cursor(source.stream)
+    pipeline = IngestPipeline(source, writer, WikiCatalog.load())
+    with pytest.raises(StreamBusy, match=f"pid {holder_connections.pid} "):
+        await pipeline.run()
+    assert pipeline.summary.batches == 0
+    assert stored(db_url) == (0, [])
 
 
-def test_two_replays_of_one_file_do_not_run_at_once(db_url: str) -> None:
-    holder, holder_connections = writer_for(db_url)
-    try:
-        holder.read_cursor(f"file:{CAPTURE.resolve()}")
-        with pytest.raises(StreamBusy, match=f"pid {holder_connections.pid} "):
-            ingest_path(db_url, CAPTURE)
-        assert stored(db_url) == (0, [])
-    finally:
-        holder.close()
+def test_two_replays_of_one_file_do_not_run_at_once(db_url: str, writer_for: WriterFactory) -> None:
+    holder, holder_connections = writer_for()
+    holder.read_cursor(f"file:{CAPTURE.resolve()}")
+    with pytest.raises(StreamBusy, match=f"pid {holder_connections.pid} "):
+        ingest_path(db_url, CAPTURE)
+    assert stored(db_url) == (0, [])
+    holder.close()
     summary = ingest_path(db_url, CAPTURE)
     assert summary.ingested == 1950
     assert stored(db_url)[0] == 1950
