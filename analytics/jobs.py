@@ -180,28 +180,90 @@ def _roll_up(
     now: datetime,
     final: bool | None,
     on_day: Callable[[rollup.DayRollup | rollup.NoData], None] | None = None,
+    engine: rollup.FiguresEngine | None = None,
 ) -> None:
     """Roll up each day; one day's failure is recorded and does not stop the others.
 
     Days without data are listed under `no_data`: they are not rolled up, and that is no error.
+    With an `engine`, every day is staged (exported) first and the engine computes all their
+    figures at once (one Spark job for many days).
     """
-    rolled = outcome.details.setdefault("days", [])
+    outcome.details.setdefault("days", [])
+    if engine is not None:
+        _roll_up_together(conn, export_dir, days, outcome, now=now, final=final, on_day=on_day, engine=engine)
+        return
     for day in days:
         try:
             result = rollup.rollup_day(conn, export_dir, day, now=now, final=final)
         except Exception as exc:
-            log.exception("roll-up of %s failed", day)
-            outcome.errors.append(f"{day}: {exc}")
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                conn.rollback()
+            _failed(conn, outcome, day, exc)
             continue
-        if isinstance(result, rollup.NoData):
-            outcome.details.setdefault("no_data", []).append(day.isoformat())
-        else:
-            outcome.rows += result.events
-            rolled.append(_describe(result))
-        if on_day:
-            on_day(result)
+        _rolled(outcome, result, on_day)
+
+
+def _failed(conn: psycopg.Connection, outcome: JobResult, day: date, exc: Exception) -> None:
+    log.error("roll-up of %s failed", day, exc_info=exc)
+    outcome.errors.append(f"{day}: {exc}")
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        conn.rollback()
+
+
+def _rolled(
+    outcome: JobResult,
+    result: rollup.DayRollup | rollup.NoData,
+    on_day: Callable[[rollup.DayRollup | rollup.NoData], None] | None,
+) -> None:
+    rolled = outcome.details.setdefault("days", [])
+    if isinstance(result, rollup.NoData):
+        outcome.details.setdefault("no_data", []).append(result.day.isoformat())
+    else:
+        outcome.rows += result.events
+        rolled.append(_describe(result))
+    if on_day:
+        on_day(result)
+
+
+def _roll_up_together(
+    conn: psycopg.Connection,
+    export_dir: Path,
+    days: list[date],
+    outcome: JobResult,
+    *,
+    now: datetime,
+    final: bool | None,
+    on_day: Callable[[rollup.DayRollup | rollup.NoData], None] | None,
+    engine: rollup.FiguresEngine,
+) -> None:
+    """Stage every day, compute the staged days' figures in one call of `engine`, then write each day."""
+    with contextlib.ExitStack() as scratch:
+        staged: dict[date, rollup.StagedDay] = {}
+        for day in days:
+            try:
+                result = scratch.enter_context(
+                    rollup.staged_day(conn, export_dir, day, computed_at=now, final=final)
+                )
+            except Exception as exc:
+                _failed(conn, outcome, day, exc)
+                continue
+            if isinstance(result, rollup.NoData):
+                _rolled(outcome, result, on_day)
+            else:
+                staged[day] = result
+        if not staged:
+            return
+        try:
+            figures = engine({day: each.path for day, each in staged.items()})
+        except Exception as exc:
+            for day in staged:
+                _failed(conn, outcome, day, exc)
+            return
+        for day, each in staged.items():
+            try:
+                written = rollup.record_figures(conn, each, figures[day], computed_at=now)
+            except Exception as exc:
+                _failed(conn, outcome, day, exc)
+                continue
+            _rolled(outcome, written, on_day)
 
 
 def rollup_job(
@@ -210,12 +272,17 @@ def rollup_job(
     *,
     now: datetime | None = None,
     on_day: Callable[[rollup.DayRollup | rollup.NoData], None] | None = None,
+    engine: rollup.FiguresEngine | None = None,
 ) -> Callable[[psycopg.Connection], JobResult]:
-    """Roll up the given days (final if closed, partial if today): `teston rollup`."""
+    """Roll up the given days (final if closed, partial if today): `teston rollup`.
+
+    `engine`: computes the figures of all the days at once (Spark); by default, each day in turn.
+    """
 
     def work(conn: psycopg.Connection) -> JobResult:
         outcome = JobResult()
-        _roll_up(conn, export_dir, days, outcome, now=now or datetime.now(UTC), final=None, on_day=on_day)
+        moment = now or datetime.now(UTC)
+        _roll_up(conn, export_dir, days, outcome, now=moment, final=None, on_day=on_day, engine=engine)
         return outcome
 
     return work

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -225,6 +226,104 @@ def today_utc(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(UTC).date()
 
 
+@dataclass(frozen=True)
+class StagedDay:
+    """A day with data, its rows in one Parquet file, waiting for its figures to be computed."""
+
+    day: date
+    status: str
+    path: Path
+    rows: int
+    max_received_at: datetime | None
+    exported: exports.DayExport | None
+    started: float
+
+
+# An engine computes the figures of several days, each from its day's Parquet file.
+FiguresEngine = Callable[[Mapping[date, Path]], dict[date, DayFigures]]
+
+
+def figures_of_files(files: Mapping[date, Path]) -> dict[date, DayFigures]:
+    """The in-process engine (Polars' streaming engine over each file in turn): the default."""
+    return {day: figures_of_parquet(path, day) for day, path in files.items()}
+
+
+@contextmanager
+def staged_day(
+    conn: psycopg.Connection,
+    export_dir: Path,
+    day: date,
+    *,
+    computed_at: datetime,
+    final: bool | None = None,
+    scratch_dir: Path | None = None,
+) -> Iterator[StagedDay | NoData]:
+    """The day's rows in a Parquet file: its export if the day is closed, else a scratch file kept open.
+
+    A day without data is `NoData` (and an empty roll-up of it is removed).
+    """
+    started = time.perf_counter()
+    closed = day < today_utc(computed_at)
+    if final and not closed:
+        raise ValueError(f"{day} is not over yet (UTC); it cannot be final")
+    if not day_has_data(conn, day):
+        removed = remove_empty_rollup(conn, day)
+        log.info("no data for %s: not rolled up%s", day, " (empty roll-up removed)" if removed else "")
+        yield NoData(day, removed_empty_rollup=removed)
+        return
+    if closed and final is not False:
+        kept = _export_without_raw_rows(conn, export_dir, day)
+        if kept is not None:
+            # Retention dropped the raw rows: the verified export is the day's only copy.
+            rows = exports.parquet_rows(kept.path)
+            yield StagedDay(day, FINAL, kept.path, rows, kept.max_received_at, None, started)
+        else:
+            exported = exports.export_day(conn, export_dir, day)
+            yield StagedDay(
+                day, FINAL, exported.path, exported.rows, exported.max_received_at, exported, started
+            )
+        return
+    with (
+        tempfile.TemporaryDirectory(dir=scratch_dir, prefix="teston-rollup-") as directory,
+        exports.scratch_day(conn, day, Path(directory)) as written,
+    ):
+        yield StagedDay(day, PARTIAL, written.path, written.rows, written.max_received_at, None, started)
+
+
+def record_figures(
+    conn: psycopg.Connection, staged: StagedDay, figures: DayFigures, *, computed_at: datetime
+) -> DayRollup:
+    """Check the figures against the day's rows and replace the day's summary rows with them."""
+    day, rows = staged.day, staged.rows
+    if figures.events != rows:
+        raise RuntimeError(f"{day}: figures count {figures.events} changes but the day has {rows} rows")
+    with conn.transaction():
+        incomplete = day_has_gap(conn, day)
+    write_figures(
+        conn,
+        figures,
+        status=staged.status,
+        incomplete=incomplete,
+        max_received_at=staged.max_received_at,
+        computed_at=computed_at,
+    )
+    seconds = time.perf_counter() - staged.started
+    log.info(
+        "rolled up %s (%s): %d events in %d wikis, %.2fs", day, staged.status, rows, figures.wikis, seconds
+    )
+    return DayRollup(
+        day=day,
+        status=staged.status,
+        events=rows,
+        wikis=figures.wikis,
+        incomplete=incomplete,
+        max_received_at=staged.max_received_at,
+        computed_at=computed_at,
+        exported=staged.exported,
+        seconds=seconds,
+    )
+
+
 def rollup_day(
     conn: psycopg.Connection,
     export_dir: Path,
@@ -239,60 +338,14 @@ def rollup_day(
     `final=False` rolls a closed day up as partial (from PostgreSQL, without exporting it). A day
     without data is left without a roll-up (`NoData`), and an empty roll-up of it is removed.
     """
-    started = time.perf_counter()
     computed_at = now or datetime.now(UTC)
-    exported: exports.DayExport | None = None
-    closed = day < today_utc(computed_at)
-    if final and not closed:
-        raise ValueError(f"{day} is not over yet (UTC); it cannot be final")
-    if not day_has_data(conn, day):
-        removed = remove_empty_rollup(conn, day)
-        log.info("no data for %s: not rolled up%s", day, " (empty roll-up removed)" if removed else "")
-        return NoData(day, removed_empty_rollup=removed)
-    if closed and final is not False:
-        status = FINAL
-        kept = _export_without_raw_rows(conn, export_dir, day)
-        if kept is not None:
-            # Retention dropped the raw rows: the verified export is the day's only copy.
-            figures = figures_of_parquet(kept.path, day)
-            rows, max_received_at = exports.parquet_rows(kept.path), kept.max_received_at
-        else:
-            exported = exports.export_day(conn, export_dir, day)
-            figures = figures_of_parquet(exported.path, day)
-            rows, max_received_at = exported.rows, exported.max_received_at
-    else:
-        status = PARTIAL
-        with (
-            tempfile.TemporaryDirectory(dir=scratch_dir, prefix="teston-rollup-") as directory,
-            exports.scratch_day(conn, day, Path(directory)) as written,
-        ):
-            figures = figures_of_parquet(written.path, day)
-            rows, max_received_at = written.rows, written.max_received_at
-    if figures.events != rows:
-        raise RuntimeError(f"{day}: figures count {figures.events} changes but the day has {rows} rows")
-    with conn.transaction():
-        incomplete = day_has_gap(conn, day)
-    write_figures(
-        conn,
-        figures,
-        status=status,
-        incomplete=incomplete,
-        max_received_at=max_received_at,
-        computed_at=computed_at,
-    )
-    seconds = time.perf_counter() - started
-    log.info("rolled up %s (%s): %d events in %d wikis, %.2fs", day, status, rows, figures.wikis, seconds)
-    return DayRollup(
-        day=day,
-        status=status,
-        events=rows,
-        wikis=figures.wikis,
-        incomplete=incomplete,
-        max_received_at=max_received_at,
-        computed_at=computed_at,
-        exported=exported,
-        seconds=seconds,
-    )
+    with staged_day(
+        conn, export_dir, day, computed_at=computed_at, final=final, scratch_dir=scratch_dir
+    ) as staged:
+        if isinstance(staged, NoData):
+            return staged
+        figures = figures_of_parquet(staged.path, day)
+        return record_figures(conn, staged, figures, computed_at=computed_at)
 
 
 def _export_without_raw_rows(

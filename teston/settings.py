@@ -10,7 +10,7 @@ import os
 import re
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -161,6 +161,9 @@ class AnalyticsSettings(_Group):
     retention_days: int = Field(default=30, ge=1, validation_alias="RETENTION_DAYS")
     intraday_interval: timedelta = Field(default=timedelta(minutes=5), validation_alias="ROLLUP_INTERVAL")
     nightly_at: time = Field(default=time(0, 15), validation_alias="NIGHTLY_AT")
+    # `duckdb`: in-process, each day in turn; `spark`: many days in one Spark job on `SPARK_MASTER`.
+    rollup_engine: Literal["duckdb", "spark"] = Field(default="duckdb", validation_alias="ROLLUP_ENGINE")
+    spark_master: str = Field(default="local[2]", min_length=1, validation_alias="SPARK_MASTER")
 
     @field_validator("intraday_interval", mode="before")
     @classmethod

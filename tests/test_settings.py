@@ -63,6 +63,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.analytics.retention_days == 30
     assert settings.analytics.nightly_at == time(0, 15)
     assert settings.analytics.intraday_interval == timedelta(minutes=5)
+    assert (settings.analytics.rollup_engine, settings.analytics.spark_master) == ("duckdb", "local[2]")
     assert settings.ingest.user_agent_product.startswith("TestON/")
 
 
@@ -77,6 +78,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("LOG_LEVEL", "chatty"),
         ("METRICS_PORT", "70000"),
         ("ROLLUP_INTERVAL", "0s"),
+        ("ROLLUP_ENGINE", "hadoop"),
         ("INGEST_FLUSH_INTERVAL", "0"),
         ("DB_ADDR", "notaurl"),
         ("STREAM_URL", "notaurl"),

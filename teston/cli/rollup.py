@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from datetime import date
 
 import psycopg
@@ -13,6 +15,9 @@ from rich.table import Table
 from analytics import jobs, rollup
 from teston import database
 from teston.cli.common import read_settings
+from teston.settings import Settings
+
+ENGINES = ("duckdb", "spark")
 
 
 def _parse_day(value: str, option: str, *, today: date) -> date:
@@ -47,13 +52,40 @@ def rollup_command(
     first: str | None = typer.Option(None, "--from", help="First UTC day of a range."),
     last: str | None = typer.Option(None, "--to", help="Last UTC day of a range (inclusive)."),
     every: bool = typer.Option(False, "--all", help="Every day present in the raw table."),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="duckdb (in-process, each day in turn) or spark (all the days in one job on SPARK_MASTER); "
+        "default ROLLUP_ENGINE.",
+    ),
 ) -> None:
     """Export and roll up days into the summary tables (closed days final, today partial)."""
     chosen = sum([day is not None, first is not None or last is not None, every])
     if chosen != 1 or (first is None) != (last is None):
         raise typer.BadParameter("give exactly one of --date D, --from D --to D, or --all")
+    if engine not in {None, *ENGINES}:
+        raise typer.BadParameter(f"{engine!r} is not one of {', '.join(ENGINES)}", param_hint="--engine")
     requested = None if every else _requested_days(day, first, last)
     settings = read_settings()
+    with contextlib.ExitStack() as resources:
+        figures_engine = None
+        if (engine or settings.analytics.rollup_engine) == "spark":
+            figures_engine = _spark_engine(resources, settings.analytics.spark_master)
+        _roll_up(settings, requested, figures_engine)
+
+
+def _spark_engine(resources: contextlib.ExitStack, master: str) -> rollup.FiguresEngine:
+    """A Spark session on `master` for the run, as the figures engine; stopped when `resources` close."""
+    try:
+        from analytics import spark_engine
+    except ImportError:
+        typer.secho("teston: the spark engine needs pyspark: pip install 'teston[spark]'", err=True)
+        raise typer.Exit(2) from None
+    spark = resources.enter_context(spark_engine.spark_session(master))
+    return functools.partial(spark_engine.figures_of_files, spark)
+
+
+def _roll_up(settings: Settings, requested: list[date] | None, engine: rollup.FiguresEngine | None) -> None:
     console = Console(stderr=True)
     with database.database_url(settings) as url:
         database.upgrade(url)
@@ -77,7 +109,7 @@ def rollup_command(
             run = jobs.run_recorded(
                 lambda: psycopg.connect(url),
                 "rollup",
-                jobs.rollup_job(settings.export_dir, days, on_day=done),
+                jobs.rollup_job(settings.export_dir, days, on_day=done, engine=engine),
                 day=days[0] if len(days) == 1 else None,
             )
     table = Table(title=f"roll-up ({run.status})")
