@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import psycopg
@@ -22,9 +22,8 @@ import psycopg
 from ingestion.backoff import Failure, ReconnectPolicy
 from ingestion.client import EventStreamClient, user_agent
 from ingestion.metrics import IngestMetrics, MetricsServer
-from ingestion.pipeline import IngestPipeline, IngestSummary, PipelineOptions
+from ingestion.pipeline import BatchCommitter, IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.sources import Source, is_url, open_file_source
-from ingestion.writer import ResilientWriter
 from teston.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
@@ -74,6 +73,12 @@ def connector(url: str) -> Callable[[], psycopg.Connection[Any]]:
     return connect
 
 
+class ClosingCommitter(BatchCommitter, Protocol):
+    """The COPY writer, or the bus publisher that stands in its place; closed when the service stops."""
+
+    def close(self) -> None: ...
+
+
 class IngestionService:
     """The ingestion pipeline plus its metrics endpoint, with async `start`/`stop`/`wait`."""
 
@@ -82,7 +87,7 @@ class IngestionService:
     def __init__(
         self,
         source: Source,
-        writer: ResilientWriter,
+        writer: ClosingCommitter,
         catalog: WikiCatalog,
         *,
         options: PipelineOptions | None = None,

@@ -16,7 +16,9 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingestion.bus.naming import parse_bus_url
 from teston import __version__
+from teston.roles import Role, parse_roles
 
 DEFAULT_STREAM_URL = "https://stream.wikimedia.org/v2/stream/recentchange"
 DEFAULT_CONTACT = "https://github.com/teston-bot/teston"
@@ -171,6 +173,42 @@ class AnalyticsSettings(_Group):
         return _positive(parse_duration(value))
 
 
+class BusSettings(_Group):
+    """The durable event bus between the stream and PostgreSQL (unset `BUS_URL`: write directly)."""
+
+    url: str | None = Field(default=None, validation_alias="BUS_URL")
+    duplicate_window: timedelta = Field(default=timedelta(minutes=2), validation_alias="BUS_DUPLICATE_WINDOW")
+    max_age: timedelta | None = Field(default=timedelta(days=7), validation_alias="BUS_MAX_AGE")
+    max_bytes: int | None = Field(default=None, ge=1, validation_alias="BUS_MAX_BYTES")
+    replicas: int | None = Field(default=None, ge=1, le=5, validation_alias="BUS_REPLICAS")
+    partitions: int = Field(default=3, ge=1, le=1000, validation_alias="BUS_PARTITIONS")
+    ack_wait: timedelta = Field(default=timedelta(seconds=30), validation_alias="BUS_ACK_WAIT")
+    sink_batch_size: int = Field(default=2000, ge=1, le=100_000, validation_alias="SINK_BATCH_SIZE")
+    sink_metrics_port: int = Field(default=9465, ge=0, le=65535, validation_alias="SINK_METRICS_PORT")
+
+    @field_validator("url", "max_bytes", "replicas", "max_age", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("url")
+    @classmethod
+    def _bus_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_bus_url(value)
+        return value
+
+    @field_validator("duplicate_window", "ack_wait", mode="before")
+    @classmethod
+    def _go_duration(cls, value: Any) -> timedelta:
+        return _positive(parse_duration(value))
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> timedelta | None:
+        return None if value is None else _positive(parse_duration(value))
+
+
 class Settings(_Group):
     """Everything TestON reads from its environment, grouped by concern."""
 
@@ -180,6 +218,16 @@ class Settings(_Group):
     discord: DiscordSettings
     ingest: IngestSettings
     analytics: AnalyticsSettings
+    bus: BusSettings
+    # Which parts `teston up` runs (`ingest,sink,scheduler,bot`); unset: every part that is configured.
+    roles: frozenset[Role] | None = Field(default=None, validation_alias="TESTON_ROLES")
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _role_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_roles(value) if value.strip() else None
+        return value
 
     @field_validator("home")
     @classmethod
@@ -226,6 +274,7 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
         "discord": DiscordSettings,
         "ingest": IngestSettings,
         "analytics": AnalyticsSettings,
+        "bus": BusSettings,
     }
     try:
         for name, cls in classes.items():

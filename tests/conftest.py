@@ -16,13 +16,14 @@ from teston import database
 from teston.embedded import EmbeddedPostgres
 from teston.settings import (
     AnalyticsSettings,
+    BusSettings,
     DatabaseSettings,
     DiscordSettings,
     IngestSettings,
     Settings,
 )
 
-pytest_plugins = ["tests.fakediscord.pytest_plugin"]
+pytest_plugins = ["tests.fakediscord.pytest_plugin", "tests.bus_fixtures"]
 
 DATA_DIR = Path(__file__).parent / "data"
 TEMPLATE_DB = "teston_template"
@@ -90,7 +91,14 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 
 def _setting_variables() -> set[str]:
     names = set()
-    for group in (Settings, DatabaseSettings, DiscordSettings, IngestSettings, AnalyticsSettings):
+    for group in (
+        Settings,
+        DatabaseSettings,
+        DiscordSettings,
+        IngestSettings,
+        AnalyticsSettings,
+        BusSettings,
+    ):
         for info in group.model_fields.values():
             alias = info.validation_alias
             if isinstance(alias, AliasChoices):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import typer
 
+from ingestion.bus.engine import BusUnavailable
 from ingestion.writer import StreamBusy, WriterStopped
 from teston.settings import Settings, SettingsError, load_settings
 
@@ -35,6 +36,9 @@ def ingestion_failures_exit() -> Iterator[None]:
         yield
     except WriterStopped as exc:
         typer.secho(f"teston: stopped with a batch not committed ({exc}); it will be resumed", err=True)
+        raise typer.Exit(1) from None
+    except BusUnavailable as exc:
+        typer.secho(f"teston: the event bus is unavailable ({exc}); it will be resumed", err=True, fg="red")
         raise typer.Exit(1) from None
     except StreamBusy as exc:
         # Not a fault to debug but a situation to resolve (another ingester holds the stream): no traceback.

@@ -1,4 +1,4 @@
-"""The long-running commands and the components they compose: `up`, `scheduler` and `bot`.
+"""The long-running commands and the components they compose: `up`, `sink`, `scheduler` and `bot`.
 
 This is the composition root of the service: it builds the HTTP session, the database pools, the
 ingestion pipeline, the analytics scheduler and the Discord bot from the settings, and runs them together.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -18,15 +19,32 @@ from prometheus_client import CollectorRegistry
 from analytics.scheduler import AnalyticsScheduler, Schedule, connection_pool, runs_at_once
 from bot.app import NO_TOKEN_HELP, DiscordBotService
 from bot.client import BotUnavailable
+from ingestion.bus.engine import BusOptions, open_consumer, open_publisher
+from ingestion.bus.naming import parse_bus_url
+from ingestion.bus.publisher import BusCommitter
+from ingestion.bus.sink import BusSink, SinkMetrics
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import PipelineOptions
-from ingestion.service import IngestionService, connector, open_source
+from ingestion.service import ClosingCommitter, IngestionService, connector, open_source
 from ingestion.writer import ResilientWriter
 from teston import database
 from teston.cli.common import ingestion_failures_exit, read_settings
+from teston.roles import Role, configured_roles, missing_configuration
 from teston.runtime import Component, run_components, stop_on_signals
-from teston.settings import Settings
+from teston.settings import BusSettings, Settings
 from teston.wikis import WikiCatalog
+
+
+def bus_options(bus: BusSettings) -> BusOptions:
+    """The stream limits and delivery timings from the `BUS_*` settings."""
+    return BusOptions(
+        duplicate_window=bus.duplicate_window,
+        max_age=bus.max_age,
+        max_bytes=bus.max_bytes,
+        replicas=bus.replicas,
+        partitions=bus.partitions,
+        ack_wait=bus.ack_wait,
+    )
 
 
 def ingestion_service(
@@ -49,7 +67,14 @@ def ingestion_service(
         since=since,
         on_reconnect=metrics.count_reconnect,
     )
-    writer = ResilientWriter(connector(url), on_outage=metrics.count_outage)
+    database_writer = ResilientWriter(connector(url), on_outage=metrics.count_outage)
+    writer: ClosingCommitter = database_writer
+    if settings.bus.url is not None:
+        # With a bus, valid events are published; quarantine and the cursor still go to PostgreSQL.
+        address, bus = parse_bus_url(settings.bus.url), bus_options(settings.bus)
+        writer = BusCommitter(
+            functools.partial(open_publisher, address, bus), database_writer, asyncio.get_running_loop()
+        )
     options = PipelineOptions(
         batch_size=batch_size,
         flush_interval=settings.ingest.flush_interval.total_seconds(),
@@ -61,6 +86,24 @@ def ingestion_service(
         WikiCatalog.load(),
         options=options,
         metrics=metrics,
+        metrics_address=(settings.ingest.metrics_host, metrics_port),
+    )
+
+
+def sink_service(
+    settings: Settings, url: str, *, metrics_port: int, idle_exit: float | None = None
+) -> BusSink:
+    """A sink consuming `BUS_URL` into the database at `url`, with its own `/metrics` (bus lag)."""
+    if settings.bus.url is None:
+        raise ValueError("a sink needs BUS_URL")
+    address, options = parse_bus_url(settings.bus.url), bus_options(settings.bus)
+    return BusSink(
+        functools.partial(open_consumer, address, options),
+        ResilientWriter(connector(url)),
+        WikiCatalog.load(),
+        batch_size=settings.bus.sink_batch_size,
+        idle_exit=idle_exit,
+        metrics=SinkMetrics(CollectorRegistry()),
         metrics_address=(settings.ingest.metrics_host, metrics_port),
     )
 
@@ -90,11 +133,22 @@ def discord_bot(settings: Settings, url: str) -> list[Component]:
     return [DiscordBotService(settings, url)]
 
 
-async def _run_up(settings: Settings, url: str) -> None:
+def up_roles(settings: Settings) -> frozenset[Role]:
+    """The roles `teston up` runs: `TESTON_ROLES`, or every one that is configured."""
+    if settings.roles is not None:
+        return settings.roles
+    return configured_roles(
+        ingest_enabled=settings.ingest.enabled,
+        bus_url=settings.bus.url,
+        discord_token=settings.discord.token is not None,
+    )
+
+
+async def _run_up(settings: Settings, url: str, roles: frozenset[Role]) -> None:
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         components: list[Component] = []
-        if settings.ingest.enabled:
+        if Role.INGEST in roles:
             components.append(
                 ingestion_service(
                     settings,
@@ -107,20 +161,70 @@ async def _run_up(settings: Settings, url: str) -> None:
                     registry=CollectorRegistry(),
                 )
             )
-        with analytics_scheduler(settings, url) as analytics:
-            components.append(analytics)
-            components.extend(discord_bot(settings, url))
+        if Role.SINK in roles:
+            components.append(sink_service(settings, url, metrics_port=settings.bus.sink_metrics_port))
+        with contextlib.ExitStack() as stack:
+            if Role.SCHEDULER in roles:
+                components.append(stack.enter_context(analytics_scheduler(settings, url)))
+            if Role.BOT in roles:
+                if settings.roles is not None and Role.BOT in settings.roles:
+                    components.append(DiscordBotService(settings, url, essential=True))
+                else:
+                    components.extend(discord_bot(settings, url))
             with stop_on_signals(stop):
                 await run_components(components, stop)
 
 
 def up() -> None:
-    """Run the service (ingestion, roll-ups and, with DISCORD_TOKEN, the bot) until SIGINT or SIGTERM."""
+    """Run the service (TESTON_ROLES, default: ingestion, sink with BUS_URL, roll-ups, bot with a token)."""
     settings = read_settings()
+    roles = up_roles(settings)
+    problem = missing_configuration(
+        roles, bus_url=settings.bus.url, discord_token=settings.discord.token is not None
+    )
+    if problem is not None:
+        typer.secho(f"teston: {problem}", err=True, fg="red")
+        raise typer.Exit(2)
     with database.database_url(settings) as url:
         database.upgrade(url)
         with ingestion_failures_exit():
-            asyncio.run(_run_up(settings, url))
+            try:
+                asyncio.run(_run_up(settings, url, roles))
+            except BotUnavailable:
+                raise typer.Exit(1) from None
+
+
+async def _run_sink(settings: Settings, url: str, *, metrics_port: int, idle_exit: float | None) -> str:
+    stop = asyncio.Event()
+    sink = sink_service(settings, url, metrics_port=metrics_port, idle_exit=idle_exit)
+    with stop_on_signals(stop):
+        await run_components([sink], stop)
+    return sink.summary.describe()
+
+
+def sink(
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Prometheus port (default: SINK_METRICS_PORT; 0 disables).",
+    ),
+    idle_exit: float | None = typer.Option(
+        None, "--idle-exit", min=0.1, help="Stop once the bus has had nothing for this many seconds."
+    ),
+) -> None:
+    """Store the bus's events (BUS_URL) in PostgreSQL; run any number (Ctrl-C finishes the batch)."""
+    settings = read_settings()
+    if settings.bus.url is None:
+        typer.secho("teston: `teston sink` needs BUS_URL (nats://… or kafka://…)", err=True, fg="red")
+        raise typer.Exit(2)
+    port = settings.bus.sink_metrics_port if metrics_port is None else metrics_port
+    with database.database_url(settings) as url:
+        database.upgrade(url)
+        with ingestion_failures_exit():
+            summary = asyncio.run(_run_sink(settings, url, metrics_port=port, idle_exit=idle_exit))
+    typer.echo(summary)
 
 
 async def _run_scheduler(settings: Settings, url: str) -> None:

@@ -1,0 +1,221 @@
+"""NATS JetStream behind the bus seam: one file-backed stream, one durable pull consumer for all sinks.
+
+Durability comes from JetStream itself: the stream keeps `min(3, servers)` replicas, a publish is
+acknowledged once a quorum has it, and the `Nats-Msg-Id` header (the event's `meta.id`) lets the stream drop
+a message sent again within the duplicate window (a publish retried after a leader change, say).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from ingestion.bus.engine import BusLag, BusOptions, BusUnavailable, OutgoingMessage, ReceivedMessage
+from ingestion.bus.naming import (
+    CONSUMER_NAME,
+    MESSAGE_ID_HEADER,
+    STREAM_NAME,
+    SUBJECT_PREFIX,
+    BusAddress,
+    BusEngine,
+    message_source,
+    stream_replicas,
+    stream_subjects,
+    subject_for,
+)
+
+log = logging.getLogger(__name__)
+
+# A new stream leader is usually elected within a few seconds; until then requests fail and are retried.
+_SETUP_DEADLINE = 60.0
+_RETRY_PAUSE = 0.5
+_NATS_ERRORS = (nats.errors.Error, asyncio.TimeoutError, TimeoutError)
+
+
+async def _connect(address: BusAddress, name: str) -> Client:
+    return await nats.connect(
+        servers=list(address.servers),
+        name=name,
+        connect_timeout=2,
+        reconnect_time_wait=0.5,
+        max_reconnect_attempts=-1,  # a lost server is the cluster's business; keep trying the others
+        allow_reconnect=True,
+    )
+
+
+def stream_config(address: BusAddress, options: BusOptions) -> api.StreamConfig:
+    """The stream's configuration from the address (replicas) and the `BUS_*` limits."""
+    return api.StreamConfig(
+        name=STREAM_NAME,
+        subjects=stream_subjects(),
+        storage=api.StorageType.FILE,
+        num_replicas=options.replicas or stream_replicas(address.cluster_size),
+        duplicate_window=options.duplicate_window.total_seconds(),
+        max_age=options.max_age.total_seconds() if options.max_age else None,
+        max_bytes=options.max_bytes,
+        discard=api.DiscardPolicy.OLD,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    """Create the stream, or bring an existing one's limits up to date; retried while the cluster forms."""
+    deadline = time.monotonic() + _SETUP_DEADLINE
+    while True:
+        try:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await js.update_stream(config)  # it exists with other limits
+            return
+        except _NATS_ERRORS as exc:
+            if time.monotonic() > deadline:
+                raise BusUnavailable(f"cannot create the JetStream stream {STREAM_NAME}: {exc}") from exc
+            log.info("JetStream not ready (%s); retrying", exc)
+            await asyncio.sleep(_RETRY_PAUSE)
+
+
+class JetStreamPublisher:
+    """Publishes events with their `meta.id` as message id and waits for every acknowledgement."""
+
+    def __init__(self, client: Client, options: BusOptions) -> None:
+        self._client = client
+        self._js = client.jetstream(timeout=options.publish_timeout.total_seconds())
+        self._timeout = options.publish_timeout.total_seconds()
+
+    @classmethod
+    async def connect(cls, address: BusAddress, options: BusOptions) -> JetStreamPublisher:
+        client = await _connect(address, "teston-ingest")
+        publisher = cls(client, options)
+        await ensure_stream(publisher._js, stream_config(address, options))
+        return publisher
+
+    async def publish(self, messages: Sequence[OutgoingMessage], give_up: threading.Event) -> int:
+        duplicates = 0
+        pending = list(messages)
+        attempt = 0
+        while pending:
+            futures: list[asyncio.Future[api.PubAck]] = []
+            failed: list[OutgoingMessage] = []
+            try:
+                for message in pending:
+                    futures.append(
+                        await self._js.publish_async(
+                            subject_for(message.wiki),
+                            message.payload,
+                            headers={MESSAGE_ID_HEADER: message.event_id},
+                            stream=STREAM_NAME,
+                        )
+                    )
+            except _NATS_ERRORS as exc:
+                log.warning("publishing to JetStream failed (%s)", exc)
+                failed.extend(pending[len(futures) :])
+            if futures:
+                await asyncio.wait(futures, timeout=self._timeout)
+            for message, future in zip(pending, futures, strict=False):
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    duplicates += bool(future.result().duplicate)
+                else:
+                    future.cancel()
+                    failed.append(message)
+            if failed:
+                attempt += 1
+                if give_up.is_set():
+                    raise BusUnavailable(f"JetStream did not acknowledge {len(failed)} events")
+                log.warning("%d events not acknowledged by JetStream; sending them again", len(failed))
+                await asyncio.sleep(min(_RETRY_PAUSE * attempt, 5.0))
+            pending = failed
+        return duplicates
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class JetStreamConsumer:
+    """One of the sinks pulling from the shared durable consumer; unacknowledged messages come back."""
+
+    def __init__(self, client: Client, subscription: JetStreamContext.PullSubscription) -> None:
+        self._client = client
+        self._subscription = subscription
+        self._lag = BusLag(0, 0.0)
+
+    @classmethod
+    async def connect(cls, address: BusAddress, options: BusOptions) -> JetStreamConsumer:
+        client = await _connect(address, "teston-sink")
+        js = client.jetstream()
+        await ensure_stream(js, stream_config(address, options))
+        config = api.ConsumerConfig(
+            durable_name=CONSUMER_NAME,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=options.ack_wait.total_seconds(),
+            max_deliver=-1,  # a message is never dropped for being redelivered; poison goes to quarantine
+        )
+        deadline = time.monotonic() + _SETUP_DEADLINE
+        while True:
+            try:
+                subscription = await js.pull_subscribe(
+                    f"{SUBJECT_PREFIX}.>", durable=CONSUMER_NAME, stream=STREAM_NAME, config=config
+                )
+                return cls(client, subscription)
+            except _NATS_ERRORS as exc:
+                if time.monotonic() > deadline:
+                    await client.close()
+                    raise BusUnavailable(f"cannot create the consumer {CONSUMER_NAME}: {exc}") from exc
+                await asyncio.sleep(_RETRY_PAUSE)
+
+    async def fetch(self, max_messages: int, timeout: float) -> list[ReceivedMessage]:
+        try:
+            messages = await self._subscription.fetch(batch=max_messages, timeout=timeout)
+        except nats.errors.TimeoutError:
+            self._lag = BusLag(0, 0.0)
+            return []
+        except _NATS_ERRORS as exc:
+            # A leader election or a reconnect: the messages stay in the stream for the next fetch.
+            log.warning("fetching from JetStream failed (%s); retrying", exc)
+            await asyncio.sleep(_RETRY_PAUSE)
+            return []
+        received = [self._received(message) for message in messages]
+        if messages:
+            oldest = received[0].published_at
+            age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+            self._lag = BusLag(messages[-1].metadata.num_pending or 0, max(age, 0.0))
+        return received
+
+    @staticmethod
+    def _received(message: Msg) -> ReceivedMessage:
+        metadata = message.metadata
+        published = metadata.timestamp
+        if published is not None and published.tzinfo is None:
+            published = published.replace(tzinfo=UTC)
+        return ReceivedMessage(
+            payload=message.data,
+            source=message_source(BusEngine.NATS, STREAM_NAME, metadata.sequence.stream),
+            published_at=published,
+            handle=message,
+        )
+
+    async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        # A lost acknowledgement only means a redelivery, which PostgreSQL's primary key absorbs.
+        try:
+            for message in messages:
+                await message.handle.ack()
+            await self._client.flush()
+        except _NATS_ERRORS as exc:
+            log.warning("acknowledging to JetStream failed (%s); the batch will be delivered again", exc)
+
+    def lag(self) -> BusLag:
+        return self._lag
+
+    async def close(self) -> None:
+        await self._client.close()

