@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -71,6 +72,8 @@ _JSONB_VERSION = b"\x01"  # jsonb's binary format: a version byte, then the JSON
 _POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # Encoding errors of a row that does not fit its columns (`parse_event` never returns one).
+_WIKI_COLUMN = INGEST_COLUMNS.index("wiki")
+_EVENT_ID_COLUMN = INGEST_COLUMNS.index("event_id")
 _UNENCODABLE = (struct.error, UnicodeEncodeError, OverflowError, TypeError, AttributeError, ValueError)
 
 
@@ -225,12 +228,20 @@ class CopyRows:
 
     def raw(self, index: int) -> str:
         """Row `index`'s JSON text (its last field), as for a quarantine record."""
+        return self._field(index, len(INGEST_COLUMNS) - 1)[1:].decode()  # after jsonb's version byte
+
+    def routing(self, index: int) -> tuple[str, UUID]:
+        """Row `index`'s wiki and event id, as the bus routes and deduplicates it."""
+        wiki = self._field(index, _WIKI_COLUMN).decode()
+        return wiki, UUID(bytes=self._field(index, _EVENT_ID_COLUMN))
+
+    def _field(self, index: int, column: int) -> bytes:
         position = (self._ends[index - 1] if index else 0) + 2
-        for _ in range(len(INGEST_COLUMNS) - 1):
+        for _ in range(column):
             (length,) = _INT32.unpack_from(self._data, position)
             position += 4 + max(length, 0)
         (length,) = _INT32.unpack_from(self._data, position)
-        return bytes(self._data[position + 5 : position + 4 + length]).decode()
+        return bytes(self._data[position + 4 : position + 4 + max(length, 0)])
 
 
 # -- batches and their commit -----------------------------------------------------------------------

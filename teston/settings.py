@@ -183,6 +183,7 @@ class BusSettings(_Group):
     replicas: int | None = Field(default=None, ge=1, le=5, validation_alias="BUS_REPLICAS")
     partitions: int = Field(default=3, ge=1, le=1000, validation_alias="BUS_PARTITIONS")
     ack_wait: timedelta = Field(default=timedelta(seconds=30), validation_alias="BUS_ACK_WAIT")
+    publish_timeout: timedelta = Field(default=timedelta(seconds=5), validation_alias="BUS_PUBLISH_TIMEOUT")
     sink_batch_size: int = Field(default=2000, ge=1, le=100_000, validation_alias="SINK_BATCH_SIZE")
     sink_metrics_port: int = Field(default=9465, ge=0, le=65535, validation_alias="SINK_METRICS_PORT")
 
@@ -198,7 +199,7 @@ class BusSettings(_Group):
             parse_bus_url(value)
         return value
 
-    @field_validator("duplicate_window", "ack_wait", mode="before")
+    @field_validator("duplicate_window", "ack_wait", "publish_timeout", mode="before")
     @classmethod
     def _go_duration(cls, value: Any) -> timedelta:
         return _positive(parse_duration(value))

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from ingestion.events import INGEST_COLUMNS
+from tests.conftest import TEMPLATE_DB, with_database
 
 CLUSTER_SIZE = 3
 
@@ -176,6 +177,19 @@ def kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
         yield broker
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def reference_url(pg_server, template_url: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A second fresh database, for the direct path's result."""
+    name = f"ref_{os.getpid()}"
+    admin = with_database(pg_server.url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield with_database(pg_server.url, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 # -- teston processes and what they stored ---------------------------------------------------------

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import nats
-import psycopg
-import pytest
 
 from ingestion.bus.naming import MESSAGE_ID_HEADER, STREAM_NAME, subject_for
 from ingestion.events import Rejection, parse_event
@@ -32,24 +28,11 @@ from tests.bus_fixtures import (
     stored_rows,
     wait_until,
 )
-from tests.conftest import DATA_DIR, TEMPLATE_DB, with_database
+from tests.conftest import DATA_DIR
 
 CAPTURE = DATA_DIR / "2021-08-27_all-wikis_1950.jsonl"
 MALFORMED = DATA_DIR / "malformed" / "events.jsonl"
 POISON = b'{"meta": {"id": "not an event"'
-
-
-@pytest.fixture
-def reference_url(pg_server, template_url: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A second fresh database, for the direct path's result."""
-    name = f"ref_{os.getpid()}"
-    admin = with_database(pg_server.url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    yield with_database(pg_server.url, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def capture_with_bad_events(tmp_path: Path) -> Path:
@@ -93,27 +76,29 @@ async def test_cluster_kills_lose_and_duplicate_nothing(
     nats_cluster: NatsCluster, db_url: str, reference_url: str, tmp_path: Path
 ) -> None:
     capture = capture_with_bad_events(tmp_path)
-    await asyncio.to_thread(ingest_path, reference_url, capture)
-    expected_rows = stored_rows(reference_url)
     reason = parse_event(POISON, WikiCatalog.load())
     assert isinstance(reason, Rejection)
 
-    env = bus_env(db_url, nats_cluster.bus_url, SINK_BATCH_SIZE="100", BUS_ACK_WAIT="2s")
+    env = bus_env(
+        db_url, nats_cluster.bus_url, SINK_BATCH_SIZE="100", BUS_ACK_WAIT="2s", BUS_PUBLISH_TIMEOUT="2s"
+    )
     processes: list[asyncio.subprocess.Process] = []
     try:
         sinks = [await spawn_teston(env, "sink", log=tmp_path / f"sink{i}.log") for i in (1, 2)]
         processes += sinks
-        await wait_until(lambda: _has_stream(nats_cluster), 60, "the sinks created the stream")
-        poison_seq = await _publish_poison(nats_cluster)
-        expected_quarantine = sorted(
-            [*quarantine(reference_url), (f"nats:{STREAM_NAME}#{poison_seq}", reason.reason, reason.payload)]
-        )
-
         ingester = await spawn_teston(
             env, "ingest", "--source", str(capture), "--batch-size", "10", "--no-progress",
             log=tmp_path / "ingest.log",
         )  # fmt: skip
         processes.append(ingester)
+        # Meanwhile, the direct path's result: what the bus path must end with.
+        await asyncio.to_thread(ingest_path, reference_url, capture)
+        expected_rows = stored_rows(reference_url)
+        await wait_until(lambda: _has_stream(nats_cluster), 60, "the stream created")
+        poison_seq = await _publish_poison(nats_cluster)
+        expected_quarantine = sorted(
+            [*quarantine(reference_url), (f"nats:{STREAM_NAME}#{poison_seq}", reason.reason, reason.payload)]
+        )
 
         # Kill the stream's leader once the ingester is well into the capture.
         while True:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _RETRY_PAUSE = 0.5
 _SETUP_ATTEMPTS = 60
+_ASSIGNMENT_WAIT = 15.0
 
 
 async def ensure_topic(address: BusAddress, options: BusOptions) -> None:
@@ -120,6 +121,12 @@ class KafkaConsumer:
             auto_offset_reset="earliest",
         )
         await consumer.start()
+        # Joining the group takes a few seconds; until then a fetch returns nothing, which an idle sink
+        # (`--idle-exit`) would take for a drained topic. A sink beyond the partition count gets none.
+        for _ in range(int(_ASSIGNMENT_WAIT / _RETRY_PAUSE)):
+            if consumer.assignment():
+                break
+            await asyncio.sleep(_RETRY_PAUSE)
         return cls(consumer)
 
     async def fetch(self, max_messages: int, timeout: float) -> list[ReceivedMessage]:

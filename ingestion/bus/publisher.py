@@ -16,35 +16,18 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import msgspec
-
 from ingestion.bus.engine import BusPublisher, OutgoingMessage
 from ingestion.writer import Batch, BatchOutcome, CopyRows, QuarantinedEvent, ResilientWriter, StreamCursor
 
 T = TypeVar("T")
 
 
-class _Meta(msgspec.Struct):
-    id: str
-
-
-class _Routing(msgspec.Struct):
-    """The two fields of an already validated event the bus needs: its wiki and `meta.id`."""
-
-    meta: _Meta
-    wiki: str = ""
-
-
-_ROUTING = msgspec.json.Decoder(_Routing)
-
-
 def outgoing_messages(rows: CopyRows) -> list[OutgoingMessage]:
     """The rows the parser accepted (later copies of an event already dropped), as bus messages."""
     messages = []
     for index in range(len(rows)):
-        raw = rows.raw(index)
-        routing = _ROUTING.decode(raw)
-        messages.append(OutgoingMessage(routing.wiki, routing.meta.id, raw.encode()))
+        wiki, event_id = rows.routing(index)
+        messages.append(OutgoingMessage(wiki, str(event_id), rows.raw(index).encode()))
     return messages
 
 

@@ -44,6 +44,7 @@ def bus_options(bus: BusSettings) -> BusOptions:
         replicas=bus.replicas,
         partitions=bus.partitions,
         ack_wait=bus.ack_wait,
+        publish_timeout=bus.publish_timeout,
     )
 
 
