@@ -187,7 +187,7 @@ class BusSettings(_Group):
     sink_batch_size: int = Field(default=2000, ge=1, le=100_000, validation_alias="SINK_BATCH_SIZE")
     sink_metrics_port: int = Field(default=9465, ge=0, le=65535, validation_alias="SINK_METRICS_PORT")
 
-    @field_validator("url", "max_bytes", "replicas", "max_age", mode="before")
+    @field_validator("url", "max_bytes", "replicas", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -207,7 +207,9 @@ class BusSettings(_Group):
     @field_validator("max_age", mode="before")
     @classmethod
     def _optional_duration(cls, value: Any) -> timedelta | None:
-        return None if value is None else _positive(parse_duration(value))
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # no age limit
+        return _positive(parse_duration(value))
 
 
 class Settings(_Group):

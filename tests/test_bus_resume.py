@@ -1,0 +1,89 @@
+"""EventStreams with the bus: an ingester killed (SIGKILL) mid-stream resumes after the last event the bus
+acknowledged; the stream ends with every event once (republished ones dropped by their message id)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nats
+import psycopg
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from ingestion.bus.naming import MESSAGE_ID_HEADER, STREAM_NAME, SUBJECT_PREFIX
+from teston.cli.service import sink_service
+from teston.runtime import run_components
+from teston.settings import load_settings
+from tests.bus_fixtures import NatsCluster, bus_env, spawn_teston, stop_process, stored_rows, wait_until
+from tests.conftest import DATA_DIR
+from tests.fakestream import FakeEventStreams, read_capture
+
+CAPTURE = DATA_DIR / "2021-08-27_all-wikis_1950.sse"
+
+
+def _cursor(db_url: str) -> str | None:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT last_event_id FROM stream_cursors").fetchone()
+    return row[0] if row else None
+
+
+async def _bus_message_ids(cluster: NatsCluster) -> list[str]:
+    """Every message id on the stream, in stream order (read by an ephemeral consumer)."""
+    client = await nats.connect(servers=[n.url for n in cluster.nodes])
+    try:
+        js = client.jetstream(timeout=5)
+        total = (await js.stream_info(STREAM_NAME)).state.messages
+        subscription = await js.pull_subscribe(
+            f"{SUBJECT_PREFIX}.>", stream=STREAM_NAME, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
+        ids: list[str] = []
+        while len(ids) < total:
+            for message in await subscription.fetch(batch=500, timeout=5):
+                ids.append((message.headers or {})[MESSAGE_ID_HEADER])
+        await subscription.unsubscribe()
+        return ids
+    finally:
+        await client.close()
+
+
+async def test_killed_ingester_resumes_after_the_last_acknowledged_event(
+    nats_cluster: NatsCluster, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = read_capture(CAPTURE)
+    ids = [event.id for event in recorded]
+    env = bus_env(db_url, nats_cluster.bus_url, INGEST_BATCH_SIZE="50", INGEST_FLUSH_INTERVAL="100ms")
+    async with FakeEventStreams(recorded, pace=0.002) as server:
+        ingester = await spawn_teston(env, "ingest", "--source", server.url, log=tmp_path / "ingest1.log")
+        try:
+            await wait_until(
+                lambda: (c := _cursor(db_url)) is not None and ids.index(c) >= 300,
+                60,
+                "300 events acknowledged",
+            )
+        finally:
+            await stop_process(ingester)
+        cursor = _cursor(db_url)
+        assert cursor is not None
+        on_bus = await _bus_message_ids(nats_cluster)
+        # The cursor never runs ahead of the bus: every event up to it was acknowledged.
+        assert {e.meta_id for e in recorded[: ids.index(cursor) + 1]} <= set(on_bus)
+        assert len(on_bus) < len(recorded)
+
+        ingester = await spawn_teston(env, "ingest", "--source", server.url, log=tmp_path / "ingest2.log")
+        try:
+            await wait_until(lambda: _cursor(db_url) == ids[-1], 60, "the restarted ingester caught up")
+        finally:
+            await stop_process(ingester)
+        resumed = [r for r in server.requests if r.status == 200]
+        assert resumed[-1].headers.get("Last-Event-ID") == cursor
+
+    # Events published again after the restart (between the cursor and the kill) were dropped by id.
+    assert sorted(await _bus_message_ids(nats_cluster)) == sorted(e.meta_id for e in recorded)
+
+    monkeypatch.setenv("DB_ADDR", db_url)
+    monkeypatch.setenv("BUS_URL", nats_cluster.bus_url)
+    sink = sink_service(load_settings(None), db_url, metrics_port=0, idle_exit=1.5)
+    await run_components([sink], asyncio.Event())
+    assert sink.summary.inserted == len(recorded)
+    assert sorted(str(row[1]) for row in stored_rows(db_url)) == sorted(e.meta_id for e in recorded)
