@@ -15,11 +15,11 @@ COPY ingestion ./ingestion
 COPY analytics ./analytics
 COPY bot ./bot
 COPY migrations ./migrations
-RUN pip install . && useradd --system --home-dir /var/lib/teston --create-home teston
+RUN pip install ".[bus]" && useradd --system --home-dir /var/lib/teston --create-home teston
 
 USER teston
 VOLUME ["/var/lib/teston"]
-EXPOSE 9464
+EXPOSE 9464 9465
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('METRICS_PORT', '9464'), timeout=4)" || exit 1
 CMD ["teston", "up"]

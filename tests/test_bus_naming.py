@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from typer.testing import CliRunner
 
 from ingestion.bus.naming import (
     BusAddress,
@@ -15,6 +16,7 @@ from ingestion.bus.naming import (
     subject_for,
     subject_token,
 )
+from teston.cli import app
 from teston.roles import Role, configured_roles, missing_configuration, parse_roles
 from teston.settings import SettingsError, load_settings
 
@@ -129,3 +131,14 @@ def test_bus_settings_are_read_and_validated(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("TESTON_ROLES", "ingest,spark")
     with pytest.raises(SettingsError, match=r"TESTON_ROLES: .*unknown role 'spark'"):
         load_settings(None)
+
+
+def test_up_refuses_a_role_without_its_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESTON_ROLES", "sink")
+    result = CliRunner().invoke(app, ["up"])
+    assert result.exit_code == 2
+    assert "TESTON_ROLES names sink, which needs BUS_URL" in result.output
+    monkeypatch.delenv("TESTON_ROLES")
+    result = CliRunner().invoke(app, ["sink"])
+    assert result.exit_code == 2
+    assert "`teston sink` needs BUS_URL" in result.output
