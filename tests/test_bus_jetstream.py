@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 import nats
+import nats.errors
 
 from ingestion.bus.naming import MESSAGE_ID_HEADER, STREAM_NAME, subject_for
 from ingestion.events import Rejection, parse_event
@@ -64,10 +65,15 @@ async def _stream_state(cluster: NatsCluster) -> tuple[int, str | None]:
 async def _publish_poison(cluster: NatsCluster) -> int:
     client = await nats.connect(servers=[n.url for n in cluster.nodes])
     try:
-        ack = await client.jetstream(timeout=5).publish(
-            subject_for("enwiki"), POISON, headers={MESSAGE_ID_HEADER: "poison-1"}
-        )
-        return ack.seq
+        for _ in range(100):
+            try:
+                ack = await client.jetstream(timeout=5).publish(
+                    subject_for("enwiki"), POISON, headers={MESSAGE_ID_HEADER: "poison-1"}
+                )
+                return ack.seq
+            except nats.errors.Error:  # the new stream's leader not elected yet
+                await asyncio.sleep(0.2)
+        raise AssertionError("the poison message was never acknowledged")
     finally:
         await client.close()
 
@@ -101,11 +107,15 @@ async def test_cluster_kills_lose_and_duplicate_nothing(
         )
 
         # Kill the stream's leader once the ingester is well into the capture.
-        while True:
-            messages, leader = await _stream_state(nats_cluster)
+        for _ in range(1200):  # a minute at most
+            try:
+                messages, leader = await _stream_state(nats_cluster)
+            except nats.errors.Error:
+                messages, leader = 0, None
             if messages >= 300 and leader is not None:
                 break
             await asyncio.sleep(0.05)
+        assert leader is not None, "the ingester never published 300 events"
         nats_cluster.kill(leader)
         killed_leader_during_ingest = ingester.returncode is None
 
