@@ -7,10 +7,11 @@ plain text. Keeping the answer separate from its rendering lets both transports 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 
-from bot.arguments import Command, Scope
+from bot.arguments import Command, Scope, TopList
+from bot.charts import ChartData
 from teston.wikis import Wiki
 
 # How many of a day's most edited pages `!stats` lists (the roll-up keeps ten).
@@ -158,4 +159,116 @@ class Help:
     command: Command | None
 
 
-Answer = Problem | Failure | RecentChanges | DayStats | NoStats | LanguageSet | LanguageDefaults | Help
+@dataclass(frozen=True, slots=True)
+class RangeStats:
+    """`!stats <from>..<to>`: the additive figures summed over the days the summary tables hold.
+
+    `figures.distinct_editors` and `distinct_pages` are meaningful only when `distinct_counted`: they
+    cannot be summed across days, so they are counted over the raw rows, which must all still be kept.
+    """
+
+    wiki: Wiki
+    first: date
+    last: date
+    figures: DayFigures
+    days_counted: int
+    partial_days: int
+    incomplete_days: int
+    distinct_counted: bool
+    retention_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """A chart drawn from the summary tables: its data, and the PNG drawn from it."""
+
+    wikis: tuple[Wiki, ...]
+    first: date
+    last: date
+    hourly: bool
+    data: ChartData
+    png: bytes
+
+    @property
+    def filename(self) -> str:
+        names = "-".join(wiki.dbname for wiki in self.wikis)
+        period = (
+            self.first.isoformat() if self.hourly else f"{self.first.isoformat()}_{self.last.isoformat()}"
+        )
+        return f"teston-{names}-{period}.png"
+
+
+@dataclass(frozen=True, slots=True)
+class NoChart:
+    """No summary row of any of the wikis in the period: nothing to draw."""
+
+    wikis: tuple[Wiki, ...]
+    first: date
+    last: date
+
+
+@dataclass(frozen=True, slots=True)
+class TopEntry:
+    rank: int
+    name: str
+    changes: int
+    namespace: int | None = None
+    bot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TopEntries:
+    """A day's top ten pages or editors of a wiki (empty when the roll-up found none)."""
+
+    wiki: Wiki
+    day: date
+    kind: TopList
+    entries: tuple[TopEntry, ...]
+    rollup: DayRollup | None
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One daily digest: a wiki's figures posted in a channel every day at `at` (UTC)."""
+
+    id: int
+    channel_id: int
+    wiki: Wiki | None  # None if the catalog no longer lists the stored wiki
+    dbname: str
+    at: time
+    last_day: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSet:
+    digest: Digest
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DigestsRemoved:
+    digests: tuple[Digest, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestList:
+    digests: tuple[Digest, ...]
+
+
+Answer = (
+    Problem
+    | Failure
+    | RecentChanges
+    | DayStats
+    | NoStats
+    | LanguageSet
+    | LanguageDefaults
+    | Help
+    | RangeStats
+    | Chart
+    | NoChart
+    | TopEntries
+    | DigestSet
+    | DigestsRemoved
+    | DigestList
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from enum import StrEnum
 
 # `!recent` shows 10 changes unless asked, and never more than 100 (one Discord reply stays readable).
@@ -20,6 +20,15 @@ MIN_RECENT_COUNT = 1
 MAX_RECENT_COUNT = 100
 # Wikipedia went live on 2001-01-15; the stream has nothing older, so earlier days are a typo.
 FIRST_YEAR = 2001
+# A digest is posted after the nightly roll-up (00:15 UTC by default) has made yesterday final.
+DIGEST_TIME = time(0, 30)
+# `!chart` without a period shows this many days, up to today; a chart spans at most a year (a `!stats`
+# range has no limit: it sums at most one summary row per day).
+DEFAULT_CHART_DAYS = 30
+MAX_PERIOD_DAYS = 366
+# More lines than this make a chart unreadable.
+MAX_CHART_WIKIS = 5
+RANGE_MARK = ".."
 # Longer than any real command; refusing early keeps pathological input away from every later step.
 MAX_ARGUMENTS_LENGTH = 200
 MAX_TOKEN_LENGTH = 100
@@ -27,6 +36,8 @@ MAX_TOKEN_LENGTH = 100
 MAX_ECHO_LENGTH = 40
 
 _DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAYS_SHAPE = re.compile(r"(\d+)d", re.IGNORECASE)
+_TIME_SHAPE = re.compile(r"(\d{1,2}):(\d{2})")
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER_LIKE = re.compile(r"[+-]?(\d+[.,]\d*|\d*[.,]\d+|\d+e\d+)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
@@ -36,6 +47,11 @@ class Command(StrEnum):
     RECENT = "recent"
     STATS = "stats"
     SETLANG = "setlang"
+    CHART = "chart"
+    TOP = "top"
+    DIGEST = "digest"
+    UNDIGEST = "undigest"
+    DIGESTS = "digests"
     HELP = "help"
 
 
@@ -49,21 +65,38 @@ class Scope(StrEnum):
 # One line per command, in the original bot's words; `{p}` is the command prefix.
 PREFIX_USAGE = {
     Command.RECENT: "{p}recent [lang] [n] [bots]",
-    Command.STATS: "{p}stats <yyyy-mm-dd> [lang]",
+    Command.STATS: "{p}stats <yyyy-mm-dd>|<from>..<to> [lang]",
     Command.SETLANG: "{p}setLang <code> [guild]",
+    Command.CHART: "{p}chart <lang>[,<lang>…] [<from>..<to>|<N>d|<yyyy-mm-dd>]",
+    Command.TOP: "{p}top <lang> [yyyy-mm-dd] [pages|editors]",
+    Command.DIGEST: "{p}digest <lang> [HH:MM]",
+    Command.UNDIGEST: "{p}undigest <id|lang>",
+    Command.DIGESTS: "{p}digests",
     Command.HELP: "{p}help [command]",
 }
 SLASH_USAGE = {
     Command.RECENT: "/recent [language] [count] [bots] [categorize]",
-    Command.STATS: "/stats date:<yyyy-mm-dd> [language]",
+    Command.STATS: "/stats date:<yyyy-mm-dd>|<from>..<to> [language]",
     Command.SETLANG: "/setlang language:<code> [server]",
+    Command.CHART: "/chart [languages] [period]",
+    Command.TOP: "/top [language] [date] [list]",
+    Command.DIGEST: "/digest language:<code> [time]",
+    Command.UNDIGEST: "/undigest digest:<id|lang>",
+    Command.DIGESTS: "/digests",
     Command.HELP: "/help [command]",
 }
 SUMMARIES = {
     Command.RECENT: "the newest changes of a wiki (n from 1 to 100, default 10); "
     "`bots` includes bot changes, `categorize` category changes, `all` both",
-    Command.STATS: "a wiki's figures for one UTC day",
+    Command.STATS: "a wiki's figures for one UTC day, or summed over days (`2025-02-01..2025-02-07`)",
     Command.SETLANG: "set your default language; add `guild` to set the server's (Manage Server)",
+    Command.CHART: "a chart (PNG) of daily changes by editor kind, one line per wiki for up to 5 wikis "
+    "(`en,de`), over `<from>..<to>` or the last `<N>d` (default 30d); a date charts that day per hour",
+    Command.TOP: "a day's 10 most edited pages, or its 10 most active `editors`",
+    Command.DIGEST: "post yesterday's figures and chart in this channel every day at HH:MM UTC "
+    "(default 00:30; Manage Channels)",
+    Command.UNDIGEST: "stop a daily digest of this channel (Manage Channels)",
+    Command.DIGESTS: "this server's daily digests",
     Command.HELP: "this list",
 }
 
@@ -113,7 +146,70 @@ class HelpRequest:
     command: Command | None = None
 
 
-Request = RecentRequest | StatsRequest | SetLanguageRequest | HelpRequest
+@dataclass(frozen=True, slots=True)
+class RangeStatsRequest:
+    """`!stats <from>..<to> [lang]`: figures summed over the days `first` to `last`, both included."""
+
+    first: date
+    last: date
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChartRequest:
+    """A chart of daily changes from `first` to `last`, or of one day's hours when `hourly`."""
+
+    first: date
+    last: date
+    languages: tuple[str, ...] = ()
+    hourly: bool = False
+
+
+class TopList(StrEnum):
+    PAGES = "pages"
+    EDITORS = "editors"
+
+
+@dataclass(frozen=True, slots=True)
+class TopRequest:
+    day: date
+    language: str | None = None
+    kind: TopList = TopList.PAGES
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRequest:
+    """Post `language`'s daily digest in the current channel at `at` (UTC) each day."""
+
+    language: str
+    at: time = DIGEST_TIME
+
+
+@dataclass(frozen=True, slots=True)
+class UndigestRequest:
+    """Stop a digest of the current channel, named by its id or its language."""
+
+    digest_id: int | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestsRequest:
+    pass
+
+
+Request = (
+    RecentRequest
+    | StatsRequest
+    | SetLanguageRequest
+    | HelpRequest
+    | RangeStatsRequest
+    | ChartRequest
+    | TopRequest
+    | DigestRequest
+    | UndigestRequest
+    | DigestsRequest
+)
 
 
 def shown(text: str) -> str:
@@ -167,6 +263,16 @@ def parse_arguments(command: Command, arguments: str, *, today: date) -> Request
         return parse_stats(tokens, today=today)
     if command is Command.SETLANG:
         return parse_setlang(tokens)
+    if command is Command.CHART:
+        return parse_chart(tokens, today=today)
+    if command is Command.TOP:
+        return parse_top(tokens, today=today)
+    if command is Command.DIGEST:
+        return parse_digest(tokens)
+    if command is Command.UNDIGEST:
+        return parse_undigest(tokens)
+    if command is Command.DIGESTS:
+        return parse_digests(tokens)
     return parse_help(tokens)
 
 
@@ -238,41 +344,42 @@ def clamp_count(value: int) -> tuple[int, int | None]:
     return value, None
 
 
-def parse_stats(tokens: Sequence[str], *, today: date) -> StatsRequest:
-    """`<yyyy-mm-dd> [lang]`; the date may also come second, as it is never mistaken for a language."""
+def parse_stats(tokens: Sequence[str], *, today: date) -> StatsRequest | RangeStatsRequest:
+    """`<yyyy-mm-dd> [lang]` or `<from>..<to> [lang]`; the date may also come second."""
     day: date | None = None
     language: str | None = None
+    span: tuple[date, date] | None = None
     for token in tokens:
-        if day is None and (token[0].isdigit() or token.lower() in _TODAY_WORDS):
+        if day is None and span is None and RANGE_MARK in token:
+            span = parse_range(Command.STATS, token, today=today)
+        elif day is None and span is None and (token[0].isdigit() or token.lower() in _TODAY_WORDS):
             day = parse_day(token, today=today)
         elif language is None and not token[0].isdigit():
             language = check_language_text(Command.STATS, token)
         else:
             raise UsageError(Command.STATS, f"Unexpected extra argument {shown(token)}.")
+    if span is not None:
+        return RangeStatsRequest(first=span[0], last=span[1], language=language)
     if day is None:
         raise UsageError(Command.STATS, "Which day? Give a date such as 2025-02-04.")
     return StatsRequest(day=day, language=language)
 
 
-def parse_day(text: str, *, today: date) -> date:
+def parse_day(text: str, *, today: date, command: Command = Command.STATS) -> date:
     """A UTC day from `yyyy-mm-dd` (or `today`, `yesterday`), between 2001 and today."""
     word = text.strip().lower()
     if word in _TODAY_WORDS:
         return today - timedelta(days=_TODAY_WORDS[word])
     if not _DATE_SHAPE.fullmatch(word):
-        raise UsageError(
-            Command.STATS, f"{shown(text)} is not a date; write it as yyyy-mm-dd, e.g. 2025-02-04."
-        )
+        raise UsageError(command, f"{shown(text)} is not a date; write it as yyyy-mm-dd, e.g. 2025-02-04.")
     try:
         day = date.fromisoformat(word)
     except ValueError:
-        raise UsageError(Command.STATS, f"{shown(text)} is not a real day.") from None
+        raise UsageError(command, f"{shown(text)} is not a real day.") from None
     if day.year < FIRST_YEAR:
-        raise UsageError(Command.STATS, f"{day.isoformat()} is before Wikipedia began ({FIRST_YEAR}).")
+        raise UsageError(command, f"{day.isoformat()} is before Wikipedia began ({FIRST_YEAR}).")
     if day > today:
-        raise UsageError(
-            Command.STATS, f"{day.isoformat()} is in the future (today is {today.isoformat()} UTC)."
-        )
+        raise UsageError(command, f"{day.isoformat()} is in the future (today is {today.isoformat()} UTC).")
     return day
 
 
@@ -332,10 +439,17 @@ def recent_request(
     )
 
 
-def stats_request(day_text: str, language: str | None, *, today: date) -> StatsRequest:
+def stats_request(day_text: str, language: str | None, *, today: date) -> StatsRequest | RangeStatsRequest:
     """The request of a `/stats` slash command, checked like the text form."""
     if len(day_text) > MAX_TOKEN_LENGTH:
         raise UsageError(Command.STATS, f"{shown(day_text)} is too long for a date.")
+    if RANGE_MARK in day_text:
+        first, last = parse_range(Command.STATS, day_text.strip(), today=today)
+        return RangeStatsRequest(
+            first=first,
+            last=last,
+            language=None if language is None else check_language_text(Command.STATS, language),
+        )
     return StatsRequest(
         day=parse_day(day_text, today=today),
         language=None if language is None else check_language_text(Command.STATS, language),
@@ -355,3 +469,177 @@ def setlang_request(language: str | None, *, for_guild: bool) -> SetLanguageRequ
 def help_request(command: str | None) -> HelpRequest:
     """The request of a `/help` slash command."""
     return parse_help([] if command is None else tokenize(Command.HELP, command))
+
+
+# --- periods, charts, top lists and digests ---------------------------------------------------------
+
+
+def parse_range(
+    command: Command, text: str, *, today: date, max_days: int | None = None
+) -> tuple[date, date]:
+    """`<from>..<to>`, both UTC days included, in order, at most `max_days` days (if given)."""
+    start, _, end = text.partition(RANGE_MARK)
+    if not start or not end:
+        raise UsageError(command, f"{shown(text)} is not a range; write it as 2025-02-01..2025-02-07.")
+    first = parse_day(start, today=today, command=command)
+    last = parse_day(end, today=today, command=command)
+    if first > last:
+        raise UsageError(command, f"The range {shown(text)} ends before it begins.")
+    if max_days is not None and (last - first).days + 1 > max_days:
+        raise UsageError(command, f"A chart spans at most {max_days} days.")
+    return first, last
+
+
+def parse_last_days(command: Command, text: str, *, today: date) -> tuple[date, date]:
+    """`<N>d`: the N days up to and including today."""
+    match = _DAYS_SHAPE.fullmatch(text)
+    assert match is not None
+    days = int(match.group(1))
+    if not 1 <= days <= MAX_PERIOD_DAYS:
+        raise UsageError(command, f"The number of days must be from 1 to {MAX_PERIOD_DAYS}.")
+    return today - timedelta(days=days - 1), today
+
+
+def chart_languages(text: str) -> tuple[str, ...]:
+    """`en,de,fr`: up to five languages, each checked like any language argument."""
+    parts = text.split(",")
+    if any(not part.strip() for part in parts):
+        raise UsageError(Command.CHART, f"{shown(text)} has an empty language; separate them with commas.")
+    languages = tuple(check_language_text(Command.CHART, part) for part in parts)
+    if len(languages) > MAX_CHART_WIKIS:
+        raise UsageError(Command.CHART, f"A chart shows at most {MAX_CHART_WIKIS} languages.")
+    if len({language.lower() for language in languages}) < len(languages):
+        raise UsageError(Command.CHART, f"{shown(text)} names a language twice.")
+    return languages
+
+
+def chart_period(text: str, *, today: date) -> ChartRequest:
+    """A chart's period: `<from>..<to>`, `<N>d`, or one day (charted per hour)."""
+    if RANGE_MARK in text:
+        first, last = parse_range(Command.CHART, text, today=today, max_days=MAX_PERIOD_DAYS)
+        return ChartRequest(first=first, last=last)
+    if _DAYS_SHAPE.fullmatch(text):
+        first, last = parse_last_days(Command.CHART, text, today=today)
+        return ChartRequest(first=first, last=last)
+    day = parse_day(text, today=today, command=Command.CHART)
+    return ChartRequest(first=day, last=day, hourly=True)
+
+
+def _is_period(token: str) -> bool:
+    return token[0].isdigit() or token.lower() in _TODAY_WORDS
+
+
+def parse_chart(tokens: Sequence[str], *, today: date) -> ChartRequest:
+    """`[lang[,lang…]] [<from>..<to> | <N>d | <yyyy-mm-dd>]`, in either order."""
+    languages: tuple[str, ...] = ()
+    period: ChartRequest | None = None
+    for token in tokens:
+        if period is None and _is_period(token):
+            period = chart_period(token, today=today)
+        elif not languages and not token[0].isdigit():
+            languages = chart_languages(token)
+        else:
+            raise UsageError(Command.CHART, f"Unexpected extra argument {shown(token)}.")
+    return chart_request_of(languages, period, today=today)
+
+
+def chart_request_of(languages: tuple[str, ...], period: ChartRequest | None, *, today: date) -> ChartRequest:
+    if period is None:
+        period = ChartRequest(first=today - timedelta(days=DEFAULT_CHART_DAYS - 1), last=today)
+    return ChartRequest(first=period.first, last=period.last, languages=languages, hourly=period.hourly)
+
+
+def parse_top(tokens: Sequence[str], *, today: date) -> TopRequest:
+    """`[lang] [yyyy-mm-dd] [pages|editors]`, in any order; the day defaults to today (UTC)."""
+    language: str | None = None
+    day: date | None = None
+    kind: TopList | None = None
+    for token in tokens:
+        word = token.lower()
+        if kind is None and word in TopList.__members__.values():
+            kind = TopList(word)
+        elif day is None and _is_period(token):
+            day = parse_day(token, today=today, command=Command.TOP)
+        elif language is None and not token[0].isdigit():
+            language = check_language_text(Command.TOP, token)
+        else:
+            raise UsageError(Command.TOP, f"Unexpected extra argument {shown(token)}.")
+    return TopRequest(day=day or today, language=language, kind=kind or TopList.PAGES)
+
+
+def parse_digest_time(text: str) -> time:
+    """`HH:MM`, a UTC time of day."""
+    match = _TIME_SHAPE.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(Command.DIGEST, f"{shown(text)} is not a time; write it as HH:MM (UTC), e.g. 00:30.")
+    hour, minute = int(match.group(1)), int(match.group(2))
+    if hour > 23 or minute > 59:
+        raise UsageError(Command.DIGEST, f"{shown(text)} is not a time of day.")
+    return time(hour, minute)
+
+
+def parse_digest(tokens: Sequence[str]) -> DigestRequest:
+    """`<lang> [HH:MM]`."""
+    language: str | None = None
+    at: time | None = None
+    for token in tokens:
+        if at is None and token[0].isdigit():
+            at = parse_digest_time(token)
+        elif language is None and not token[0].isdigit():
+            language = check_language_text(Command.DIGEST, token)
+        else:
+            raise UsageError(Command.DIGEST, f"Unexpected extra argument {shown(token)}.")
+    if language is None:
+        raise UsageError(Command.DIGEST, "Which language? Give a code such as en or de.")
+    return DigestRequest(language=language, at=at or DIGEST_TIME)
+
+
+def parse_undigest(tokens: Sequence[str]) -> UndigestRequest:
+    """`<id|lang>`: a digest's number (as `!digests` lists it) or its language."""
+    if not tokens:
+        raise UsageError(Command.UNDIGEST, "Which digest? Give its number (see digests) or its language.")
+    if len(tokens) > 1:
+        raise UsageError(Command.UNDIGEST, f"Unexpected extra argument {shown(tokens[1])}.")
+    token = tokens[0].removeprefix("#")
+    if _INTEGER.fullmatch(token):
+        number = int(token)
+        if number < 1:
+            raise UsageError(Command.UNDIGEST, f"{shown(token)} is not a digest number.")
+        return UndigestRequest(digest_id=number)
+    return UndigestRequest(language=check_language_text(Command.UNDIGEST, token))
+
+
+def parse_digests(tokens: Sequence[str]) -> DigestsRequest:
+    if tokens:
+        raise UsageError(Command.DIGESTS, f"Unexpected extra argument {shown(tokens[0])}.")
+    return DigestsRequest()
+
+
+def chart_request(languages: str | None, period: str | None, *, today: date) -> ChartRequest:
+    """The request of a `/chart` slash command, checked like the text form."""
+    tokens = [*tokenize(Command.CHART, languages or "")[:1], *tokenize(Command.CHART, period or "")]
+    if languages and len(languages.split()) > 1:
+        raise UsageError(Command.CHART, "Separate languages with commas, not spaces.")
+    return parse_chart(tokens, today=today)
+
+
+def top_request(language: str | None, day: str | None, kind: str | None, *, today: date) -> TopRequest:
+    """The request of a `/top` slash command, checked like the text form."""
+    return TopRequest(
+        day=today if day is None else parse_day(day[:MAX_TOKEN_LENGTH], today=today, command=Command.TOP),
+        language=None if language is None else check_language_text(Command.TOP, language),
+        kind=TopList.PAGES if kind is None else TopList(kind),
+    )
+
+
+def digest_request(language: str, at: str | None) -> DigestRequest:
+    """The request of a `/digest` slash command, checked like the text form."""
+    return DigestRequest(
+        language=check_language_text(Command.DIGEST, language),
+        at=DIGEST_TIME if at is None else parse_digest_time(at[:MAX_TOKEN_LENGTH]),
+    )
+
+
+def undigest_request(target: str) -> UndigestRequest:
+    """The request of an `/undigest` slash command, checked like the text form."""
+    return parse_undigest(tokenize(Command.UNDIGEST, target))

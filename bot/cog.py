@@ -8,6 +8,7 @@ parses it; slash commands arrive as typed options and are checked by the same fu
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -21,7 +22,7 @@ from bot import arguments
 from bot.answers import Answer, Failure, Problem
 from bot.arguments import Command, Request, UsageError
 from bot.commands import CommandCore, Invoker
-from bot.messages import Reply
+from bot.messages import Message, Reply
 from bot.rendering import discord_reply, language_choices
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ DEFER_AFTER = 2.0
 NO_MENTIONS = discord.AllowedMentions.none()
 SOMETHING_BROKE = "Something went wrong answering that; it has been logged. Please try again later."
 
-HelpTopic = Literal["recent", "stats", "setlang", "help"]
+HelpTopic = Literal["recent", "stats", "setlang", "chart", "top", "digest", "undigest", "digests", "help"]
+TopListName = Literal["pages", "editors"]
 
 
 def _cooldown_of(ctx: commands.Context[Any]) -> commands.Cooldown | None:
@@ -69,7 +71,13 @@ def invoker_of(ctx: commands.Context[Any]) -> Invoker:
     guild_id = ctx.guild.id if ctx.guild else ctx.interaction.guild_id if ctx.interaction else None
     # Discord computes an interaction's permissions; for a message, the member's roles in the channel.
     can_manage = guild_id is not None and ctx.permissions.manage_guild
-    return Invoker(user_id=ctx.author.id, guild_id=guild_id, can_manage_guild=can_manage)
+    return Invoker(
+        user_id=ctx.author.id,
+        guild_id=guild_id,
+        can_manage_guild=can_manage,
+        channel_id=ctx.channel.id if ctx.channel else None,
+        can_manage_channels=guild_id is not None and ctx.permissions.manage_channels,
+    )
 
 
 class WikiCommands(commands.Cog, name="TestON"):
@@ -141,9 +149,65 @@ class WikiCommands(commands.Cog, name="TestON"):
     async def help(self, ctx: commands.Context[Any], command: HelpTopic | None = None) -> None:
         await self._run(ctx, lambda: arguments.help_request(command))
 
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(name="chart", description="A chart of a wiki's changes (PNG).")  # type: ignore[arg-type]
+    @app_commands.describe(
+        languages="Up to 5 wiki codes separated by commas (en,de); default: yours, the server's, or en",
+        period="from..to (2025-02-01..2025-02-28), the last N days (7d; default 30d), or one day per hour",
+    )
+    async def chart(
+        self, ctx: commands.Context[Any], languages: str | None = None, period: str | None = None
+    ) -> None:
+        await self._run(ctx, lambda: arguments.chart_request(languages, period, today=self.core.today()))
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(name="top", description="A day's most edited pages or most active editors.")  # type: ignore[arg-type]
+    @app_commands.rename(day="date", kind="list")
+    @app_commands.describe(
+        language="Wiki language code; default: yours, the server's, or en",
+        day="The UTC day, as yyyy-mm-dd (default today)",
+        kind="pages (default) or editors",
+    )
+    async def top(
+        self,
+        ctx: commands.Context[Any],
+        language: str | None = None,
+        day: str | None = None,
+        kind: TopListName | None = None,
+    ) -> None:
+        await self._run(ctx, lambda: arguments.top_request(language, day, kind, today=self.core.today()))
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(  # type: ignore[arg-type]
+        name="digest", description="Post a wiki's figures and chart here every day (Manage Channels)."
+    )
+    @app_commands.rename(at="time")
+    @app_commands.describe(
+        language="Wiki language code (en, de, zh-hans, wikidata…)",
+        at="When to post, HH:MM UTC (default 00:30)",
+    )
+    async def digest(self, ctx: commands.Context[Any], language: str, at: str | None = None) -> None:
+        await self._run(ctx, lambda: arguments.digest_request(language, at))
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(  # type: ignore[arg-type]
+        name="undigest", description="Stop a daily digest (Manage Channels)."
+    )
+    @app_commands.rename(target="digest")
+    @app_commands.describe(target="The digest's number (see /digests) or its language in this channel")
+    async def undigest(self, ctx: commands.Context[Any], target: str) -> None:
+        await self._run(ctx, lambda: arguments.undigest_request(target))
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(name="digests", description="This server's daily digests.")  # type: ignore[arg-type]
+    async def digests(self, ctx: commands.Context[Any]) -> None:
+        await self._run(ctx, arguments.DigestsRequest)
+
     @recent.autocomplete("language")
     @stats.autocomplete("language")
     @setlang.autocomplete("language")
+    @top.autocomplete("language")
+    @digest.autocomplete("language")
     async def _language_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
@@ -228,9 +292,10 @@ async def send_reply(ctx: commands.Context[Any], reply: Reply) -> None:
     for index, message in enumerate(reply.messages):
         embeds = [discord.Embed.from_dict(embed.to_dict()) for embed in message.embeds]
         content = message.content or None
+        extra: dict[str, Any] = {"files": files_of(message)} if message.attachments else {}
         if ctx.interaction is not None:
             await ctx.send(
-                content=content, embeds=embeds, ephemeral=reply.private, allowed_mentions=NO_MENTIONS
+                content=content, embeds=embeds, ephemeral=reply.private, allowed_mentions=NO_MENTIONS, **extra
             )
         elif index == 0:
             # A reply to the command, still sent if its message was deleted meanwhile.
@@ -241,6 +306,12 @@ async def send_reply(ctx: commands.Context[Any], reply: Reply) -> None:
                 reference=reference,
                 mention_author=False,
                 allowed_mentions=NO_MENTIONS,
+                **extra,
             )
         else:
-            await ctx.send(content=content, embeds=embeds, allowed_mentions=NO_MENTIONS)
+            await ctx.send(content=content, embeds=embeds, allowed_mentions=NO_MENTIONS, **extra)
+
+
+def files_of(message: Message) -> list[discord.File]:
+    """A message's attachments as uploads (discord.py reads each file once, so they are made per send)."""
+    return [discord.File(io.BytesIO(a.data), filename=a.filename) for a in message.attachments]

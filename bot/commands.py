@@ -8,6 +8,7 @@ knows nothing of Discord. Every failure becomes an answer (`Problem` for the use
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -18,28 +19,42 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import AsyncConnection
 
-from bot import queries
+from bot import charts, digest_store, queries, report_queries
 from bot.answers import (
     TOP_PAGES_SHOWN,
     Absence,
     Answer,
+    Chart,
     DayStats,
+    Digest,
+    DigestList,
+    DigestSet,
+    DigestsRemoved,
     Failure,
     Help,
     LanguageDefaults,
     LanguageSet,
+    NoChart,
     NoStats,
     Problem,
+    RangeStats,
     RecentChanges,
+    TopEntries,
 )
 from bot.arguments import (
+    ChartRequest,
     Command,
+    DigestRequest,
+    DigestsRequest,
     HelpRequest,
+    RangeStatsRequest,
     RecentRequest,
     Request,
     Scope,
     SetLanguageRequest,
     StatsRequest,
+    TopRequest,
+    UndigestRequest,
     UsageError,
     parse_command,
     shown,
@@ -56,6 +71,11 @@ DEFAULT_QUERY_TIMEOUT = 10.0
 DATABASE_TROUBLE = "TestON cannot reach its database right now; please try again in a minute."
 # RETENTION_DAYS' default; the composition root passes the setting in force.
 DEFAULT_RETENTION_DAYS = 30
+# A range's distinct editors and pages are counted over raw rows; past this share of the query timeout
+# the reply says they could not be counted rather than failing as a whole.
+DISTINCT_SHARE_OF_TIMEOUT = 0.5
+# More digests than this in one server is a mistake, and each one is a post every day.
+MAX_DIGESTS_PER_GUILD = 10
 
 
 class ConnectionSource(Protocol):
@@ -75,6 +95,8 @@ class Invoker:
     user_id: int | None = None
     guild_id: int | None = None
     can_manage_guild: bool = False
+    channel_id: int | None = None
+    can_manage_channels: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +141,14 @@ class CommandCore:
             return await self._recent(request, invoker)
         if isinstance(request, StatsRequest):
             return await self._stats(request, invoker)
+        if isinstance(request, RangeStatsRequest):
+            return await self._range_stats(request, invoker)
+        if isinstance(request, ChartRequest):
+            return await self._chart(request, invoker)
+        if isinstance(request, TopRequest):
+            return await self._top(request, invoker)
+        if isinstance(request, DigestRequest | UndigestRequest | DigestsRequest):
+            return await self._digests(request, invoker)
         return await self._setlang(request, invoker)
 
     def resolve(self, command: Command, text: str) -> Wiki:
@@ -230,3 +260,138 @@ class CommandCore:
         async with self.database.connection() as conn:
             await queries.set_user_language(conn, invoker.user_id, wiki.dbname)
         return LanguageSet(wiki=wiki, scope=Scope.USER)
+
+    # --- ranges, charts, top lists ----------------------------------------------------------------
+
+    async def _range_stats(self, request: RangeStatsRequest, invoker: Invoker) -> RangeStats:
+        async with self.database.connection() as conn:
+            await queries.limit_statement_time(conn, self.query_timeout)
+            wiki = await self._wiki_for(conn, Command.STATS, request.language, invoker)
+            reading = await report_queries.range_days(conn, wiki.dbname, request.first, request.last)
+            figures = report_queries.summed(reading.days)
+            counted = None
+            if figures.changes:
+                counted = await report_queries.distinct_counts(
+                    conn,
+                    wiki.dbname,
+                    request.first,
+                    request.last,
+                    seconds=self.query_timeout * DISTINCT_SHARE_OF_TIMEOUT,
+                )
+        # Exact only if the raw table still holds every change the summaries counted (retention drops
+        # exported days; the Parquet lake keeps them, but the bot reads PostgreSQL only).
+        exact = counted is not None and counted.rows == figures.changes
+        if counted is not None and exact:
+            figures = dataclasses.replace(
+                figures, distinct_editors=counted.editors, distinct_pages=counted.pages
+            )
+        return RangeStats(
+            wiki=wiki,
+            first=request.first,
+            last=request.last,
+            figures=figures,
+            days_counted=len(reading.days),
+            partial_days=reading.partial_days,
+            incomplete_days=reading.incomplete_days,
+            distinct_counted=exact or not figures.changes,
+            retention_days=self.retention_days,
+        )
+
+    async def _chart(self, request: ChartRequest, invoker: Invoker) -> Chart | NoChart:
+        async with self.database.connection() as conn:
+            await queries.limit_statement_time(conn, self.query_timeout)
+            if request.languages:
+                wikis = tuple(self.resolve(Command.CHART, language) for language in request.languages)
+            else:
+                wikis = (await self._wiki_for(conn, Command.CHART, None, invoker),)
+            if len({wiki.dbname for wiki in wikis}) < len(wikis):
+                raise UsageError(Command.CHART, "Two of those languages name the same wiki.")
+            rows = await report_queries.daily_counts(
+                conn, [wiki.dbname for wiki in wikis], request.first, request.last
+            )
+        if not rows:
+            return NoChart(wikis=wikis, first=request.first, last=request.last)
+        if request.hourly:
+            names = {wiki.dbname: wiki.server_name if len(wikis) == 1 else wiki.label for wiki in wikis}
+            data = charts.hourly_by_wiki(names, rows, request.first)
+        elif len(wikis) == 1:
+            data = charts.daily_by_kind(wikis[0].server_name, rows, request.first, request.last)
+        else:
+            names = {wiki.dbname: wiki.label for wiki in wikis}
+            data = charts.daily_by_wiki(names, rows, request.first, request.last)
+        # Drawing takes a few hundred milliseconds of CPU: off the event loop, so the bot keeps answering.
+        png = await asyncio.to_thread(charts.render_png, data)
+        return Chart(
+            wikis=wikis, first=request.first, last=request.last, hourly=request.hourly, data=data, png=png
+        )
+
+    async def _top(self, request: TopRequest, invoker: Invoker) -> TopEntries:
+        async with self.database.connection() as conn:
+            await queries.limit_statement_time(conn, self.query_timeout)
+            wiki = await self._wiki_for(conn, Command.TOP, request.language, invoker)
+            entries, rollup = await report_queries.top_entries(conn, wiki.dbname, request.day, request.kind)
+        return TopEntries(
+            wiki=wiki, day=request.day, kind=request.kind, entries=tuple(entries), rollup=rollup
+        )
+
+    # --- digests ----------------------------------------------------------------------------------
+
+    def digest_of(self, stored: digest_store.StoredDigest) -> Digest:
+        """A stored digest as answers show it."""
+        return Digest(
+            id=stored.id,
+            channel_id=stored.channel_id,
+            wiki=self.catalog.by_dbname(stored.wiki),
+            dbname=stored.wiki,
+            at=stored.post_at,
+            last_day=stored.last_day,
+        )
+
+    async def _digests(
+        self, request: DigestRequest | UndigestRequest | DigestsRequest, invoker: Invoker
+    ) -> DigestSet | DigestsRemoved | DigestList:
+        command = (
+            Command.DIGEST
+            if isinstance(request, DigestRequest)
+            else Command.UNDIGEST
+            if isinstance(request, UndigestRequest)
+            else Command.DIGESTS
+        )
+        if invoker.channel_id is None:
+            raise UsageError(command, "Digests are posted in a Discord channel; use this command there.")
+        channel = invoker.channel_id
+        if isinstance(request, DigestsRequest):
+            async with self.database.connection() as conn:
+                stored = await digest_store.digests_of(conn, invoker.guild_id, channel)
+            return DigestList(tuple(map(self.digest_of, stored)))
+        if invoker.guild_id is not None and not invoker.can_manage_channels:
+            raise UsageError(command, "Only members with the Manage Channels permission can change digests.")
+        if isinstance(request, UndigestRequest):
+            wiki = None if request.language is None else self.resolve(command, request.language)
+            async with self.database.connection() as conn:
+                removed = await digest_store.remove_digests(
+                    conn,
+                    guild_id=invoker.guild_id,
+                    channel_id=channel,
+                    digest_id=request.digest_id,
+                    wiki=None if wiki is None else wiki.dbname,
+                )
+            if not removed:
+                what = f"#{request.digest_id}" if wiki is None else f"of '{wiki.label}' in this channel"
+                raise UsageError(command, f"There is no digest {what}.")
+            return DigestsRemoved(tuple(map(self.digest_of, removed)))
+        wiki = self.resolve(command, request.language)
+        async with self.database.connection() as conn, conn.transaction():
+            existing = await digest_store.digests_of(conn, invoker.guild_id, channel)
+            is_new = not any(d.channel_id == channel and d.wiki == wiki.dbname for d in existing)
+            if is_new and len(existing) >= MAX_DIGESTS_PER_GUILD:
+                raise UsageError(command, f"A server has at most {MAX_DIGESTS_PER_GUILD} digests.")
+            stored_digest, created = await digest_store.set_digest(
+                conn,
+                guild_id=invoker.guild_id,
+                channel_id=channel,
+                wiki=wiki.dbname,
+                post_at=request.at,
+                created_by=invoker.user_id,
+            )
+        return DigestSet(self.digest_of(stored_digest), created=created)

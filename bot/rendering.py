@@ -47,6 +47,7 @@ from bot.messages import (
     pack,
     split_lines,
 )
+from bot.report_rendering import REPORT_ANSWERS, report_reply, report_text
 from teston.wikis import Wiki
 
 # How much of a wiki's own text one entry shows; titles and user names are at most 255 bytes already.
@@ -291,7 +292,8 @@ def help_lines(command: Command | None, prefix: str, *, markdown: bool) -> list[
         lines.append(f"`{usage}` — {SUMMARIES[each]}" if markdown else f"{usage} — {SUMMARIES[each]}")
     if command is None:
         lines.append(
-            "Slash commands: /recent, /stats, /setlang, /help (with language autocomplete). "
+            "Slash commands: /recent, /stats, /setlang, /chart, /top, /digest, /undigest, /digests, /help "
+            "(with language autocomplete). "
             "Languages are wiki codes such as en, de, zh-hans, en.wiktionary, wikidata, commons; "
             "days are UTC."
         )
@@ -332,6 +334,8 @@ def discord_reply(answer: Answer, *, prefix: str, slash: bool = False) -> Reply:
         return Reply((Message(content=clip(line, MESSAGE_LIMIT)),), private=True, summary=answer.problem)
     if isinstance(answer, Failure):
         return Reply((Message(content=answer.message),), private=True, summary=answer.message)
+    if isinstance(answer, REPORT_ANSWERS):
+        return report_reply(answer, prefix=prefix, slash=slash)
     if isinstance(answer, RecentChanges):
         heading = recent_heading(answer, prefix)
         lines = [recent_entry_markdown(change) for change in answer.changes]
@@ -384,6 +388,8 @@ def plain_text(answer: Answer, *, prefix: str) -> str:
         return f"{answer.problem} {usage_line(answer.command, prefix)}"
     if isinstance(answer, Failure):
         return answer.message
+    if isinstance(answer, REPORT_ANSWERS):
+        return report_text(answer, prefix=prefix)
     if isinstance(answer, RecentChanges):
         return "\n".join([recent_heading(answer, prefix), *map(recent_entry_plain, answer.changes)])
     if isinstance(answer, DayStats):

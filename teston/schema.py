@@ -6,7 +6,7 @@ Application code never creates tables; `migrations/` does, from this metadata.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import (
@@ -16,12 +16,15 @@ from sqlalchemy import (
     Date,
     DateTime,
     Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
     MetaData,
     SmallInteger,
     Text,
+    Time,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -258,3 +261,33 @@ class JobRun(SQLModel, table=True):
     duration_ms: float | None = Field(default=None, sa_column=Column(Double))
     details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class ChannelDigest(SQLModel, table=True):
+    """A daily digest: a wiki's figures for yesterday, posted in a Discord channel daily at `post_at` UTC."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("channel_id", "wiki"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    guild_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    channel_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    wiki: str = Field(sa_column=Column(Text, nullable=False))
+    post_at: time = Field(sa_column=Column(Time, nullable=False))
+    created_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = _tz(nullable=False, server_default=text("now()"))
+
+
+class DigestPost(SQLModel, table=True):
+    """One digest's post of one day: claimed by one bot process (the key makes it once), then posted."""
+
+    __tablename__ = "digest_posts"
+
+    digest_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True)
+    )
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    claimed_by: str = Field(sa_column=Column(Text, nullable=False))
+    claimed_at: datetime = _tz(nullable=False)
+    posted_at: datetime | None = _tz()
+    message_id: int | None = Field(default=None, sa_column=Column(BigInteger))

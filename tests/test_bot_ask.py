@@ -185,9 +185,15 @@ def test_a_day_without_data_and_bad_arguments(captured: str) -> None:
         0,
         "No stats found for en on 2021-08-26\nTestON was not collecting changes that day.\n",
     )
-    assert ask("!stats 2021-08-27 xx") == (2, "Unknown language 'xx'. Usage: !stats <yyyy-mm-dd> [lang]\n")
+    assert ask("!stats 2021-08-27 xx") == (
+        2,
+        "Unknown language 'xx'. Usage: !stats <yyyy-mm-dd>|<from>..<to> [lang]\n",
+    )
     code, out = ask("!stats 2021-02-30")
-    assert (code, out) == (2, "'2021-02-30' is not a real day. Usage: !stats <yyyy-mm-dd> [lang]\n")
+    assert (code, out) == (
+        2,
+        "'2021-02-30' is not a real day. Usage: !stats <yyyy-mm-dd>|<from>..<to> [lang]\n",
+    )
 
 
 def test_language_defaults_follow_the_user(captured: str) -> None:
@@ -257,7 +263,7 @@ def test_help_and_mistakes_are_answered_without_a_database(monkeypatch: pytest.M
     assert out.startswith("!recent [lang] [n] [bots] — the newest changes of a wiki")
     assert ask("!stats 2021-02-30") == (
         2,
-        "'2021-02-30' is not a real day. Usage: !stats <yyyy-mm-dd> [lang]\n",
+        "'2021-02-30' is not a real day. Usage: !stats <yyyy-mm-dd>|<from>..<to> [lang]\n",
     )
 
 
@@ -272,7 +278,7 @@ def test_ask_takes_the_original_prefix_the_configured_one_or_none(
     # Replies speak the bot's prefix.
     assert ask("!stats 2021-02-30") == (
         2,
-        "'2021-02-30' is not a real day. Usage: ?stats <yyyy-mm-dd> [lang]\n",
+        "'2021-02-30' is not a real day. Usage: ?stats <yyyy-mm-dd>|<from>..<to> [lang]\n",
     )
 
 

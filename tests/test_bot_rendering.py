@@ -334,13 +334,16 @@ def test_a_problem_is_one_line_with_the_usage_and_escapes_the_echo() -> None:
     reply = discord_reply(answer, prefix="!")
     assert reply.private
     [message] = reply.messages
-    assert message.content == r"'\*\*2025-02-30\*\*' is not a real day. Usage: !stats <yyyy-mm-dd> [lang]"
+    assert (
+        message.content
+        == r"'\*\*2025-02-30\*\*' is not a real day. Usage: !stats <yyyy-mm-dd>|<from>..<to> [lang]"
+    )
     assert "\n" not in message.content
     slash = discord_reply(answer, prefix="!", slash=True).messages[0].content
-    assert slash.endswith("Usage: /stats date:<yyyy-mm-dd> [language]")
+    assert slash.endswith("Usage: /stats date:<yyyy-mm-dd>|<from>..<to> [language]")
     assert (
         plain_text(answer, prefix="!")
-        == "'**2025-02-30**' is not a real day. Usage: !stats <yyyy-mm-dd> [lang]"
+        == "'**2025-02-30**' is not a real day. Usage: !stats <yyyy-mm-dd>|<from>..<to> [lang]"
     )
 
 

@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import typer
 
-from bot.answers import Failure, Problem
+from bot.answers import Answer, Failure, Problem
 from bot.app import answer_once, answer_without_database
 from bot.commands import Invoker
-from bot.rendering import plain_text
+from bot.rendering import discord_reply, plain_text
+from bot.report_rendering import attachments_of
 from teston import database
 from teston.cli.common import read_settings
 from teston.settings import Settings
@@ -47,6 +49,19 @@ def _schema_is_current(url: str) -> bool:
     return False
 
 
+def write_attachments(answer: Answer, directory: Path, *, prefix: str) -> list[Path]:
+    """Write the files the answer's Discord reply would attach into `directory`; their paths."""
+    files = attachments_of(discord_reply(answer, prefix=prefix))
+    if files:
+        directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file in files:
+        path = directory / file.filename
+        path.write_bytes(file.data)
+        written.append(path)
+    return written
+
+
 def ask(
     text: str = typer.Argument(
         ..., help='A bot command, e.g. "!stats 2021-08-27 en" (the ! or COMMAND_PREFIX is optional).'
@@ -55,6 +70,11 @@ def ask(
         None, "--user-id", help="Answer as this Discord user (their language)."
     ),
     guild_id: int | None = typer.Option(None, "--guild-id", help="Answer as in this Discord server."),
+    attachments: str = typer.Option(
+        ".",
+        "--attachments",
+        help="Directory for files a reply attaches (a chart's PNG); each file's path is printed.",
+    ),
 ) -> None:
     """Run any bot command through the bot's own code and print the reply as plain text.
 
@@ -81,6 +101,8 @@ def ask(
                     )
                 )
     typer.echo(plain_text(answer, prefix=prefix))
+    for path in write_attachments(answer, Path(attachments), prefix=prefix):
+        typer.echo(str(path))
     if isinstance(answer, Problem):
         raise typer.Exit(2)
     if isinstance(answer, Failure):

@@ -1,0 +1,224 @@
+"""Charts, ranges and top lists, on the recorded captures ingested and rolled up by the real pipeline.
+
+Expected figures come from a plain pass over the captures' JSON lines (or, for chart data, from the
+summary rows read back with plain SQL), never from the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from matplotlib.container import BarContainer
+from PIL import Image
+from typer.testing import CliRunner
+
+from analytics import rollup
+from bot import charts
+from bot.charts import DailyCounts
+from ingestion.replay import ingest_path
+from teston.cli import app
+from tests.bot_fixtures import CATALOG
+
+DATA = Path(__file__).parent / "data"
+CAPTURES = [
+    DATA / "2021-08-27_all-wikis_1950.jsonl",
+    DATA / "2023-07-29_enwiki_100.jsonl",
+    DATA / "2025-05-03_sample_144.jsonl",
+]
+DAY = date(2021, 8, 27)
+
+
+def capture_rows() -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in CAPTURES
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+
+
+def day_of(row: dict[str, Any]) -> date:
+    return datetime.fromtimestamp(row["timestamp"], UTC).date()
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict[str, Any]]:
+    return capture_rows()
+
+
+@pytest.fixture
+def captured(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    for path in CAPTURES:
+        ingest_path(db_url, path, catalog=CATALOG)
+    with psycopg.connect(db_url) as conn:
+        rollup.rollup_days(conn, tmp_path / "exports", rollup.raw_days(conn))
+    monkeypatch.setenv("DB_ADDR", db_url)
+    monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "exports"))
+    yield db_url
+
+
+def ask(*arguments: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["ask", *arguments])
+    return result.exit_code, result.stdout
+
+
+def summary_rows(url: str, wikis: list[str]) -> list[DailyCounts]:
+    """`daily_wiki_stats` read back with plain SQL."""
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "SELECT day, wiki, changes, bot_changes, human_changes, anonymous_changes, hourly_changes"
+            " FROM daily_wiki_stats WHERE wiki = ANY(%s) ORDER BY day, wiki",
+            (wikis,),
+        ).fetchall()
+    return [DailyCounts(d, w, c, b, h, a, tuple(hours)) for d, w, c, b, h, a, hours in found]
+
+
+# --- charts -------------------------------------------------------------------------------------
+
+
+def bar_heights(figure: Any) -> list[list[float]]:
+    [axes] = figure.axes
+    return [[bar.get_height() for bar in c] for c in axes.containers if isinstance(c, BarContainer)]
+
+
+def test_chart_data_and_drawing_equal_the_summary_rows(captured: str) -> None:
+    summary = summary_rows(captured, ["enwiki", "dewiki"])
+    en = [row for row in summary if row.wiki == "enwiki"]
+    first, last = date(2021, 8, 25), date(2021, 8, 28)
+
+    data = charts.daily_by_kind("en.wikipedia.org", en, first, last)
+
+    assert data.x_labels == ("2021-08-25", "2021-08-26", "2021-08-27", "2021-08-28")
+    [row] = [row for row in en if row.day == DAY]
+    assert [s.label for s in data.series] == ["Bots", "Registered humans", "Anonymous"]
+    assert [s.values for s in data.series] == [
+        (0, 0, row.bot_changes, 0),
+        (0, 0, row.human_changes, 0),
+        (0, 0, row.anonymous_changes, 0),
+    ]
+    assert data.total() == row.changes == 210
+    assert bar_heights(charts.draw(data)) == [list(s.values) for s in data.series]
+
+    hourly = charts.hourly_by_wiki({"enwiki": "en.wikipedia.org"}, en, DAY)
+    assert hourly.series[0].values == row.hourly_changes
+    assert bar_heights(charts.draw(hourly)) == [list(row.hourly_changes)]
+
+    lines = charts.daily_by_wiki({"enwiki": "en", "dewiki": "de"}, summary, first, last)
+    [de] = [r for r in summary if r.wiki == "dewiki" and r.day == DAY]
+    assert [(s.label, s.values) for s in lines.series] == [
+        ("en", (0, 0, row.changes, 0)),
+        ("de", (0, 0, de.changes, 0)),
+    ]
+    [axes] = charts.draw(lines).axes
+    assert [list(line.get_ydata()) for line in axes.get_lines()] == [[0, 0, 210, 0], [0, 0, de.changes, 0]]
+
+
+def test_chart_png_decodes_at_its_size() -> None:
+    rows = [DailyCounts(DAY, "enwiki", 6, 1, 2, 3, (1,) * 6 + (0,) * 18)]
+    png = charts.render_png(charts.daily_by_kind("en.wikipedia.org", rows, DAY, DAY))
+    image = Image.open(__import__("io").BytesIO(png))
+    image.load()
+    assert image.format == "PNG"
+    assert image.size == (charts.WIDTH_INCHES * charts.DPI, charts.HEIGHT_INCHES * charts.DPI) == (1000, 500)
+
+
+def test_ask_writes_the_chart_and_prints_its_path(captured: str, tmp_path: Path, rows: list[Any]) -> None:
+    out_dir = tmp_path / "charts"
+    code, out = ask("!chart en 2021-08-27", "--attachments", str(out_dir))
+
+    assert code == 0, out
+    caption, path_line = out.splitlines()
+    expected = sum(1 for row in rows if row["wiki"] == "enwiki" and day_of(row) == DAY)
+    assert caption == f"Changes on en.wikipedia.org on 2021-08-27, per UTC hour: {expected} in all."
+    path = Path(path_line)
+    assert path == out_dir / "teston-enwiki-2021-08-27.png"
+    with Image.open(path) as image:
+        assert image.size == (1000, 500)
+
+    code, out = ask("!chart en,de,wikidata 2021-08-20..2021-08-27", "--attachments", str(out_dir))
+    assert code == 0, out
+    assert Path(out.splitlines()[-1]).exists()
+    assert out.splitlines()[-1].endswith("teston-enwiki-dewiki-wikidatawiki-2021-08-20_2021-08-27.png")
+
+    assert ask("!chart en 2021-08-26", "--attachments", str(out_dir)) == (
+        0,
+        "No figures for en on 2021-08-26: nothing to chart.\n",
+    )
+
+
+# --- ranges -------------------------------------------------------------------------------------
+
+
+def test_range_sums_equal_a_plain_pass_over_the_captures(captured: str, rows: list[Any]) -> None:
+    first, last = date(2021, 8, 1), date(2025, 5, 3)
+    chosen = [row for row in rows if row["wiki"] == "enwiki" and first <= day_of(row) <= last]
+    edits = [row for row in chosen if row["type"] in ("edit", "new")]
+    deltas = [row["length"]["new"] - (row["length"].get("old") or 0) for row in edits if "length" in row]
+    assert {day_of(row) for row in chosen} == {date(2021, 8, 27), date(2023, 7, 29), date(2025, 5, 3)}
+
+    code, out = ask("!stats 2021-08-01..2025-05-03 en")
+
+    assert code == 0, out
+    lines = out.splitlines()
+    days = (last - first).days + 1
+    assert lines[0] == (
+        f"From 2021-08-01 to 2025-05-03 ({days} days), there were {len(chosen)} changes for language 'en'."
+    )
+    figures = dict(line.strip().split(": ", 1) for line in lines if line.startswith("  "))
+    assert figures["Edits"] == f"{len(edits):,}"
+    assert figures["New pages"] == f"{sum(1 for r in chosen if r['type'] == 'new'):,}"
+    assert figures["Bots"] == f"{sum(1 for r in chosen if r['bot']):,}"
+    assert figures["Bytes added"] == f"+{sum(d for d in deltas if d > 0):,}"
+    assert figures["Bytes removed"] == f"−{sum(-d for d in deltas if d < 0):,}"
+    # Not sums: counted over the raw rows of the whole range.
+    assert figures["Editors (distinct over the range)"] == f"{len({r['user'] for r in chosen}):,}"
+    assert figures["Pages changed (distinct over the range)"] == f"{len({r['title'] for r in chosen}):,}"
+
+
+def test_range_labels_distinct_figures_it_cannot_count(captured: str, rows: list[Any]) -> None:
+    # Retention dropped the raw rows of 2021-08-27: the summaries remain, the distinct counts cannot be made.
+    with psycopg.connect(captured) as conn:
+        conn.execute("DELETE FROM recent_changes WHERE event_time < '2022-01-01'")
+    code, out = ask("!stats 2021-08-01..2023-07-29 en")
+    assert code == 0, out
+    expected = sum(1 for r in rows if r["wiki"] == "enwiki" and day_of(r) <= date(2023, 7, 29))
+    assert f"there were {expected} changes for language 'en'." in out.splitlines()[0]
+    assert "Editors and pages over the whole range cannot be counted" in out
+    assert "  Editors, pages (distinct): not counted, see note" in out.splitlines()
+
+
+# --- top lists ----------------------------------------------------------------------------------
+
+
+def expected_top(rows: list[Any], wiki: str, key: str) -> list[tuple[str, int]]:
+    counts = Counter(
+        row[key]
+        for row in rows
+        if row["wiki"] == wiki and day_of(row) == DAY and row["type"] in ("edit", "new")
+    )
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:10]
+
+
+def test_top_pages_and_editors(captured: str, rows: list[Any]) -> None:
+    for kind, key in (("pages", "title"), ("editors", "user")):
+        expected = expected_top(rows, "wikidatawiki", key)
+        assert len(expected) == 10
+        code, out = ask(f"!top wikidata 2021-08-27 {kind}")
+        assert code == 0, out
+        heading, *entries = out.splitlines()
+        what = "most edited pages" if kind == "pages" else "most active editors"
+        assert heading == f"The 10 {what} on www.wikidata.org on 2021-08-27 (UTC), by number of edits."
+        shown = [entry.split(". ", 1)[1].replace(" (bot)", "").rsplit(" — ", 1) for entry in entries]
+        assert [(name, int(n.replace(",", ""))) for name, n in shown] == expected
+
+    assert ask("!top en 2021-08-26") == (
+        0,
+        "No top list for en on 2021-08-26: that day is not counted (yet).\n",
+    )
