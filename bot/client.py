@@ -13,6 +13,7 @@ token cannot get better by retrying, so it ends `run_bot` with `BotUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from discord.ext import commands
 
 from bot.cog import NO_MENTIONS, WikiCommands
 from bot.commands import CommandCore
+from bot.digests import DIGEST_INTERVAL, DigestPoster
 from teston.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class WikiBot(commands.Bot):
         *,
         message_content: bool = True,
         cooldown: commands.Cooldown | None = DEFAULT_COOLDOWN,
+        digest_interval: float | None = DIGEST_INTERVAL,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()
@@ -118,10 +121,24 @@ class WikiBot(commands.Bot):
         self.cooldown = cooldown
         # Set once connected; a later failure then starts the backoff afresh.
         self.was_ready = False
+        # The daily digests need Discord, so the bot process posts them (None: this bot posts none).
+        self.digest_poster = (
+            None if digest_interval is None else DigestPoster(core, self, interval=digest_interval)
+        )
+        self._digest_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         await self.add_cog(WikiCommands(self.core, self.cooldown))
         await self.sync_slash_commands()
+        if self.digest_poster is not None:
+            self._digest_task = asyncio.create_task(self.digest_poster.run(), name="daily digests")
+
+    async def close(self) -> None:
+        if self._digest_task is not None:
+            self._digest_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._digest_task
+        await super().close()
 
     async def sync_slash_commands(self) -> None:
         """Register the slash commands: with one server at once if configured, else globally."""

@@ -377,7 +377,7 @@ class CommandCore:
                     wiki=None if wiki is None else wiki.dbname,
                 )
             if not removed:
-                what = f"#{request.digest_id}" if wiki is None else f"of '{wiki.label}' in this channel"
+                what = f"number {request.digest_id}" if wiki is None else f"of '{wiki.label}' in this channel"
                 raise UsageError(command, f"There is no digest {what}.")
             return DigestsRemoved(tuple(map(self.digest_of, removed)))
         wiki = self.resolve(command, request.language)
@@ -393,5 +393,6 @@ class CommandCore:
                 wiki=wiki.dbname,
                 post_at=request.at,
                 created_by=invoker.user_id,
+                created_at=self.clock(),
             )
         return DigestSet(self.digest_of(stored_digest), created=created)

@@ -63,13 +63,15 @@ async def set_digest(
     wiki: str,
     post_at: time,
     created_by: int | None,
+    created_at: datetime,
 ) -> tuple[StoredDigest, bool]:
     """Add the channel's digest of `wiki`, or move an existing one to `post_at`; True if it is new."""
     cursor = await conn.execute(
-        "INSERT INTO digests (guild_id, channel_id, wiki, post_at, created_by) VALUES (%s, %s, %s, %s, %s)"
+        "INSERT INTO digests (guild_id, channel_id, wiki, post_at, created_by, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (channel_id, wiki) DO UPDATE SET post_at = EXCLUDED.post_at"
         " RETURNING id, xmax = 0",
-        (guild_id, channel_id, wiki, post_at, created_by),
+        (guild_id, channel_id, wiki, post_at, created_by, created_at),
     )
     row = await cursor.fetchone()
     assert row is not None

@@ -153,6 +153,7 @@ class RestApi:
                 else:
                     data = await part.read()
                     attachment_id = self.state.next_id()
+                    self.state.uploads[str(attachment_id)] = data
                     url = f"https://cdn.discordapp.com/attachments/0/{attachment_id}/{part.filename}"
                     attachments.append(
                         {

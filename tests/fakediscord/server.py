@@ -178,6 +178,10 @@ class FakeDiscord:
         """Every message still in `channel` that its members can see, oldest first."""
         return [m for m in self.state.channel_messages(channel.id) if not m.ephemeral]
 
+    def attachment_bytes(self, attachment: dict[str, Any]) -> bytes:
+        """The uploaded content of one of a message's attachments."""
+        return self.state.uploads[attachment["id"]]
+
     def bot_messages(self, channel: Channel | None = None) -> list[Message]:
         """Messages the bot posted (including non-ephemeral interaction responses), oldest first."""
         bot_id = self.world.users.bot.id

@@ -139,6 +139,8 @@ class FakeState:
         self.interactions: dict[int, InteractionResult] = {}
         self.typing_channel_ids: list[int] = []
         self.unhandled_requests: list[tuple[str, str]] = []
+        # The bytes of every uploaded file, by attachment id (messages keep only the metadata).
+        self.uploads: dict[str, bytes] = {}
 
     # -- messages ------------------------------------------------------------------------
 
