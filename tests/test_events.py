@@ -648,10 +648,13 @@ def test_the_malformed_stream() -> None:
 
 
 def check_total(result: object) -> None:
+    """A parse outcome that a crash could not have produced: `parse_event` turns any exception into an
+    "internal error" rejection, so "never raises" alone would let a crash pass."""
     assert isinstance(result, ChangeRow | Rejection | Canary)
     if isinstance(result, ChangeRow):
         assert_storable(result)
     elif isinstance(result, Rejection):
+        assert not result.reason.startswith("internal error"), result.reason
         assert "\0" not in result.payload
         result.payload.encode("utf-8")
         assert len(result.payload) <= MAX_REJECTED_PAYLOAD + 100
@@ -737,3 +740,6 @@ def test_an_unexpected_error_becomes_a_rejection() -> None:
     line = capture_lines("2023-07-29_enwiki_100.jsonl")[0]
     result = parse_event(line, FailingCatalog([]))
     assert result == Rejection("internal error: RuntimeError: catalog unavailable", line.decode())
+    # ... which the fuzz tests' check refuses: a crash inside the parser fails them.
+    with pytest.raises(AssertionError, match="internal error"):
+        check_total(result)
