@@ -74,6 +74,8 @@ class IngestSummary:
     # A replay resumed from its stored cursor and read to the end found nothing after it: the file had
     # already been ingested to its end (stopping early, or finding more records, leaves this False).
     already_at_end: bool = False
+    # Why a damaged file could not be read to its end (see `Delivery.damage`); None when it could.
+    damage: str | None = None
 
     @property
     def events(self) -> int:
@@ -211,6 +213,7 @@ class IngestPipeline:
             and not self.source.live
             and not reader.cancelled()
             and self.summary.batches == 0
+            and self.summary.damage is None
         ):
             self.summary.already_at_end = True
         return self.summary
@@ -296,6 +299,8 @@ class IngestPipeline:
     ) -> _PendingBatch:
         """Parse a delivery into the pending batch; return the batch pending after it."""
         now = asyncio.get_running_loop().time
+        if delivery.damage is not None:
+            self.summary.damage = delivery.damage
         if pending.empty:
             pending.started = now()
         # A delivery larger than a batch is split; only the batch holding its end carries its position,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,114 @@ def test_the_malformed_corpus_yields_exactly_the_parsed_rows_and_quarantine(
         "the file was already ingested to its end, nothing new stored: "
         "ingested 0, duplicates 0, canary 0, rejected 0"
     )
+
+
+# -- damaged and unusual files ----------------------------------------------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _written(path: Path, data: bytes) -> Path:
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "original"),
+    [
+        ("bom.jsonl", CAPTURE_JSONL),
+        ("bom.jsonl.gz", CAPTURE_JSONL),
+        ("bom.sse", CAPTURE_SSE),
+        ("bom.sse.gz", CAPTURE_SSE),
+    ],
+)
+def test_a_byte_order_mark_is_not_part_of_the_first_event(
+    name: str, original: Path, tmp_path: Path, db_url: str, catalog: WikiCatalog
+) -> None:
+    path = _written(tmp_path / name, BOM + original.read_bytes())
+    summary = ingest_path(db_url, path, catalog=catalog)
+    assert (summary.ingested, summary.rejected) == (1950, 0)
+    assert table(db_url, "SELECT count(*) FROM rejected_events") == [(0,)]
+
+
+def _cut_gzip(original: Path, path: Path, fraction: float) -> bytes:
+    """Write `original` gzip-compressed and cut short to `path`; return what of it can be decompressed."""
+    packed = gzip.compress(original.read_bytes())
+    cut = packed[: int(len(packed) * fraction)]
+    path.write_bytes(cut)
+    return zlib.decompressobj(wbits=31).decompress(cut)
+
+
+def test_a_cut_short_jsonl_gz_stores_every_complete_event_then_says_so(
+    cli_env: CliRunner, db_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "capture.jsonl.gz"
+    readable = _cut_gzip(CAPTURE_JSONL, path, 0.6)
+    complete = readable.split(b"\n")[:-1]  # the last piece is a line cut in two
+    assert 500 < len(complete) < 1950
+    expected = [json.loads(line)["meta"]["id"] for line in complete]
+
+    for _ in range(2):  # and again: the same answer, nothing more stored
+        result = cli_env.invoke(app, ["ingest", "--source", str(path), "--no-progress"])
+        assert result.exit_code == 1, result.output
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"teston: {path} is damaged and was read only up to the damage (")
+        assert "Compressed file ended before the end-of-stream marker was reached" in line
+        assert "Traceback" not in result.output
+        stored = sorted(str(r[0]) for r in table(db_url, "SELECT event_id FROM recent_changes"))
+        assert stored == sorted(expected)
+        assert table(db_url, "SELECT count(*) FROM rejected_events") == [(0,)]
+    cursor = table(db_url, "SELECT last_event_id FROM stream_cursors")
+    assert cursor == [(f"{len(complete)} {file_fingerprint(path)}",)]
+
+
+def test_a_cut_short_sse_gz_stores_every_complete_event(
+    tmp_path: Path, db_url: str, catalog: WikiCatalog
+) -> None:
+    path = tmp_path / "capture.sse.gz"
+    readable = _cut_gzip(CAPTURE_SSE, path, 0.5)
+    decoder = SSEDecoder()
+    complete = [e.data for e in decoder.feed(readable) if e.event == "message" and e.data]
+    summary = ingest_path(db_url, path, catalog=catalog)
+    assert summary.damage == "Compressed file ended before the end-of-stream marker was reached"
+    assert (summary.ingested, summary.rejected) == (len(complete), 0)
+    stored = sorted(str(r[0]) for r in table(db_url, "SELECT event_id FROM recent_changes"))
+    assert stored == sorted(json.loads(data)["meta"]["id"] for data in complete)
+
+
+def test_a_tiny_cut_short_gzip_is_reported_not_a_traceback(cli_env: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"a": 1}\n' * 3)[:12])  # shorter than its own header
+    result = cli_env.invoke(app, ["ingest", "--source", str(path), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert f"teston: {path} is damaged" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "read_as", "refused"),
+    [
+        ("empty.jsonl", b"", "JSON Lines", 0),
+        ("blank.jsonl", b"\n\n  \n", "JSON Lines", 0),
+        ("empty.jsonl.gz", b"", "JSON Lines", 0),
+        ("photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x02\x00\n\x00\x01\xff\xd9", "JSON Lines", 2),
+        ("events.sse", CAPTURE_JSONL.read_bytes()[:5000], "an SSE capture", 0),
+    ],
+    ids=["empty", "blank-lines", "empty-gz", "binary", "jsonl-named-sse"],
+)
+def test_a_file_with_no_events_is_an_error_that_names_the_formats(
+    name: str, content: bytes, read_as: str, refused: int, cli_env: CliRunner, tmp_path: Path
+) -> None:
+    path = _written(tmp_path / name, content)
+    result = cli_env.invoke(app, ["ingest", "--source", str(path), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"teston: no events found in {path} (read as {read_as}")
+    assert line.endswith(
+        "replays accept JSON Lines (one event per line, any name but .sse) or a raw SSE capture (.sse), "
+        "either optionally gzip-compressed (.gz)"
+    )
+    assert (f"its {refused} records are not events" in line) == (refused > 0)

@@ -7,6 +7,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 import typer
@@ -15,7 +16,7 @@ from rich.console import Console
 
 from ingestion.pipeline import IngestSummary
 from ingestion.progress import ReplayProgress
-from ingestion.replay import REPLAY_BATCH_SIZE
+from ingestion.replay import REPLAY_BATCH_SIZE, replay_problem
 from ingestion.sources import is_url
 from teston import database
 from teston.cli.common import ingestion_failures_exit, read_settings
@@ -59,7 +60,8 @@ async def _run_ingest(
     batch_size: int,
     metrics_port: int,
     show_progress: bool,
-) -> IngestSummary:
+) -> tuple[IngestSummary, bool]:
+    """The run's summary, and whether it was stopped (Ctrl-C) rather than reaching its source's end."""
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         service = ingestion_service(
@@ -78,7 +80,7 @@ async def _run_ingest(
                 service.pipeline.on_progress = progress.update
             stack.enter_context(stop_on_signals(stop))
             await run_components([service], stop)
-        return service.summary
+        return service.summary, stop.is_set()
 
 
 def ingest(
@@ -111,7 +113,7 @@ def ingest(
     with database.database_url(settings) as url:
         database.upgrade(url)
         with _unusable_source_exits(), ingestion_failures_exit():
-            summary = asyncio.run(
+            summary, stopped = asyncio.run(
                 _run_ingest(
                     settings,
                     url,
@@ -127,3 +129,7 @@ def ingest(
                 )
             )
     typer.echo(summary.describe())
+    problem = None if is_url(spec) or stopped else replay_problem(Path(spec), summary)
+    if problem is not None:
+        typer.secho(f"teston: {problem}", err=True, fg="red")
+        raise typer.Exit(1)
