@@ -16,6 +16,9 @@ from teston.wikis import Wiki
 
 # How many of a day's most edited pages `!stats` lists (the roll-up keeps ten).
 TOP_PAGES_SHOWN = 5
+# How far `!recent` counts the changes its filters left out when it found none to show: enough to say
+# "3" or "more than 1,000", while a wiki of millions of bot edits costs no full count.
+LEFT_OUT_COUNTED = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ class Problem:
 
     problem: str
     command: Command | None
+    # The command needs a user (or a server) the invoker did not name (see `UsageError.missing`).
+    missing: Scope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,9 @@ class RecentChanges:
     # tell "never recorded" from "recorded, but dropped after export".
     newest_day: date | None = None
     retention_days: int | None = None
+    # Only when no change was shown: how many stored changes of the wiki the filters left out (bot and
+    # category changes), counted up to `LEFT_OUT_COUNTED` and one more, so the reply can say how to see them.
+    left_out: int = 0
 
 
 @dataclass(frozen=True, slots=True)

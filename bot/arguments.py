@@ -9,6 +9,7 @@ functions, so both forms accept and refuse exactly the same things.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
@@ -109,12 +110,17 @@ _TODAY_WORDS = {"today": 0, "yesterday": 1}
 
 
 class UsageError(ValueError):
-    """A command was given arguments it cannot use; `problem` says why in plain, unescaped text."""
+    """A command was given arguments it cannot use; `problem` says why in plain, unescaped text.
 
-    def __init__(self, command: Command | None, problem: str) -> None:
+    `missing` is set when the command needs a user (or a server) the invoker did not name: a transport
+    that can name one (`teston ask --user-id`) says how.
+    """
+
+    def __init__(self, command: Command | None, problem: str, *, missing: Scope | None = None) -> None:
         super().__init__(problem)
         self.command = command
         self.problem = problem
+        self.missing = missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +218,23 @@ Request = (
 )
 
 
+def without_format_characters(text: str) -> str:
+    """`text` without invisible format characters (Unicode category Cf: zero-width spaces and joiners,
+    byte order marks, direction marks), which a paste from a web page or a phone keyboard slips into
+    `!recent\u200b en 5` where nobody can see them."""
+    if text.isascii():
+        return text
+    return "".join(char for char in text if unicodedata.category(char) != "Cf")
+
+
+def visible(text: str) -> str:
+    """`text` without control and invisible format characters."""
+    return _CONTROL.sub("", without_format_characters(text))
+
+
 def shown(text: str) -> str:
     """User text as a reply quotes it: control characters dropped, long text cut, in single quotes."""
-    clean = _CONTROL.sub("", text)
+    clean = visible(text)
     if len(clean) > MAX_ECHO_LENGTH:
         clean = clean[: MAX_ECHO_LENGTH - 1] + "…"
     return f"'{clean}'"
@@ -245,7 +265,7 @@ def split_command(text: str, prefix: str, *, also: Sequence[str] = ()) -> tuple[
 
 def parse_command(text: str, *, prefix: str, today: date, also: Sequence[str] = ()) -> Request:
     """Parse a whole command line such as `!recent en 20` into its request."""
-    name, rest = split_command(text, prefix, also=also)
+    name, rest = split_command(without_format_characters(text), prefix, also=also)
     if not name:
         raise UsageError(None, "No command given.")
     command = command_named(name)
@@ -287,7 +307,7 @@ def tokenize(command: Command, arguments: str) -> list[str]:
         token = raw
         if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'`":
             token = token[1:-1]
-        token = _CONTROL.sub("", token)
+        token = visible(token)
         if len(token) > MAX_TOKEN_LENGTH:
             raise UsageError(command, f"{shown(token)} is too long.")
         if token:
@@ -417,7 +437,7 @@ def parse_help(tokens: Sequence[str]) -> HelpRequest:
 
 def check_language_text(command: Command, text: str) -> str:
     """A language argument as typed; whether a wiki answers to it is the catalog's to say."""
-    stripped = _CONTROL.sub("", text).strip()
+    stripped = visible(text).strip()
     if not stripped:
         raise UsageError(command, "The language is empty.")
     if len(stripped) > MAX_TOKEN_LENGTH:

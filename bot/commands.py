@@ -21,6 +21,7 @@ from psycopg import AsyncConnection
 
 from bot import charts, digest_store, queries, report_queries
 from bot.answers import (
+    LEFT_OUT_COUNTED,
     TOP_PAGES_SHOWN,
     Absence,
     Answer,
@@ -129,7 +130,7 @@ class CommandCore:
             async with asyncio.timeout(self.query_timeout):
                 return await self._answer(request, invoker)
         except UsageError as exc:
-            return Problem(exc.problem, exc.command)
+            return Problem(exc.problem, exc.command, exc.missing)
         except (psycopg.Error, OSError, TimeoutError):
             log.exception("command %s failed on the database", type(request).__name__)
             return Failure(DATABASE_TROUBLE)
@@ -195,6 +196,14 @@ class CommandCore:
             )
             # Nothing stored: the summary tables, kept after retention, say whether there ever was.
             newest_day = None if changes else await queries.newest_counted_day(conn, wiki.dbname)
+            # Nothing shown, yet maybe bot or category changes were left out: every stored change of the
+            # wiki is one of those then, so counting the wiki's changes counts them.
+            filtered = not (request.include_bots and request.include_categorize)
+            left_out = (
+                await queries.count_changes(conn, wiki.dbname, at_most=LEFT_OUT_COUNTED + 1)
+                if filtered and not changes
+                else 0
+            )
         return RecentChanges(
             wiki=wiki,
             changes=tuple(changes),
@@ -204,6 +213,7 @@ class CommandCore:
             asked=request.asked,
             newest_day=newest_day,
             retention_days=None if changes else self.retention_days,
+            left_out=left_out,
         )
 
     async def _stats(self, request: StatsRequest, invoker: Invoker) -> DayStats | NoStats:
@@ -246,7 +256,11 @@ class CommandCore:
         wiki = self.resolve(Command.SETLANG, request.language)
         if request.scope is Scope.GUILD:
             if invoker.guild_id is None:
-                raise UsageError(Command.SETLANG, "A server's default can only be set inside that server.")
+                raise UsageError(
+                    Command.SETLANG,
+                    "A server's default can only be set inside that server.",
+                    missing=Scope.GUILD,
+                )
             if not invoker.can_manage_guild:
                 raise UsageError(
                     Command.SETLANG,
@@ -256,7 +270,9 @@ class CommandCore:
                 await queries.set_guild_language(conn, invoker.guild_id, wiki.dbname, invoker.user_id)
             return LanguageSet(wiki=wiki, scope=Scope.GUILD)
         if invoker.user_id is None:
-            raise UsageError(Command.SETLANG, "Only a Discord user can have a default language.")
+            raise UsageError(
+                Command.SETLANG, "Only a Discord user can have a default language.", missing=Scope.USER
+            )
         async with self.database.connection() as conn:
             await queries.set_user_language(conn, invoker.user_id, wiki.dbname)
         return LanguageSet(wiki=wiki, scope=Scope.USER)

@@ -48,6 +48,16 @@ async def latest_changes(
         return [Change(**row) for row in await cursor.fetchall()]
 
 
+async def count_changes(conn: AsyncConnection[Any], wiki: str, *, at_most: int) -> int:
+    """How many changes of `wiki` are stored, counted no further than `at_most`."""
+    cursor = await conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM recent_changes WHERE wiki = %s LIMIT %s) AS stored",
+        (wiki, at_most),
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def newest_counted_day(conn: AsyncConnection[Any], wiki: str) -> date | None:
     """The newest day the summary tables counted any change of `wiki`; kept after its raw rows are dropped."""
     cursor = await conn.execute(

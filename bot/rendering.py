@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Protocol, assert_never
 
 from bot.answers import (
+    LEFT_OUT_COUNTED,
     TOP_PAGES_SHOWN,
     Absence,
     Answer,
@@ -218,6 +219,8 @@ def recent_heading(answer: RecentChanges, prefix: str) -> str:
         hidden.append("category changes")
     note = f" ({' and '.join(hidden)} left out)" if hidden else ""
     if shown_count == 0:
+        if answer.left_out and hidden:
+            return left_out_heading(answer, hidden, prefix)
         if answer.newest_day is None:
             return f"No changes recorded on {where} yet{note}."
         # Retention drops raw changes older than RETENTION_DAYS once exported; the daily figures stay.
@@ -234,6 +237,21 @@ def recent_heading(answer: RecentChanges, prefix: str) -> str:
     elif shown_count < answer.count:
         heading += f" (Only {shown_count} recorded.)"
     return heading
+
+
+def left_out_heading(answer: RecentChanges, hidden: list[str], prefix: str) -> str:
+    """No change to show, but the filters left some out: say how many, and the command that shows them."""
+    if answer.left_out > LEFT_OUT_COUNTED:
+        many = f"more than {format_number(LEFT_OUT_COUNTED)} were"
+    else:
+        many = f"{format_number(answer.left_out)} {'was' if answer.left_out == 1 else 'were'}"
+    # The word that lifts exactly the filters in force: `all` both, else the one that hid something.
+    word = "all" if len(hidden) == 2 else "categorize" if answer.include_bots else "bots"
+    command = f"{prefix}recent {language_of(answer.wiki)} {answer.count} {word}"
+    return (
+        f"No changes recorded on {answer.wiki.server_name} other than {' or '.join(hidden)}: "
+        f"{many} left out; {command} shows them."
+    )
 
 
 def recent_entry_markdown(change: Change) -> str:

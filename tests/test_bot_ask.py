@@ -207,6 +207,27 @@ def test_language_defaults_follow_the_user(captured: str) -> None:
     assert out.splitlines()[0] == f"On 2021-08-27, there were {count} changes for language 'de'."
 
 
+def test_setlang_without_a_user_names_the_option(captured: str) -> None:
+    assert ask("!setLang de") == (
+        2,
+        "Only a Discord user can have a default language. Usage: !setLang <code> [guild]\n"
+        "On the terminal, name the Discord user with --user-id: teston ask --user-id <id> '!setLang de'\n",
+    )
+    code, out = ask("!setLang de guild")
+    assert code == 2
+    assert out.splitlines()[-1] == (
+        "On the terminal, name the Discord server with --guild-id: "
+        "teston ask --guild-id <id> '!setLang de guild'"
+    )
+
+
+def test_invisible_format_characters_are_ignored(captured: str) -> None:
+    code, out = ask("!recent\u200b en 5")
+    assert code == 0, out
+    assert out == ask("!recent en 5")[1]
+    assert out.startswith("The 5 newest changes on en.wikipedia.org")
+
+
 def test_bot_without_a_token_says_how_to_get_one() -> None:
     result = CliRunner().invoke(app, ["bot"])
     assert result.exit_code == 2

@@ -85,7 +85,13 @@ async def test_setting_the_guild_default_needs_manage_server_and_a_server(core: 
         "Only members with the Manage Server permission can set the server's default.", Command.SETLANG
     )
     in_dm = await core.answer_text("!setLang de guild", Invoker(user_id=12, can_manage_guild=True))
-    assert in_dm == Problem("A server's default can only be set inside that server.", Command.SETLANG)
+    assert in_dm == Problem(
+        "A server's default can only be set inside that server.", Command.SETLANG, missing=Scope.GUILD
+    )
+    nobody = await core.answer_text("!setLang de", Invoker())
+    assert nobody == Problem(
+        "Only a Discord user can have a default language.", Command.SETLANG, missing=Scope.USER
+    )
     answer = await core.answer_text("!setLang de", ALICE)
     assert answer == LanguageSet(CATALOG.resolve("de"), Scope.USER)
 
@@ -175,6 +181,51 @@ async def test_recent_after_retention_dropped_a_wikis_changes_says_so(
     )
     assert de.newest_day is None  # rolled up, but never a change: nothing was dropped
     assert plain_text(de, prefix="!").startswith("No changes recorded on de.wikipedia.org yet")
+
+
+async def test_recent_finding_only_bot_or_category_changes_says_how_to_see_them(
+    core: CommandCore, conn: psycopg.Connection
+) -> None:
+    # be-tarask's only changes are two bot edits and a bot's category change, years old and still stored.
+    old = datetime(2021, 8, 27, 13, 0, tzinfo=UTC)
+    insert_change(conn, event_time=old, wiki="be_x_oldwiki", title="A", bot=True, rcid=1)
+    insert_change(conn, event_time=old, wiki="be_x_oldwiki", title="B", bot=True, rcid=2)
+    insert_change(conn, event_time=old, wiki="be_x_oldwiki", title="Category:C", bot=True, type="categorize")
+    insert_rollup(conn, date(2021, 8, 27))
+    insert_day_stats(conn, date(2021, 8, 27), "be_x_oldwiki", changes=3)
+    conn.commit()
+
+    hidden = await core.answer_text("!recent be-tarask 2", ALICE)
+    assert isinstance(hidden, RecentChanges) and hidden.changes == ()
+    assert hidden.left_out == 3
+    assert plain_text(hidden, prefix="!") == (
+        "No changes recorded on be-tarask.wikipedia.org other than bot changes or category changes: "
+        "3 were left out; !recent be-tarask 2 all shows them."
+    )
+    shown = await core.answer_text("!recent be-tarask 2 all", ALICE)
+    assert isinstance(shown, RecentChanges) and len(shown.changes) == 2 and shown.left_out == 0
+    # With category changes already included, the bots are what is left out.
+    bots_only = await core.answer_text("!recent be-tarask categorize", ALICE)
+    assert plain_text(bots_only, prefix="!") == (
+        "No changes recorded on be-tarask.wikipedia.org other than bot changes: "
+        "3 were left out; !recent be-tarask 10 bots shows them."
+    )
+
+
+async def test_invisible_format_characters_do_not_change_a_command(
+    core: CommandCore, conn: psycopg.Connection
+) -> None:
+    insert_change(conn, event_time=seconds(1), title="visible")
+    conn.commit()
+    plain = await core.answer_text("!recent en 5", ALICE)
+    assert isinstance(plain, RecentChanges) and [c.title for c in plain.changes] == ["visible"]
+    # A zero-width space after the name, a byte order mark, a word joiner, a soft hyphen, a joiner and a
+    # direction mark: Unicode category Cf, invisible when pasted.
+    for text in ("!recent\u200b en 5", "\ufeff!recent en\u2060 5", "!re\u00adcent\u200d en 5\u200e"):
+        assert await core.answer_text(text, ALICE) == plain, repr(text)
+    assert await core.answer_text("!setLang d\u200be", ALICE) == LanguageSet(
+        CATALOG.resolve("de"), Scope.USER
+    )
 
 
 def test_latest_changes_query_uses_the_wiki_index(conn: psycopg.Connection) -> None:

@@ -236,6 +236,19 @@ def test_recent_says_when_the_count_was_lowered_or_nothing_was_found() -> None:
     )
 
 
+def test_recent_with_only_left_out_changes_says_which_word_shows_them() -> None:
+    only_categorize = RecentChanges(EN, (), count=5, include_bots=True, include_categorize=False, left_out=1)
+    assert plain_text(only_categorize, prefix="?") == (
+        "No changes recorded on en.wikipedia.org other than category changes: "
+        "1 was left out; ?recent en 5 categorize shows them."
+    )
+    many = RecentChanges(EN, (), count=10, include_bots=False, include_categorize=False, left_out=1001)
+    assert discord_reply(many, prefix="!").summary == (
+        "No changes recorded on en.wikipedia.org other than bot changes or category changes: "
+        "more than 1,000 were left out; !recent en 10 all shows them."
+    )
+
+
 def test_a_hundred_long_changes_split_within_every_discord_limit() -> None:
     long_one = change(
         title="長" * 120, user_name="U" * 85, comment="c" * 500, length_old=1, length_new=100_000

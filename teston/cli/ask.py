@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import typer
 
 from bot.answers import Answer, Failure, Problem
 from bot.app import answer_once, answer_without_database
+from bot.arguments import Scope, without_format_characters
 from bot.commands import Invoker
 from bot.rendering import discord_reply, plain_text
 from bot.report_rendering import attachments_of
@@ -62,6 +64,16 @@ def write_attachments(answer: Answer, directory: Path, *, prefix: str) -> list[P
     return written
 
 
+def _how_to_name(answer: Answer, text: str) -> str:
+    """For a command that needs a Discord user or server the terminal did not name: the option to name it."""
+    if not isinstance(answer, Problem) or answer.missing is None:
+        return ""
+    option, whose = ("--user-id", "user") if answer.missing is Scope.USER else ("--guild-id", "server")
+    command = " ".join(without_format_characters(text).split())
+    example = f"teston ask {option} <id> {shlex.quote(command)}"
+    return f"\nOn the terminal, name the Discord {whose} with {option}: {example}"
+
+
 def ask(
     text: str = typer.Argument(
         ..., help='A bot command, e.g. "!stats 2021-08-27 en" (the ! or COMMAND_PREFIX is optional).'
@@ -100,7 +112,7 @@ def ask(
                         retention_days=settings.analytics.retention_days,
                     )
                 )
-    typer.echo(plain_text(answer, prefix=prefix))
+    typer.echo(plain_text(answer, prefix=prefix) + _how_to_name(answer, text))
     for path in write_attachments(answer, Path(attachments), prefix=prefix):
         typer.echo(str(path))
     if isinstance(answer, Problem):
