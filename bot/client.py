@@ -24,6 +24,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.arguments import without_format_characters
 from bot.cog import NO_MENTIONS, WikiCommands
 from bot.commands import CommandCore
 from bot.digests import DIGEST_INTERVAL, DigestPoster
@@ -126,6 +127,12 @@ class WikiBot(commands.Bot):
             None if digest_interval is None else DigestPoster(core, self, interval=digest_interval)
         )
         self._digest_task: asyncio.Task[None] | None = None
+
+    async def process_commands(self, message: discord.Message, /) -> None:
+        # Read a command as `teston ask` does: without invisible format characters, or discord.py would
+        # look for a command named `recent\u200b` in a pasted `!recent\u200b en 5` and ignore it.
+        message.content = without_format_characters(message.content)
+        await super().process_commands(message)
 
     async def setup_hook(self) -> None:
         await self.add_cog(WikiCommands(self.core, self.cooldown))

@@ -110,6 +110,33 @@ async def ask(fake: FakeDiscord, text: str, *, author: Any = None, count: int = 
     return await fake.wait_for_bot_messages(fake.channels.general, after=sent, count=count, timeout=5)
 
 
+class HandledCommands:
+    """The text commands a bot has finished handling with an error (a cooldown, an unknown command).
+
+    discord.py dispatches `command_error` only after the cog's error handler has returned, so a message
+    seen here has been processed and any reply to it already sent: "no reply" is then a fact, not a
+    guess made after sleeping.
+    """
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.errors: dict[int, commands.CommandError] = {}
+        self._changed = asyncio.Event()
+        bot.add_listener(self._on_command_error, "on_command_error")
+
+    async def _on_command_error(self, ctx: commands.Context[Any], error: commands.CommandError) -> None:
+        if ctx.interaction is None:
+            self.errors[ctx.message.id] = error
+            self._changed.set()
+
+    async def wait_for(self, *messages: Message, timeout: float = 5.0) -> list[commands.CommandError]:
+        """The error each message's command ended with, once all of them have been handled."""
+        async with asyncio.timeout(timeout):
+            while not all(message.id in self.errors for message in messages):
+                self._changed.clear()
+                await self._changed.wait()
+        return [self.errors[message.id] for message in messages]
+
+
 def embed_lines(messages: list[Message] | list[dict[str, Any]]) -> list[str]:
     embeds = [e for m in messages for e in (m.embeds if isinstance(m, Message) else [m])]
     return [line for embed in embeds for line in (embed.get("description") or "").splitlines()]
@@ -226,16 +253,13 @@ async def test_a_hundred_changes_are_split_within_discord_limits(
 ) -> None:
     expected = newest_capture_rows("enwiki")[:100]
     sent = await fake_discord.send_user_message("!recent en 100", author=fake_discord.users.alice)
-    await asyncio.sleep(0)
-    replies = await fake_discord.wait_for_bot_messages(
-        fake_discord.channels.general, after=sent, count=2, timeout=5
-    )
-    # Wait until every part has arrived: the parts hold 100 entries in all.
-    for _ in range(50):
+
+    def every_part() -> list[Message] | None:
+        """The replies once every part has arrived: the parts hold 100 entries in all."""
         replies = [m for m in fake_discord.bot_messages(fake_discord.channels.general) if m.id > sent.id]
-        if len(embed_lines(replies)) >= 100:
-            break
-        await asyncio.sleep(0.1)
+        return replies if len(embed_lines(replies)) >= 100 else None
+
+    replies = await fake_discord.state.changes.wait_for(every_part, timeout=10, what="100 entries")
 
     assert len(replies) >= 2
     lines = embed_lines(replies)
@@ -431,11 +455,25 @@ async def test_mentions_in_arguments_never_ping(fake_discord: FakeDiscord, bot: 
 
 
 async def test_unknown_commands_are_ignored(fake_discord: FakeDiscord, bot: WikiBot) -> None:
+    handled = HandledCommands(bot)
     sent = await fake_discord.send_user_message("!ping", author=fake_discord.users.alice)
+    [error] = await handled.wait_for(sent)
+    assert isinstance(error, commands.CommandNotFound)
+    assert fake_discord.bot_messages() == []
     [help_reply] = await ask(fake_discord, "!help")
     assert help_reply.id > sent.id
     assert [m.id for m in fake_discord.bot_messages()] == [help_reply.id]
     assert help_reply.embeds[0]["title"] == "TestON commands"
+
+
+async def test_invisible_format_characters_in_a_command_are_ignored(
+    fake_discord: FakeDiscord, bot: WikiBot
+) -> None:
+    [typed] = await ask(fake_discord, "!recent en 5")
+    # A zero-width space pasted after the name (and a word joiner before it): Unicode category Cf.
+    [pasted] = await ask(fake_discord, "\u2060!recent\u200b en 5")
+    assert pasted.content.startswith("The 5 newest changes on en.wikipedia.org")
+    assert (pasted.content, pasted.embeds) == (typed.content, typed.embeds)
 
 
 async def test_help_as_slash_command(fake_discord: FakeDiscord, bot: WikiBot) -> None:
@@ -447,14 +485,17 @@ async def test_help_as_slash_command(fake_discord: FakeDiscord, bot: WikiBot) ->
 
 async def test_per_user_cooldown(fake_discord: FakeDiscord, core: CommandCore) -> None:
     alice = fake_discord.users.alice
-    async with running(make_bot(core, cooldown=commands.Cooldown(1, 60.0)), fake_discord):
+    async with running(make_bot(core, cooldown=commands.Cooldown(1, 60.0)), fake_discord) as client:
+        handled = HandledCommands(client)
         [first] = await ask(fake_discord, "!help")
         [second] = await ask(fake_discord, "!help")
         third = await fake_discord.send_user_message("!help", author=alice)
         fourth = await fake_discord.send_user_message("!HELP", author=alice)
         [other_user] = await ask(fake_discord, "!help", author=fake_discord.users.moderator)
         slash = await fake_discord.invoke_slash("help", user=alice)
-        await asyncio.sleep(0.2)  # time for any late reply to the third or fourth message to arrive
+        # Both were handled (as cooldowns), so any reply to them would have been sent by now.
+        errors = await handled.wait_for(third, fourth)
+    assert all(isinstance(error, commands.CommandOnCooldown) for error in errors)
     assert first.embeds and other_user.embeds
     assert second.content.startswith("Slow down a little: try again in ")
     # One notice per cooldown: later commands within it are ignored rather than answered in public.
@@ -595,7 +636,14 @@ async def test_a_refused_token_is_one_error_and_the_rest_of_up_keeps_running(
             up = asyncio.create_task(run_components([bystander, service], stop))
             try:
                 await wait_for_record(caplog, "DISCORD_TOKEN")
-                await asyncio.sleep(0.3)  # were the bot's failure to end `up`, it would have by now
+                # The bot has given up. Were that to end `up`, it would within a few turns of the event
+                # loop (the bot's `wait` returns, `run_components` stops everything): let them pass.
+                bot_task = service._task
+                assert bot_task is not None
+                await asyncio.wait({bot_task}, timeout=5)
+                assert bot_task.done()
+                for _ in range(20):
+                    await asyncio.sleep(0)
                 assert not up.done()
                 assert bystander.events == ["start"]
             finally:
