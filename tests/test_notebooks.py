@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import nbformat
 import psycopg
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from analytics import rollup
 from ingestion.replay import ingest_path
+from tests.bot_fixtures import CATALOG
 
 ROOT = Path(__file__).parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -28,15 +31,15 @@ def _events() -> list[dict[str, Any]]:
 
 def _kind(event: dict[str, Any]) -> str:
     if event["bot"]:
-        return "bot"
+        return "bot_changes"
     user = event.get("user") or ""
     if re.fullmatch(r"~[0-9]{4}-.*", user):
-        return "anonymous"
+        return "anonymous_changes"
     try:
         ipaddress.ip_address(user)
     except ValueError:
-        return "registered human"
-    return "anonymous"
+        return "human_changes"
+    return "anonymous_changes"
 
 
 @pytest.fixture
@@ -69,21 +72,65 @@ def run_notebook(name: str, export_dir: Path, monkeypatch: pytest.MonkeyPatch, e
     return json.loads(printed)
 
 
+def _bot_label(dbname: str) -> str:
+    """What the bot calls a wiki (`!stats … en` is en.wikipedia.org only), from the catalog."""
+    wiki = CATALOG.by_dbname(dbname)
+    return wiki.label if wiki is not None else dbname
+
+
 def test_daily_activity_by_language(export_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     got = run_notebook(
         "daily_activity_by_language.ipynb",
         export_dir,
         monkeypatch,
-        "{'total': total_changes, 'rows': daily.height, 'top': by_language.row(0)}",
+        "{'total': total_changes, 'top': by_language.head(3).rows(named=True),"
+        " 'languages': dict(zip(by_language['language'], by_language['changes']))}",
     )
     events = _events()
     assert got["total"] == len(events)
     assert got["total"] == 1950 + 144
+    # A language is one wiki, named as the bot names it: `en` is English Wikipedia, not every English project.
+    expected = Counter(_bot_label(event["wiki"]) for event in events)
+    assert got["languages"] == dict(expected)
+    assert got["languages"]["en"] == sum(1 for event in events if event["wiki"] == "enwiki")
+    assert any(label.startswith("en.") for label in expected)  # other English projects exist, apart
+    bots = Counter(_bot_label(event["wiki"]) for event in events if event["bot"])
+    ranked = sorted(expected.items(), key=lambda item: (-item[1], item[0]))[:3]
+    assert [(row["language"], row["changes"], row["bot_changes"]) for row in got["top"]] == [
+        (label, changes, bots[label]) for label, changes in ranked
+    ]
 
 
 def test_bots_humans_hours_pages(export_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     got = run_notebook("bots_humans_hours_pages.ipynb", export_dir, monkeypatch, "kind_totals")
-    expected: dict[str, int] = {"bot": 0, "anonymous": 0, "registered human": 0}
+    # Named as analytics/README.md names the figures.
+    expected: dict[str, int] = {"bot_changes": 0, "anonymous_changes": 0, "human_changes": 0}
     for event in _events():
         expected[_kind(event)] += 1
     assert got == expected
+
+
+# Each notebook once, one with the directory missing and one with it empty (a kernel start costs seconds).
+@pytest.mark.parametrize(
+    ("name", "state"),
+    [("daily_activity_by_language.ipynb", "missing"), ("bots_humans_hours_pages.ipynb", "empty")],
+)
+def test_without_exports_a_notebook_says_to_run_the_rollup_first(
+    name: str, state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export_dir = tmp_path / "exports"
+    if state == "empty":
+        export_dir.mkdir()
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    monkeypatch.setenv("TESTON_EXPORT_DIR", str(export_dir))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    client = NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    with pytest.raises(CellExecutionError) as failure:
+        client.execute()
+    assert failure.value.ename == "FileNotFoundError"
+    assert failure.value.evalue == (
+        f"No exported days in {export_dir}: run `teston rollup --all` first (it exports every stored day "
+        "to Parquet), or point TESTON_EXPORT_DIR at an export directory."
+    )
