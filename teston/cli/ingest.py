@@ -105,7 +105,11 @@ def ingest(
         None, "--progress/--no-progress", help="Progress bar for file replays (default: when a terminal)."
     ),
 ) -> None:
-    """Store recent changes: follow the live stream, or replay a file to its end (Ctrl-C flushes, exits 0)."""
+    """Store recent changes: follow the live stream, or replay a file to its end (Ctrl-C flushes, exits 0).
+
+    A replay exits 1 after storing what it could when the file is damaged (a gzip file cut short), and
+    when the file holds no event at all (empty, binary, another format).
+    """
     settings = read_settings()
     spec = source or settings.ingest.stream_url
     started_since = _parse_since(since)
