@@ -222,6 +222,13 @@ def is_final(conn: psycopg.Connection, day: date) -> bool:
     return bool(row and row[0] == FINAL)
 
 
+def newest_final_day(conn: psycopg.Connection) -> date | None:
+    """The latest day whose roll-up is final, or None before the first one."""
+    with conn.transaction():
+        row = conn.execute("SELECT max(day) FROM day_rollups WHERE status = %s", (FINAL,)).fetchone()
+    return row[0] if row else None
+
+
 def today_utc(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(UTC).date()
 

@@ -8,20 +8,24 @@ jobs' advisory locks and scheduled slots (see `jobs.run_recorded`) make each slo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from time import perf_counter
 
+import psycopg
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from psycopg_pool import ConnectionPool
 
-from analytics import jobs
+from analytics import jobs, rollup
+from analytics.metrics import JobMetrics
 from teston import database
 from teston.settings import DatabaseSettings
 
@@ -116,8 +120,10 @@ class AnalyticsScheduler:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         workers: int = 2,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self._connect = connect
+        self._metrics = metrics
         self._schedule = schedule
         self._clock = clock
         self.workers = workers
@@ -125,11 +131,26 @@ class AnalyticsScheduler:
         self._stopped = asyncio.Event()
         self.scheduler: AsyncIOScheduler | None = None
 
+    def _run_recorded(
+        self, kind: str, work: Callable[[psycopg.Connection], jobs.JobResult], slot: datetime
+    ) -> jobs.JobRun:
+        started = perf_counter()
+        run = jobs.run_recorded(self._connect, kind, work, slot=slot)
+        if self._metrics is not None:
+            self._metrics.observe_run(run, perf_counter() - started)
+            self._observe_final_day()
+        return run
+
+    def _observe_final_day(self) -> None:
+        assert self._metrics is not None
+        # A database too busy to say is no reason to fail the job that just ran; the next run tries again.
+        with contextlib.suppress(psycopg.Error), self._connect() as conn:
+            self._metrics.set_newest_final_day(rollup.newest_final_day(conn))
+
     def run_intraday(self) -> jobs.JobRun:
         now = self._clock()
         slot = intraday_slot(now, self._schedule.intraday_interval)
-        return jobs.run_recorded(
-            self._connect,
+        return self._run_recorded(
             INTRADAY,
             lambda conn: jobs.intraday(conn, self._schedule.export_dir, now=now),
             slot=slot,
@@ -138,8 +159,7 @@ class AnalyticsScheduler:
     def run_nightly(self) -> jobs.JobRun:
         now = self._clock()
         slot = nightly_slot(now, self._schedule.nightly_at)
-        return jobs.run_recorded(
-            self._connect,
+        return self._run_recorded(
             NIGHTLY,
             lambda conn: jobs.nightly(
                 conn, self._schedule.export_dir, retention_days=self._schedule.retention_days, now=now

@@ -19,6 +19,7 @@ from bot.answers import Answer, Help, Problem
 from bot.arguments import HelpRequest, UsageError, parse_command
 from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot
 from bot.commands import DEFAULT_RETENTION_DAYS, CommandCore, Invoker, utc_now
+from bot.metrics import BotMetrics
 from teston import database
 from teston.settings import Settings
 from teston.wikis import WikiCatalog
@@ -87,6 +88,7 @@ class DiscordBotService:
         catalog: WikiCatalog | None = None,
         cooldown: commands.Cooldown | None = DEFAULT_COOLDOWN,
         backoff: Backoff | None = None,
+        metrics: BotMetrics | None = None,
         **bot_options: Any,
     ) -> None:
         if settings.discord.token is None:
@@ -97,6 +99,7 @@ class DiscordBotService:
         self._catalog = catalog or WikiCatalog.load()
         self._cooldown = cooldown
         self._backoff = backoff
+        self.metrics = metrics
         self._bot_options = bot_options
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -108,6 +111,7 @@ class DiscordBotService:
             catalog=self._catalog,
             prefix=self._settings.discord.command_prefix,
             retention_days=self._settings.analytics.retention_days,
+            metrics=self.metrics,
         )
         self._task = asyncio.create_task(self._run(core), name="discord bot")
 

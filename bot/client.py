@@ -166,7 +166,17 @@ class WikiBot(commands.Bot):
 
     async def on_ready(self) -> None:
         self.was_ready = True
+        if self.core.metrics is not None:
+            self.core.metrics.connected(len(self.guilds))
         log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))
+
+    async def on_resumed(self) -> None:
+        if self.core.metrics is not None:
+            self.core.metrics.connected(len(self.guilds))
+
+    async def on_disconnect(self) -> None:
+        if self.core.metrics is not None:
+            self.core.metrics.disconnected()
 
     async def on_command_error(
         self, context: commands.Context[Any], exception: commands.CommandError, /
@@ -233,6 +243,11 @@ async def run_bot(
 
 
 async def _run(bot: WikiBot, token: str) -> None:
-    async with bot:
-        # `start` (not `run`): logging is configured by TestON, and the token is never passed to a logger.
-        await bot.start(token)
+    try:
+        async with bot:
+            # `start` (not `run`): logging is configured by TestON, and the token is never passed to a logger.
+            await bot.start(token)
+    finally:
+        # However the client ended (closed, cancelled, refused), it is no longer on the gateway.
+        if bot.core.metrics is not None:
+            bot.core.metrics.disconnected()

@@ -23,6 +23,7 @@ from bot.answers import Answer, Failure, Problem
 from bot.arguments import Command, Request, UsageError
 from bot.commands import CommandCore, Invoker
 from bot.messages import Message, Reply
+from bot.metrics import FAILURE, PROBLEM, RATE_LIMITED, UNKNOWN_COMMAND
 from bot.rendering import discord_reply, language_choices
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class WikiCommands(commands.Cog, name="TestON"):
             try:
                 request = slash_request()
             except UsageError as exc:
+                self._count(ctx, PROBLEM)
                 await self._send(ctx, Problem(exc.problem, exc.command))
                 return
             work = self.core.answer(request, invoker)
@@ -256,6 +258,7 @@ class WikiCommands(commands.Cog, name="TestON"):
         """Every error ends as one friendly line; only unexpected ones are logged with a traceback."""
         answer: Answer
         if isinstance(error, commands.CommandOnCooldown):
+            self._count(ctx, RATE_LIMITED)
             # Slash commands must be answered, and privately; text commands get one notice per cooldown.
             if ctx.interaction is None and not self.slow_down_notices.should_notify(
                 ctx.author.id, error.retry_after
@@ -272,11 +275,16 @@ class WikiCommands(commands.Cog, name="TestON"):
             answer = Failure("That command cannot be used here.")
         else:
             log.error("command %s failed", ctx.command, exc_info=error)
+            self._count(ctx, FAILURE)
             answer = Failure(SOMETHING_BROKE)
         try:
             await self._send(ctx, answer)
         except discord.HTTPException:
             log.exception("could not send the error reply for %s", ctx.command)
+
+    def _count(self, ctx: commands.Context[Any], outcome: str) -> None:
+        if self.core.metrics is not None:
+            self.core.metrics.count_outcome(ctx.command.name if ctx.command else UNKNOWN_COMMAND, outcome)
 
     async def _explain(self, ctx: commands.Context[Any], error: Exception) -> Answer:
         if ctx.interaction is None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 import psycopg
 from psycopg import AsyncConnection
@@ -60,6 +61,7 @@ from bot.arguments import (
     parse_command,
     shown,
 )
+from bot.metrics import BotMetrics
 from teston.wikis import UnknownWiki, Wiki, WikiCatalog
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,33 @@ class Invoker:
     can_manage_channels: bool = False
 
 
+def command_of(request: Request) -> Command:
+    """The command a parsed request belongs to."""
+    match request:
+        case RecentRequest():
+            return Command.RECENT
+        case StatsRequest():
+            return Command.STATS
+        case SetLanguageRequest():
+            return Command.SETLANG
+        case RangeStatsRequest():
+            return Command.STATS
+        case ChartRequest():
+            return Command.CHART
+        case TopRequest():
+            return Command.TOP
+        case DigestRequest():
+            return Command.DIGEST
+        case UndigestRequest():
+            return Command.UNDIGEST
+        case DigestsRequest():
+            return Command.DIGESTS
+        case HelpRequest():
+            return Command.HELP
+        case _:
+            assert_never(request)
+
+
 @dataclass(frozen=True, slots=True)
 class CommandCore:
     """Answers every command; built once by the composition root and shared by all transports."""
@@ -112,6 +141,7 @@ class CommandCore:
     clock: Callable[[], datetime] = utc_now
     query_timeout: float = DEFAULT_QUERY_TIMEOUT
     retention_days: int = DEFAULT_RETENTION_DAYS
+    metrics: BotMetrics | None = None
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()
@@ -121,11 +151,21 @@ class CommandCore:
         try:
             request = parse_command(text, prefix=self.prefix, today=self.today(), also=self.also_accepted)
         except UsageError as exc:
-            return Problem(exc.problem, exc.command)
+            problem = Problem(exc.problem, exc.command)
+            if self.metrics is not None:
+                self.metrics.observe_answer(exc.command, problem, 0.0)
+            return problem
         return await self.answer(request, invoker)
 
     async def answer(self, request: Request, invoker: Invoker) -> Answer:
         """Answer a parsed request (from text or from a slash command's options)."""
+        started = time.perf_counter()
+        answer = await self._answer_safely(request, invoker)
+        if self.metrics is not None:
+            self.metrics.observe_answer(command_of(request), answer, time.perf_counter() - started)
+        return answer
+
+    async def _answer_safely(self, request: Request, invoker: Invoker) -> Answer:
         try:
             async with asyncio.timeout(self.query_timeout):
                 return await self._answer(request, invoker)

@@ -1,4 +1,4 @@
-"""What the ingester exposes to Prometheus, and the small HTTP server for `/metrics` and `/healthz`.
+"""What the ingester exposes to Prometheus (served by `teston.monitoring.MetricsServer`).
 
 Metrics live in a registry passed in, never in prometheus_client's global one, so two ingesters (or two
 tests) in one process do not collide.
@@ -6,20 +6,13 @@ tests) in one process do not collide.
 
 from __future__ import annotations
 
-import json
-import logging
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ingestion.backoff import Failure
-
-log = logging.getLogger(__name__)
 
 _COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The live stream is normally seconds behind; minutes mean a backlog, hours a replay after an outage.
@@ -97,49 +90,3 @@ class IngestMetrics:
         observe = self.lag_seconds.observe
         for moment in event_times:
             observe(max((now - moment).total_seconds(), 0.0))
-
-
-Health = Callable[[], tuple[bool, dict[str, Any]]]
-
-
-class MetricsServer:
-    """Serves `/metrics` from a registry and `/healthz` from a health callback; port 0 means disabled."""
-
-    def __init__(self, registry: CollectorRegistry, health: Health, *, host: str, port: int) -> None:
-        self._registry = registry
-        self._health = health
-        self._host = host
-        self._port = port
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self._port != 0
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        healthy, details = self._health()
-        return web.Response(
-            text=json.dumps({"status": "ok" if healthy else "unhealthy", **details}, default=str),
-            status=200 if healthy else 503,
-            content_type="application/json",
-        )
-
-    async def start(self) -> None:
-        if not self.enabled:
-            return
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        log.info("metrics on http://%s:%d/metrics", self._host, self._port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

@@ -21,9 +21,10 @@ import psycopg
 
 from ingestion.backoff import Failure, ReconnectPolicy
 from ingestion.client import EventStreamClient, user_agent
-from ingestion.metrics import IngestMetrics, MetricsServer
+from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import BatchCommitter, IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.sources import Source, is_url, open_file_source
+from teston.monitoring import MetricsServer
 from teston.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import aiohttp
 import typer
 from prometheus_client import CollectorRegistry
 
-from analytics.scheduler import AnalyticsScheduler, Schedule, connection_pool, runs_at_once
+from analytics.metrics import JobMetrics
+from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule, connection_pool, runs_at_once
 from bot.app import NO_TOKEN_HELP, DiscordBotService
 from bot.client import BotUnavailable
+from bot.metrics import BotMetrics
 from ingestion.bus.engine import BusOptions, open_consumer, open_publisher
 from ingestion.bus.naming import parse_bus_url
 from ingestion.bus.publisher import BusCommitter
@@ -29,6 +31,7 @@ from ingestion.service import ClosingCommitter, IngestionService, connector, ope
 from ingestion.writer import ResilientWriter
 from teston import database
 from teston.cli.common import ingestion_failures_exit, read_settings
+from teston.monitoring import Health, MetricsServer, all_healthy
 from teston.roles import Role, configured_roles, missing_configuration
 from teston.runtime import Component, run_components, stop_on_signals
 from teston.settings import BusSettings, Settings
@@ -92,9 +95,14 @@ def ingestion_service(
 
 
 def sink_service(
-    settings: Settings, url: str, *, metrics_port: int, idle_exit: float | None = None
+    settings: Settings,
+    url: str,
+    *,
+    metrics_port: int,
+    idle_exit: float | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> BusSink:
-    """A sink consuming `BUS_URL` into the database at `url`, with its own `/metrics` (bus lag)."""
+    """A sink consuming `BUS_URL` into the database at `url`; `/metrics` (bus lag) on `metrics_port`."""
     if settings.bus.url is None:
         raise ValueError("a sink needs BUS_URL")
     address, options = parse_bus_url(settings.bus.url), bus_options(settings.bus)
@@ -104,7 +112,7 @@ def sink_service(
         WikiCatalog.load(),
         batch_size=settings.bus.sink_batch_size,
         idle_exit=idle_exit,
-        metrics=SinkMetrics(CollectorRegistry()),
+        metrics=SinkMetrics(registry if registry is not None else CollectorRegistry()),
         metrics_address=(settings.ingest.metrics_host, metrics_port),
     )
 
@@ -118,20 +126,36 @@ def _schedule(settings: Settings) -> Schedule:
     )
 
 
+def metrics_server(
+    settings: Settings, registry: CollectorRegistry, checks: Sequence[tuple[str, Health]] = ()
+) -> MetricsServer:
+    """The process's one `/metrics` and `/healthz` endpoint, on METRICS_HOST:METRICS_PORT (0: none)."""
+    return MetricsServer(
+        registry,
+        all_healthy(checks),
+        host=settings.ingest.metrics_host,
+        port=settings.ingest.metrics_port,
+    )
+
+
 @contextlib.contextmanager
-def analytics_scheduler(settings: Settings, url: str) -> Iterator[AnalyticsScheduler]:
+def analytics_scheduler(
+    settings: Settings, url: str, registry: CollectorRegistry | None = None
+) -> Iterator[AnalyticsScheduler]:
     """The analytics schedule on its own pool: a share of DB_MAX_OPEN_CONNS, connected only while jobs run."""
+    metrics = JobMetrics(registry, (INTRADAY, NIGHTLY)) if registry is not None else None
     with connection_pool(url, settings.database) as pool:
         workers = runs_at_once(settings.database.max_open_conns)
-        yield AnalyticsScheduler(pool.connection, _schedule(settings), workers=workers)
+        yield AnalyticsScheduler(pool.connection, _schedule(settings), workers=workers, metrics=metrics)
 
 
-def discord_bot(settings: Settings, url: str) -> list[Component]:
+def discord_bot(settings: Settings, url: str, registry: CollectorRegistry | None = None) -> list[Component]:
     """The bot for `teston up` when a token is set; otherwise say how to get one and run without it."""
     if settings.discord.token is None:
         typer.secho(f"teston: {NO_TOKEN_HELP}", err=True, fg="yellow")
         return []
-    return [DiscordBotService(settings, url)]
+    metrics = BotMetrics(registry) if registry is not None else None
+    return [DiscordBotService(settings, url, metrics=metrics)]
 
 
 def up_roles(settings: Settings) -> frozenset[Role]:
@@ -147,31 +171,39 @@ def up_roles(settings: Settings) -> frozenset[Role]:
 
 async def _run_up(settings: Settings, url: str, roles: frozenset[Role]) -> None:
     stop = asyncio.Event()
+    # One registry and one endpoint (METRICS_PORT) for the whole process, whichever roles it runs.
+    registry = CollectorRegistry()
+    checks: list[tuple[str, Health]] = []
     async with aiohttp.ClientSession() as session:
         components: list[Component] = []
         if Role.INGEST in roles:
-            components.append(
-                ingestion_service(
-                    settings,
-                    url,
-                    session,
-                    source_spec=settings.ingest.stream_url,
-                    since=None,
-                    batch_size=settings.ingest.batch_size,
-                    metrics_port=settings.ingest.metrics_port,
-                    registry=CollectorRegistry(),
-                )
+            ingestion = ingestion_service(
+                settings,
+                url,
+                session,
+                source_spec=settings.ingest.stream_url,
+                since=None,
+                batch_size=settings.ingest.batch_size,
+                metrics_port=0,  # served below, with the other roles' metrics
+                registry=registry,
             )
+            checks.append((ingestion.name, ingestion.health))
+            components.append(ingestion)
         if Role.SINK in roles:
-            components.append(sink_service(settings, url, metrics_port=settings.bus.sink_metrics_port))
+            bus_sink = sink_service(settings, url, metrics_port=0, registry=registry)
+            checks.append((bus_sink.name, bus_sink.health))
+            components.append(bus_sink)
         with contextlib.ExitStack() as stack:
             if Role.SCHEDULER in roles:
-                components.append(stack.enter_context(analytics_scheduler(settings, url)))
+                components.append(stack.enter_context(analytics_scheduler(settings, url, registry)))
             if Role.BOT in roles:
                 if settings.roles is not None and Role.BOT in settings.roles:
-                    components.append(DiscordBotService(settings, url, essential=True))
+                    bot_metrics = BotMetrics(registry)
+                    components.append(DiscordBotService(settings, url, essential=True, metrics=bot_metrics))
                 else:
-                    components.extend(discord_bot(settings, url))
+                    components.extend(discord_bot(settings, url, registry))
+            # Started first and stopped last, so the final figures can still be scraped while stopping.
+            components.insert(0, metrics_server(settings, registry, checks))
             with stop_on_signals(stop):
                 await run_components(components, stop)
 
@@ -230,8 +262,9 @@ def sink(
 
 async def _run_scheduler(settings: Settings, url: str) -> None:
     stop = asyncio.Event()
-    with analytics_scheduler(settings, url) as analytics, stop_on_signals(stop):
-        await run_components([analytics], stop)
+    registry = CollectorRegistry()
+    with analytics_scheduler(settings, url, registry) as analytics, stop_on_signals(stop):
+        await run_components([metrics_server(settings, registry), analytics], stop)
 
 
 def scheduler() -> None:
@@ -244,8 +277,10 @@ def scheduler() -> None:
 
 async def _run_discord_bot(settings: Settings, url: str) -> None:
     stop = asyncio.Event()
+    registry = CollectorRegistry()
+    bot = DiscordBotService(settings, url, essential=True, metrics=BotMetrics(registry))
     with stop_on_signals(stop):
-        await run_components([DiscordBotService(settings, url, essential=True)], stop)
+        await run_components([metrics_server(settings, registry), bot], stop)
 
 
 def bot_command() -> None:
