@@ -59,6 +59,8 @@ async def test_up_ingests_the_stream_serves_metrics_and_stops_cleanly_on_sigterm
                 async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                     metrics = await response.text()
             assert "teston_ingest_inserted_events_total 300.0" in metrics
+            # The same endpoint serves the scheduler's metrics: one registry for the whole process.
+            assert 'teston_job_runs_total{kind="nightly",status="failed"} 0.0' in metrics
             process.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(process.communicate(), 15)
         finally:
