@@ -13,6 +13,10 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ingestion.backoff import Failure
+from teston.monitoring import Health, MetricsServer
+
+# The endpoint lives in teston.monitoring (one per process, whatever its roles); still importable here.
+__all__ = ["Health", "IngestMetrics", "MetricsServer"]
 
 _COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The live stream is normally seconds behind; minutes mean a backlog, hours a replay after an outage.
