@@ -148,12 +148,13 @@ class CommandCore:
 
     async def answer_text(self, text: str, invoker: Invoker) -> Answer:
         """Answer a whole command line such as `!stats 2025-02-04 en`."""
+        started = time.perf_counter()
         try:
             request = parse_command(text, prefix=self.prefix, today=self.today(), also=self.also_accepted)
         except UsageError as exc:
             problem = Problem(exc.problem, exc.command)
             if self.metrics is not None:
-                self.metrics.observe_answer(exc.command, problem, 0.0)
+                self.metrics.observe_answer(exc.command, problem, time.perf_counter() - started)
             return problem
         return await self.answer(request, invoker)
 
