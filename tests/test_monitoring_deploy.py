@@ -23,14 +23,13 @@ from prometheus_client import CollectorRegistry
 from analytics.metrics import JobMetrics
 from analytics.scheduler import INTRADAY, NIGHTLY
 from bot.metrics import BotMetrics
+from ingestion.bus.sink import SinkMetrics
 from ingestion.metrics import IngestMetrics
 from teston.monitoring import metric_names
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"
-# Exported by the event bus's consumers, under these names (docs/scaling.md, "Metrics").
-BUS_METRICS = {"teston_bus_pending_messages", "teston_bus_oldest_pending_age_seconds"}
 _METRIC_NAME = re.compile(r"\bteston_[a-z0-9_]+")
 
 
@@ -120,7 +119,8 @@ def test_every_metric_the_rules_and_the_dashboard_use_is_exported() -> None:
     IngestMetrics(registry)
     JobMetrics(registry, (INTRADAY, NIGHTLY))
     BotMetrics(registry)
-    exported = metric_names(registry) | BUS_METRICS
+    SinkMetrics(registry)
+    exported = metric_names(registry)
     used = {
         name
         for expr in [*alert_expressions().values(), *dashboard_module().expressions()]

@@ -217,14 +217,25 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
         "Event bus",
         (
             Panel(
-                "Messages waiting, by consumer",
-                (Query("sum by (consumer) (teston_bus_pending_messages)", "{{consumer}}"),),
+                "Messages waiting on the bus",
+                (Query("max(teston_bus_pending_messages)", "waiting"),),
+                description="Not yet delivered to a sink, as of each sink's last fetch.",
             ),
             Panel(
-                "Oldest waiting message, by consumer",
-                (Query("max by (consumer) (teston_bus_oldest_pending_age_seconds)", "{{consumer}}"),),
+                "Oldest waiting message, by sink",
+                (Query("max by (instance) (teston_bus_oldest_pending_age_seconds)", "{{instance}}"),),
                 "s",
                 "Alert above 2 minutes for 5 minutes.",
+            ),
+            Panel(
+                "Sink: messages received and events stored per second",
+                (
+                    Query("sum(rate(teston_sink_received_messages_total[5m]))", "received"),
+                    Query("sum(rate(teston_sink_inserted_events_total[5m]))", "inserted"),
+                    Query("sum(rate(teston_sink_duplicate_events_total[5m]))", "duplicate"),
+                    Query("sum(rate(teston_sink_rejected_events_total[5m]))", "quarantined"),
+                ),
+                "ops",
             ),
         ),
     ),

@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ingestion.bus.engine import BusConsumer, ReceivedMessage
 from ingestion.events import ChangeRow, Rejection, parse_event
-from ingestion.metrics import MetricsServer
 from ingestion.writer import Batch, CopyRows, QuarantinedEvent, ResilientWriter
+from teston.monitoring import MetricsServer
 from teston.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class SinkMetrics:
             registry=registry,
         )
         self.oldest_age = Gauge(
-            "teston_bus_oldest_message_age_seconds",
+            "teston_bus_oldest_pending_age_seconds",
             "Age of the oldest message of the batch last fetched (0 when the bus is drained).",
             registry=registry,
         )
