@@ -95,14 +95,9 @@ def ingestion_service(
 
 
 def sink_service(
-    settings: Settings,
-    url: str,
-    *,
-    metrics_port: int,
-    idle_exit: float | None = None,
-    registry: CollectorRegistry | None = None,
+    settings: Settings, url: str, *, metrics_port: int, idle_exit: float | None = None
 ) -> BusSink:
-    """A sink consuming `BUS_URL` into the database at `url`; `/metrics` (bus lag) on `metrics_port`."""
+    """A sink consuming `BUS_URL` into the database at `url`, with its own `/metrics` (bus lag)."""
     if settings.bus.url is None:
         raise ValueError("a sink needs BUS_URL")
     address, options = parse_bus_url(settings.bus.url), bus_options(settings.bus)
@@ -112,7 +107,7 @@ def sink_service(
         WikiCatalog.load(),
         batch_size=settings.bus.sink_batch_size,
         idle_exit=idle_exit,
-        metrics=SinkMetrics(registry if registry is not None else CollectorRegistry()),
+        metrics=SinkMetrics(CollectorRegistry()),
         metrics_address=(settings.ingest.metrics_host, metrics_port),
     )
 
@@ -190,9 +185,8 @@ async def _run_up(settings: Settings, url: str, roles: frozenset[Role]) -> None:
             checks.append((ingestion.name, ingestion.health))
             components.append(ingestion)
         if Role.SINK in roles:
-            bus_sink = sink_service(settings, url, metrics_port=0, registry=registry)
-            checks.append((bus_sink.name, bus_sink.health))
-            components.append(bus_sink)
+            # The sink keeps its own endpoint (SINK_METRICS_PORT), where `teston health` probes it.
+            components.append(sink_service(settings, url, metrics_port=settings.bus.sink_metrics_port))
         with contextlib.ExitStack() as stack:
             if Role.SCHEDULER in roles:
                 components.append(stack.enter_context(analytics_scheduler(settings, url, registry)))
