@@ -9,22 +9,21 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from ingestion.bus.naming import CONSUMER_NAME, TOPIC
 from ingestion.events import INGEST_COLUMNS
-from ingestion.replay import ingest_path
-from teston.cli.service import sink_service
+from ingestion.replay import REPLAY_BATCH_SIZE, ingest_path
+from teston.cli.service import ingestion_service, sink_service
 from teston.runtime import run_components
-from teston.settings import load_settings
+from teston.settings import Settings, load_settings
 from tests.bus_fixtures import (
     KafkaBroker,
-    bus_env,
     counts,
     quarantine,
-    spawn_teston,
-    stop_process,
     stored_rows,
 )
 from tests.test_bus_jetstream import capture_with_bad_events
@@ -53,12 +52,9 @@ async def _offsets(broker: KafkaBroker) -> tuple[dict[int, int], dict[int, int],
     return committed, ends, keys
 
 
-async def _run_sink(db_url: str, bus_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """One `teston sink` run, in this process, until the bus has had nothing for a while."""
-    monkeypatch.setenv("DB_ADDR", db_url)
-    monkeypatch.setenv("BUS_URL", bus_url)
-    monkeypatch.setenv("SINK_BATCH_SIZE", "200")
-    sink = sink_service(load_settings(None), db_url, metrics_port=0, idle_exit=2.0)
+async def _run_sink(settings: Settings, db_url: str) -> str:
+    """One `teston sink` run, in this process, until the bus has had nothing for a second."""
+    sink = sink_service(settings, db_url, metrics_port=0, idle_exit=1.0)
     await run_components([sink], asyncio.Event())
     return sink.summary.describe()
 
@@ -71,25 +67,35 @@ async def test_kafka_exactly_once_and_offsets_after_the_commit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     capture = capture_with_bad_events(tmp_path)
-    env = bus_env(db_url, kafka_broker.bus_url)
-    ingester = await spawn_teston(
-        env, "ingest", "--source", str(capture), "--no-progress", log=tmp_path / "ingest.log"
-    )
-    try:
-        await asyncio.to_thread(ingest_path, reference_url, capture)
-        expected_rows, expected_quarantine = stored_rows(reference_url), quarantine(reference_url)
-        out, _ = await asyncio.wait_for(ingester.communicate(), 90)
-    finally:
-        await stop_process(ingester)
-    assert ingester.returncode == 0, (tmp_path / "ingest.log").read_text()[-3000:]
-    assert out.decode().startswith(f"ingested {len(expected_rows)}, ")
+    monkeypatch.setenv("DB_ADDR", db_url)
+    monkeypatch.setenv("BUS_URL", kafka_broker.bus_url)
+    monkeypatch.setenv("SINK_BATCH_SIZE", "200")
+    settings = load_settings(None)
+    # The ingester, in this process (`teston ingest --source` builds the same component), beside the
+    # direct path's run into the reference database.
+    async with aiohttp.ClientSession() as session:
+        ingester = ingestion_service(
+            settings,
+            db_url,
+            session,
+            source_spec=str(capture),
+            since=None,
+            batch_size=REPLAY_BATCH_SIZE,
+            metrics_port=0,
+            registry=CollectorRegistry(),
+        )
+        reference = asyncio.create_task(asyncio.to_thread(ingest_path, reference_url, capture))
+        await run_components([ingester], asyncio.Event())
+        await reference
+    expected_rows, expected_quarantine = stored_rows(reference_url), quarantine(reference_url)
+    assert ingester.summary.ingested == len(expected_rows)
     # Bad events never reach the bus: the ingester quarantined them already.
     assert quarantine(db_url) == expected_quarantine
     assert counts(db_url)[0] == 0
 
-    first = await _run_sink(db_url, kafka_broker.bus_url, monkeypatch)
+    first = await _run_sink(settings, db_url)
     committed, ends, keys = await _offsets(kafka_broker)
-    restarted = await _run_sink(db_url, kafka_broker.bus_url, monkeypatch)
+    restarted = await _run_sink(settings, db_url)
 
     assert stored_rows(db_url) == expected_rows
     assert quarantine(db_url) == expected_quarantine

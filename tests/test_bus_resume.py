@@ -1,21 +1,32 @@
 """EventStreams with the bus: an ingester killed (SIGKILL) mid-stream resumes after the last event the bus
-acknowledged; the stream ends with every event once (republished ones dropped by their message id)."""
+acknowledged; the stream ends with every event once (republished ones dropped by their message id).
+
+The restart is `teston up` with `TESTON_ROLES=ingest,sink`: one process, two roles, and the sink's
+`/metrics` with the bus lag."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
+import urllib.request
 from pathlib import Path
 
 import nats
 import psycopg
-import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from ingestion.bus.naming import MESSAGE_ID_HEADER, STREAM_NAME, SUBJECT_PREFIX
-from teston.cli.service import sink_service
-from teston.runtime import run_components
-from teston.settings import load_settings
-from tests.bus_fixtures import NatsCluster, bus_env, spawn_teston, stop_process, stored_rows, wait_until
+from tests.bus_fixtures import (
+    NatsCluster,
+    bus_env,
+    counts,
+    free_port,
+    spawn_teston,
+    stop_process,
+    stored_rows,
+    wait_until,
+)
 from tests.conftest import DATA_DIR
 from tests.fakestream import FakeEventStreams, read_capture
 
@@ -48,7 +59,7 @@ async def _bus_message_ids(cluster: NatsCluster) -> list[str]:
 
 
 async def test_killed_ingester_resumes_after_the_last_acknowledged_event(
-    nats_cluster: NatsCluster, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nats_cluster: NatsCluster, db_url: str, tmp_path: Path
 ) -> None:
     recorded = read_capture(CAPTURE)
     ids = [event.id for event in recorded]
@@ -70,20 +81,37 @@ async def test_killed_ingester_resumes_after_the_last_acknowledged_event(
         assert {e.meta_id for e in recorded[: ids.index(cursor) + 1]} <= set(on_bus)
         assert len(on_bus) < len(recorded)
 
-        ingester = await spawn_teston(env, "ingest", "--source", server.url, log=tmp_path / "ingest2.log")
+        # The restart is `teston up` running two roles: the ingester and a sink, with the sink's /metrics.
+        port = free_port()
+        up_env = {
+            **env,
+            "TESTON_ROLES": "ingest,sink",
+            "STREAM_URL": server.url,
+            "SINK_METRICS_PORT": str(port),
+        }
+        service = await spawn_teston(up_env, "up", log=tmp_path / "up.log")
         try:
             await wait_until(lambda: _cursor(db_url) == ids[-1], 60, "the restarted ingester caught up")
+            await wait_until(lambda: counts(db_url)[0] == len(recorded), 60, "every event stored")
+            metrics = await asyncio.to_thread(_scrape, port)
+            service.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(service.wait(), 30)
+            assert service.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
         finally:
-            await stop_process(ingester)
+            await stop_process(service)
         resumed = [r for r in server.requests if r.status == 200]
         assert resumed[-1].headers.get("Last-Event-ID") == cursor
 
     # Events published again after the restart (between the cursor and the kill) were dropped by id.
     assert sorted(await _bus_message_ids(nats_cluster)) == sorted(e.meta_id for e in recorded)
-
-    monkeypatch.setenv("DB_ADDR", db_url)
-    monkeypatch.setenv("BUS_URL", nats_cluster.bus_url)
-    sink = sink_service(load_settings(None), db_url, metrics_port=0, idle_exit=1.5)
-    await run_components([sink], asyncio.Event())
-    assert sink.summary.inserted == len(recorded)
     assert sorted(str(row[1]) for row in stored_rows(db_url)) == sorted(e.meta_id for e in recorded)
+    # The bus lag, as the sink last saw it, and what it stored.
+    assert "teston_bus_pending_messages " in metrics
+    assert "teston_bus_oldest_message_age_seconds " in metrics
+    inserted = re.search(r"^teston_sink_inserted_events_total (\S+)$", metrics, re.M)
+    assert inserted is not None and float(inserted.group(1)) == len(recorded)
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
