@@ -107,7 +107,7 @@ async def test_killed_ingester_resumes_after_the_last_acknowledged_event(
     assert sorted(str(row[1]) for row in stored_rows(db_url)) == sorted(e.meta_id for e in recorded)
     # The bus lag, as the sink last saw it, and what it stored.
     assert "teston_bus_pending_messages " in metrics
-    assert "teston_bus_oldest_message_age_seconds " in metrics
+    assert "teston_bus_oldest_pending_age_seconds " in metrics
     inserted = re.search(r"^teston_sink_inserted_events_total (\S+)$", metrics, re.M)
     assert inserted is not None and float(inserted.group(1)) == len(recorded)
 
