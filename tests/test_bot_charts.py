@@ -147,6 +147,12 @@ def test_ask_writes_the_chart_and_prints_its_path(captured: str, tmp_path: Path,
     assert Path(out.splitlines()[-1]).exists()
     assert out.splitlines()[-1].endswith("teston-enwiki-dewiki-wikidatawiki-2021-08-20_2021-08-27.png")
 
+    # Without --attachments, into the current directory.
+    code, out = ask("!chart wikidata 2021-08-25..2021-08-27")
+    assert code == 0, out
+    assert out.splitlines()[-1] == "teston-wikidatawiki-2021-08-25_2021-08-27.png"
+    assert (Path.cwd() / "teston-wikidatawiki-2021-08-25_2021-08-27.png").stat().st_size > 0
+
     assert ask("!chart en 2021-08-26", "--attachments", str(out_dir)) == (
         0,
         "No figures for en on 2021-08-26: nothing to chart.\n",
