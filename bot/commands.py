@@ -376,7 +376,7 @@ class CommandCore:
         else:
             names = {wiki.dbname: wiki.label for wiki in wikis}
             data = charts.daily_by_wiki(names, rows, request.first, request.last)
-        # Drawing takes a few hundred milliseconds of CPU: off the event loop, so the bot keeps answering.
+        # Drawing takes up to a second or two of CPU: off the event loop, so the bot keeps answering.
         png = await asyncio.to_thread(charts.render_png, data)
         return Chart(
             wikis=wikis, first=request.first, last=request.last, hourly=request.hourly, data=data, png=png

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,23 @@ def test_chart_data_and_drawing_equal_the_summary_rows(captured: str) -> None:
     ]
     [axes] = charts.draw(lines).axes
     assert [list(line.get_ydata()) for line in axes.get_lines()] == [[0, 0, 210, 0], [0, 0, de.changes, 0]]
+
+
+def test_a_long_period_is_drawn_as_stacked_areas_of_the_same_values() -> None:
+    first = date(2021, 1, 1)
+    rows = [
+        DailyCounts(first + timedelta(days=n), "enwiki", 6 * n, n, 2 * n, 3 * n, (0,) * 24)
+        for n in range(100)
+    ]
+    data = charts.daily_by_kind("en.wikipedia.org", rows, first, first + timedelta(days=99))
+    assert data.series[0].values == tuple(range(100))
+    [axes] = charts.draw(data).axes
+    assert bar_heights(charts.draw(data)) == []
+    # The top edge of the last area is the day's total: bots + registered humans + anonymous.
+    tops: dict[float, float] = {}
+    for x, y in axes.collections[-1].get_paths()[0].vertices:
+        tops[float(x)] = max(tops.get(float(x), 0.0), float(y))
+    assert [tops[float(n)] for n in range(100)] == [6.0 * n for n in range(100)]
 
 
 def test_chart_png_decodes_at_its_size() -> None:
