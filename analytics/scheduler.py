@@ -64,7 +64,7 @@ def runs_at_once(max_open_conns: int) -> int:
 def connection_pool(url: str, database: DatabaseSettings) -> ConnectionPool:
     """An unopened pool for the schedule's runs: no connection until a job needs one, none kept idle long."""
     return ConnectionPool(
-        url,
+        database.in_utc(url),
         min_size=0,
         max_size=CONNECTIONS_PER_RUN * runs_at_once(database.max_open_conns),
         max_idle=database.max_idle_time.total_seconds(),

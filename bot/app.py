@@ -57,7 +57,9 @@ async def answer_once(
     retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> Answer:
     """Answer one command line against the database at `url`, as the bot would."""
-    async with AsyncConnectionPool(url, min_size=1, max_size=1, open=False, name="teston-ask") as pool:
+    async with AsyncConnectionPool(
+        database.in_utc(url), min_size=1, max_size=1, open=False, name="teston-ask"
+    ) as pool:
         core = CommandCore(
             database=pool,
             catalog=WikiCatalog.load(),

@@ -24,6 +24,7 @@ from ingestion.client import EventStreamClient, user_agent
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import BatchCommitter, IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.sources import Source, is_url, open_file_source
+from teston import database
 from teston.monitoring import MetricsServer
 from teston.wikis import WikiCatalog
 
@@ -68,8 +69,10 @@ def open_source(
 def connector(url: str) -> Callable[[], psycopg.Connection[Any]]:
     """A connection factory for the writer: its own connection, reopened after every outage."""
 
+    conninfo = database.in_utc(url)
+
     def connect() -> psycopg.Connection[Any]:
-        return psycopg.connect(url, connect_timeout=5, application_name="teston-ingest")
+        return psycopg.connect(conninfo, connect_timeout=5, application_name="teston-ingest")
 
     return connect
 

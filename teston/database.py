@@ -27,6 +27,19 @@ def redact(url: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
+# Every session works in UTC: timestamptz values then come back as UTC datetimes and text renders of
+# them (COPY, `::text`, `::date`) are UTC, whatever `TimeZone` the server, database or role defaults to.
+_UTC_OPTION = "-c TimeZone=UTC"
+
+
+def in_utc(url: str) -> str:
+    """The conninfo of `url` with its sessions set to UTC (any `options` it has are kept)."""
+    options = conninfo_to_dict(url).get("options") or ""
+    if _UTC_OPTION in str(options):
+        return url
+    return make_conninfo(url, options=f"{options} {_UTC_OPTION}".strip())
+
+
 @contextlib.contextmanager
 def database_url(settings: Settings) -> Iterator[str]:
     """Yield the URL of the configured server, or of the embedded one (started if needed)."""
@@ -41,7 +54,7 @@ def _alembic_config(url: str) -> Config:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["teston_url"] = url
+    config.attributes["teston_url"] = in_utc(url)
     return config
 
 
@@ -68,7 +81,7 @@ def head_revision() -> str | None:
 def current_revision(url: str) -> str | None:
     import psycopg
 
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(in_utc(url)) as conn:
         try:
             row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         except psycopg.errors.UndefinedTable:
@@ -92,7 +105,7 @@ def bot_connections(max_open_conns: int) -> int:
 def async_pool(url: str, settings: DatabaseSettings, *, name: str = "teston") -> AsyncConnectionPool:
     """The bot's (unopened) async pool: its share of `DB_MAX_OPEN_CONNS`; open it with `async with`."""
     return AsyncConnectionPool(
-        url,
+        in_utc(url),
         # Connections are opened on demand; idle ones above one are closed after DB_MAX_IDLE_TIME,
         # the nearest psycopg equivalent of Go's database/sql idle limits.
         min_size=min(1, settings.max_idle_conns),

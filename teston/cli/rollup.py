@@ -90,7 +90,7 @@ def _roll_up(settings: Settings, requested: list[date] | None, engine: rollup.Fi
     with database.database_url(settings) as url:
         database.upgrade(url)
         if requested is None:
-            with psycopg.connect(url) as conn:
+            with psycopg.connect(database.in_utc(url)) as conn:
                 days = rollup.raw_days(conn)
         else:
             days = requested
@@ -107,7 +107,7 @@ def _roll_up(settings: Settings, requested: list[date] | None, engine: rollup.Fi
                 progress.update(task, advance=1, description=f"{described} {result.day}")
 
             run = jobs.run_recorded(
-                lambda: psycopg.connect(url),
+                lambda: psycopg.connect(database.in_utc(url)),
                 "rollup",
                 jobs.rollup_job(settings.export_dir, days, on_day=done, engine=engine),
                 day=days[0] if len(days) == 1 else None,
