@@ -61,13 +61,13 @@ def runs_at_once(max_open_conns: int) -> int:
     return max(1, min(MAX_RUNS_AT_ONCE, share // CONNECTIONS_PER_RUN))
 
 
-def connection_pool(url: str, database: DatabaseSettings) -> ConnectionPool:
+def connection_pool(url: str, settings: DatabaseSettings) -> ConnectionPool:
     """An unopened pool for the schedule's runs: no connection until a job needs one, none kept idle long."""
     return ConnectionPool(
         database.in_utc(url),
         min_size=0,
-        max_size=CONNECTIONS_PER_RUN * runs_at_once(database.max_open_conns),
-        max_idle=database.max_idle_time.total_seconds(),
+        max_size=CONNECTIONS_PER_RUN * runs_at_once(settings.max_open_conns),
+        max_idle=settings.max_idle_time.total_seconds(),
         open=False,
         name="analytics",
     )
