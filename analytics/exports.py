@@ -10,7 +10,10 @@ together: kept apart, the typed export stays under an eighth of the JSON it came
 never look at `raw` never pay for it. Readers ask this module for paths (`day_path`, `dataset_glob`, …).
 
 Files are written to a temporary name beside the target, fsynced, verified and then renamed, so a
-reader sees the old file or the new one, never half of one. The same rows always give the same bytes.
+reader sees the old file or the new one, never half of one; a day's typed and raw files are replaced
+together or not at all (`day_files.replaced_together`). The same rows always give the same bytes.
+`day_exports.path` holds the typed file's path relative to the export directory; the files are always
+found through this module's layout, so moving `EXPORT_DIR` or `TESTON_HOME` moves the exports with it.
 
 An export never loses rows. Once retention has dropped a day's raw partition the export is the only
 copy of those rows; if late events re-create the partition, the day is exported again as the
@@ -23,7 +26,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +37,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analytics import day_rows
+from analytics.day_files import DayFileWriter, Replace, day_writers, parquet_rows, replaced_together
+from analytics.day_files import ExportError as ExportError
 from analytics.day_rows import RAW_SCHEMA, TYPED_SCHEMA
 from teston.partitions import day_bounds
 
@@ -44,22 +49,11 @@ RAW_DATASET = "recent_changes_raw"
 PART_NAME = "part-0.parquet"
 _PARTITION_PREFIX = "date="
 
-# Rows per row group: large enough for good compression and statistics, small enough that the rows
-# waiting to be written stay a few tens of MB (a raw row is about 1 KB, a typed row about 150 B).
-TYPED_ROW_GROUP_ROWS = 256 * 1024
-RAW_ROW_GROUP_ROWS = 32 * 1024
-_ZSTD_LEVEL = 3
-# Columns written without a dictionary or statistics (see `_DayFileWriter`).
-_UNIQUE_TEXT = frozenset({"raw"})
 # Rows read at a time from an existing export while merging late rows into it.
 _MERGE_BATCH_ROWS = 64 * 1024
 # The order of every export's rows; `event_id` is the UUID as lowercase text, which sorts as
 # PostgreSQL sorts the uuid (byte by byte), so Arrow and PostgreSQL agree on it.
 _ROW_ORDER = [("event_time", "ascending"), ("event_id", "ascending")]
-
-
-class ExportError(RuntimeError):
-    """An export could not be written or did not match PostgreSQL; the previous export is untouched."""
 
 
 def day_dir(export_dir: Path, day: date, *, dataset: str = DATASET) -> Path:
@@ -98,104 +92,6 @@ def exported_days(export_dir: Path) -> list[date]:
     return sorted(days)
 
 
-def parquet_rows(path: Path) -> int:
-    """Row count from a Parquet footer (no data is read)."""
-    return int(pq.ParquetFile(path).metadata.num_rows)
-
-
-class _DayFileWriter:
-    """Writes batches to a temporary file beside `target`, in row groups of a fixed size."""
-
-    def __init__(self, target: Path, schema: pa.Schema, row_group_rows: int) -> None:
-        self.target = target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Not `*.parquet`: a reader globbing the dataset never sees a file being written.
-        self.temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        self._schema = schema
-        self._row_group_rows = row_group_rows
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
-        self.rows = 0
-        self._writer = pq.ParquetWriter(
-            self.temporary,
-            schema,
-            compression="zstd",
-            compression_level=_ZSTD_LEVEL,
-            # The event's JSON never repeats and no reader filters on it: a dictionary attempt and
-            # min/max statistics of kilobyte strings cost CPU (about a tenth of the raw file's) for nothing.
-            use_dictionary=[name for name in schema.names if name not in _UNIQUE_TEXT],
-            write_statistics=[name for name in schema.names if name not in _UNIQUE_TEXT],
-        )
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        self.rows += batch.num_rows
-        # Row-group boundaries depend only on the row count, so identical rows give identical bytes.
-        while self._pending_rows >= self._row_group_rows:
-            table = pa.Table.from_batches(self._pending, schema=self._schema)
-            self._write_group(table.slice(0, self._row_group_rows))
-            rest = table.slice(self._row_group_rows)
-            self._pending = rest.to_batches()
-            self._pending_rows = rest.num_rows
-
-    def _write_group(self, table: pa.Table) -> None:
-        # One contiguous chunk per column: page boundaries then depend on the rows alone, not on
-        # how the CSV reader happened to split them into batches.
-        self._writer.write_table(table.combine_chunks(), row_group_size=self._row_group_rows)
-
-    def close(self) -> None:
-        if self._pending_rows:
-            self._write_group(pa.Table.from_batches(self._pending, schema=self._schema))
-        self._pending = []
-        self._writer.close()
-        with open(self.temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-
-    def commit(self) -> None:
-        os.replace(self.temporary, self.target)
-        directory = os.open(self.target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-    def discard(self) -> None:
-        with contextlib.suppress(Exception):
-            self._writer.close()
-        self.temporary.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _day_writers(path: Path, raw_path: Path | None) -> Iterator[tuple[_DayFileWriter, _DayFileWriter | None]]:
-    """The typed file's writer and, with `raw_path`, the raw one's; on any failure both are discarded."""
-    typed = _DayFileWriter(path, TYPED_SCHEMA, TYPED_ROW_GROUP_ROWS)
-    raw = _DayFileWriter(raw_path, RAW_SCHEMA, RAW_ROW_GROUP_ROWS) if raw_path else None
-    try:
-        yield typed, raw
-    except BaseException:
-        for writer in (typed, raw):
-            if writer is not None:
-                writer.discard()
-        raise
-
-
-def _verify_and_commit(
-    day_writers: tuple[_DayFileWriter, _DayFileWriter | None], expected: int, what: str
-) -> None:
-    """Close each temporary file, check it holds `expected` rows, then rename them all into place."""
-    writers = [writer for writer in day_writers if writer is not None]
-    for writer in writers:
-        writer.close()
-        on_disk = parquet_rows(writer.temporary)
-        if writer.rows != expected or on_disk != expected:
-            raise ExportError(
-                f"{what}, {writer.rows} were written and {on_disk} are in {writer.temporary.name}"
-            )
-    for writer in reversed(writers):  # raw first: a typed file never points at a missing raw one
-        writer.commit()
-
-
 @dataclass(frozen=True)
 class WrittenDay:
     """A day written to Parquet from one PostgreSQL snapshot, with its counts checked."""
@@ -207,6 +103,11 @@ class WrittenDay:
     max_received_at: datetime | None
 
 
+# Work done while a day's new files are in place and the old ones still kept (recording the export):
+# if it fails, the old files are put back.
+Record = Callable[[WrittenDay], None]
+
+
 def write_day(
     conn: psycopg.Connection,
     day: date,
@@ -214,13 +115,15 @@ def write_day(
     *,
     raw_path: Path | None = None,
     min_rows: int = 0,
+    record: Record | None = None,
+    replace: Replace = os.replace,
 ) -> WrittenDay:
     """Stream a day out of PostgreSQL into `path` (and the raw JSON into `raw_path`), atomically.
 
-    The file holds exactly the rows PostgreSQL counts in the same snapshot, or nothing is replaced.
+    The files hold exactly the rows PostgreSQL counts in the same snapshot, or nothing is replaced.
     Fewer than `min_rows` rows is refused: it would replace an export with less than it holds.
     """
-    with _day_writers(path, raw_path) as (typed, raw):
+    with day_writers(path, raw_path) as (typed, raw):
         with day_rows.day_transaction(conn):
             for typed_batch, raw_batch in day_rows.stream_day(conn, day, include_raw=raw is not None):
                 typed.write(typed_batch)
@@ -232,10 +135,18 @@ def write_day(
                 f"{day}: PostgreSQL holds {snapshot.rows} rows but the export already has {min_rows};"
                 " not exported again"
             )
-        _verify_and_commit((typed, raw), snapshot.rows, f"{day}: PostgreSQL counts {snapshot.rows} rows")
-    return WrittenDay(
-        day=day, path=path, raw_path=raw_path, rows=snapshot.rows, max_received_at=snapshot.max_received_at
-    )
+        written = WrittenDay(
+            day=day,
+            path=path,
+            raw_path=raw_path,
+            rows=snapshot.rows,
+            max_received_at=snapshot.max_received_at,
+        )
+        what = f"{day}: PostgreSQL counts {snapshot.rows} rows"
+        with replaced_together((typed, raw), snapshot.rows, what, replace=replace):
+            if record is not None:
+                record(written)
+    return written
 
 
 @dataclass(frozen=True)
@@ -243,7 +154,6 @@ class RecordedExport:
     """A row of `day_exports`."""
 
     day: date
-    path: Path
     rows: int
     bytes: int
     max_received_at: datetime | None
@@ -255,13 +165,13 @@ def recorded_export(conn: psycopg.Connection, day: date) -> RecordedExport | Non
     """What `day_exports` says about a day, if it was exported."""
     with conn.transaction():
         row = conn.execute(
-            "SELECT day, path, rows, bytes, max_received_at, exported_at, verified_at"
+            "SELECT day, rows, bytes, max_received_at, exported_at, verified_at"
             " FROM day_exports WHERE day = %s",
             (day,),
         ).fetchone()
     if row is None:
         return None
-    return RecordedExport(row[0], Path(row[1]), row[2], row[3], row[4], row[5], row[6])
+    return RecordedExport(*row)
 
 
 def _absent_from(path: Path, event_ids: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
@@ -273,7 +183,7 @@ def _absent_from(path: Path, event_ids: pa.Array | pa.ChunkedArray) -> pa.Boolea
     return pc.invert(found)
 
 
-def _merge_sorted(writer: _DayFileWriter, path: Path, schema: pa.Schema, late: pa.Table) -> None:
+def _merge_sorted(writer: DayFileWriter, path: Path, schema: pa.Schema, late: pa.Table) -> None:
     """Write the rows of the file at `path` and the `late` rows, both in row order, as one ordered run."""
     pending = late
     for batch in pq.ParquetFile(path).iter_batches(batch_size=_MERGE_BATCH_ROWS):
@@ -322,6 +232,8 @@ def merge_day(
     exported_rows: int,
     exported_up_to: datetime | None,
     raw_path: Path | None = None,
+    record: Record | None = None,
+    replace: Replace = os.replace,
 ) -> WrittenDay:
     """Rewrite a day's export as its rows plus the PostgreSQL rows of the day it lacks, atomically.
 
@@ -336,20 +248,20 @@ def merge_day(
     keep = _absent_from(path, typed_late["event_id"])
     typed_late = typed_late.filter(keep)
     expected = exported_rows + typed_late.num_rows
-    with _day_writers(path, raw_path) as (typed, raw):
+    received = [moment for moment in (exported_up_to, snapshot.max_received_at) if moment is not None]
+    written = WrittenDay(
+        day=day, path=path, raw_path=raw_path, rows=expected, max_received_at=max(received, default=None)
+    )
+    with day_writers(path, raw_path) as (typed, raw):
         _merge_sorted(typed, path, TYPED_SCHEMA, typed_late)
         if raw is not None and raw_path is not None and raw_late is not None:
             _merge_sorted(raw, raw_path, RAW_SCHEMA, raw_late.filter(keep))
-        _verify_and_commit(
-            (typed, raw),
-            expected,
-            f"{day}: {exported_rows} exported rows and {typed_late.num_rows} late ones",
-        )
-    received = [moment for moment in (exported_up_to, snapshot.max_received_at) if moment is not None]
+        what = f"{day}: {exported_rows} exported rows and {typed_late.num_rows} late ones"
+        with replaced_together((typed, raw), expected, what, replace=replace):
+            if record is not None:
+                record(written)
     log.info("merged %d late rows of %s into its export (%d rows)", typed_late.num_rows, day, expected)
-    return WrittenDay(
-        day=day, path=path, raw_path=raw_path, rows=expected, max_received_at=max(received, default=None)
-    )
+    return written
 
 
 def _exported_rows_gone(conn: psycopg.Connection, day: date, export: RecordedExport) -> bool:
@@ -390,14 +302,52 @@ class DayExport:
     exported_at: datetime
 
 
+def relative_day_path(day: date) -> Path:
+    """Where a day's typed file lives inside the export directory (what `day_exports.path` holds)."""
+    return day_path(Path(), day)
+
+
 def export_day(
-    conn: psycopg.Connection, export_dir: Path, day: date, *, include_raw: bool = True
+    conn: psycopg.Connection,
+    export_dir: Path,
+    day: date,
+    *,
+    include_raw: bool = True,
+    replace: Replace = os.replace,
 ) -> DayExport:
-    """Export a day to its Parquet files, replacing any earlier export, and record it in `day_exports`."""
+    """Export a day to its Parquet files, replacing any earlier export, and record it in `day_exports`.
+
+    The day's files are replaced together and recorded before the old ones are let go: on any failure
+    the previous export's files are put back as they were.
+    """
     started = datetime.now(UTC)
     target = day_path(export_dir, day)
     raw_target = raw_day_path(export_dir, day) if include_raw else None
     previous = recorded_export(conn, day)
+    sizes: dict[str, int] = {}
+
+    def record(written: WrittenDay) -> None:
+        sizes["typed"] = written.path.stat().st_size
+        sizes["raw"] = written.raw_path.stat().st_size if written.raw_path else 0
+        with conn.transaction():
+            conn.execute(
+                """
+                INSERT INTO day_exports (day, path, rows, bytes, max_received_at, exported_at, verified_at)
+                VALUES (%s, %s, %s, %s, %s, %s, now())
+                ON CONFLICT (day) DO UPDATE SET path = excluded.path, rows = excluded.rows,
+                    bytes = excluded.bytes, max_received_at = excluded.max_received_at,
+                    exported_at = excluded.exported_at, verified_at = excluded.verified_at
+                """,
+                (
+                    day,
+                    relative_day_path(day).as_posix(),
+                    written.rows,
+                    sizes["typed"],
+                    written.max_received_at,
+                    started,
+                ),
+            )
+
     if (
         previous is not None
         and previous.verified_at is not None
@@ -414,36 +364,23 @@ def export_day(
             exported_rows=previous.rows,
             exported_up_to=previous.max_received_at,
             raw_path=raw_target,
+            record=record,
+            replace=replace,
         )
     else:
         # An export never shrinks: ingestion only adds rows, so fewer rows means dropped ones.
         min_rows = previous.rows if previous else 0
-        written = write_day(conn, day, target, raw_path=raw_target, min_rows=min_rows)
-    # Verified after the rename: the file readers will open is the one that was counted.
-    on_disk = parquet_rows(written.path)
-    if on_disk != written.rows:
-        raise ExportError(f"{day}: {written.path} holds {on_disk} rows, expected {written.rows}")
-    size = written.path.stat().st_size
-    raw_size = raw_target.stat().st_size if raw_target else 0
-    with conn.transaction():
-        conn.execute(
-            """
-            INSERT INTO day_exports (day, path, rows, bytes, max_received_at, exported_at, verified_at)
-            VALUES (%s, %s, %s, %s, %s, %s, now())
-            ON CONFLICT (day) DO UPDATE SET path = excluded.path, rows = excluded.rows,
-                bytes = excluded.bytes, max_received_at = excluded.max_received_at,
-                exported_at = excluded.exported_at, verified_at = excluded.verified_at
-            """,
-            (day, str(written.path), written.rows, size, written.max_received_at, started),
+        written = write_day(
+            conn, day, target, raw_path=raw_target, min_rows=min_rows, record=record, replace=replace
         )
-    log.info("exported %s: %d rows, %d bytes (+%d raw)", day, written.rows, size, raw_size)
+    log.info("exported %s: %d rows, %d bytes (+%d raw)", day, written.rows, sizes["typed"], sizes["raw"])
     return DayExport(
         day=day,
         path=written.path,
         raw_path=raw_target,
         rows=written.rows,
-        bytes=size,
-        raw_bytes=raw_size,
+        bytes=sizes["typed"],
+        raw_bytes=sizes["raw"],
         max_received_at=written.max_received_at,
         exported_at=started,
     )

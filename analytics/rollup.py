@@ -281,9 +281,11 @@ def staged_day(
     if closed and final is not False:
         kept = _export_without_raw_rows(conn, export_dir, day)
         if kept is not None:
-            # Retention dropped the raw rows: the verified export is the day's only copy.
-            rows = exports.parquet_rows(kept.path)
-            yield StagedDay(day, FINAL, kept.path, rows, kept.max_received_at, None, started)
+            # Retention dropped the raw rows: the verified export is the day's only copy. Its file
+            # is wherever the layout puts it now (EXPORT_DIR may have moved since it was written).
+            path = exports.day_path(export_dir, day)
+            rows = exports.parquet_rows(path)
+            yield StagedDay(day, FINAL, path, rows, kept.max_received_at, None, started)
         else:
             exported = exports.export_day(conn, export_dir, day)
             yield StagedDay(
