@@ -1,6 +1,8 @@
 """Dropping raw daily partitions once their Parquet export is verified, and never before.
 
-A partition older than the retention period is dropped only when all of these hold, checked at the
+A partition expires `retention_days` after its day and after its rows last arrived (`day_arrivals`):
+a day replayed from an old capture keeps its raw rows for the retention period after the replay.
+An expired partition is dropped only when all of these hold, checked at the
 moment of dropping: `day_exports` has a verified export of the day; the file is where the export
 module says and its footer counts the recorded rows; PostgreSQL still holds exactly that many rows
 (nothing arrived since), or fewer and every one of them is in the export (a partition dropped before
@@ -35,6 +37,15 @@ class RetentionOutcome:
 def retention_cutoff(today: date, retention_days: int) -> date:
     """The oldest day whose raw partition is kept: `retention_days` full days before today."""
     return today - timedelta(days=retention_days)
+
+
+def arrival_days(conn: psycopg.Connection, days: list[date]) -> dict[date, date]:
+    """The UTC day rows of each of `days` last arrived, where `day_arrivals` knows it."""
+    rows = conn.execute(
+        "SELECT day, (last_received_at AT TIME ZONE 'UTC')::date FROM day_arrivals WHERE day = ANY(%s)",
+        (days,),
+    ).fetchall()
+    return {row[0]: row[1] for row in rows}
 
 
 def _reason_to_keep(conn: psycopg.Connection, export_dir: Path, day: date) -> str | None:
@@ -80,7 +91,15 @@ def drop_expired_partitions(
     cutoff = retention_cutoff(today, retention_days)
     with conn.transaction():
         expired = sorted(day for day in existing_partition_days(conn) if day < cutoff)
+        arrivals = arrival_days(conn, expired)
     for day in expired:
+        arrived = arrivals.get(day)
+        if arrived is not None and arrived >= cutoff:
+            # A replayed (or late) day keeps its raw rows for the retention period after they came.
+            kept_until = arrived + timedelta(days=retention_days)
+            outcome.kept[day] = f"rows arrived on {arrived}: kept until {kept_until}"
+            log.info("kept raw partition of %s: rows arrived on %s, kept until %s", day, arrived, kept_until)
+            continue
         # One transaction per day, so the checks and the DROP see the same rows.
         with conn.transaction():
             # SHARE mode lets readers in but holds back inserts into this day until the drop commits.

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
-from analytics import exports, retention, rollup
+from analytics import exports, jobs, retention, rollup
 from ingestion.replay import ingest_path
 from teston.partitions import existing_partition_days
 
 DATA = Path(__file__).parent / "data"
 OLD = date(2023, 7, 29)
 OLDER = date(2021, 8, 27)
-TODAY = date(2026, 1, 1)
+# RETENTION_DAYS (30) + 1 after the rows arrived (now, when a test replays the captures).
+TODAY = datetime.now(UTC).date() + timedelta(days=31)
 
 
 def setup_days(db_url: str) -> None:
@@ -129,6 +130,38 @@ def test_a_re_created_partition_goes_once_its_late_rows_are_in_the_export(
     outcome = drop(conn, tmp_path)
     assert outcome.dropped == [OLD]
     assert OLD not in partitions(conn)
+
+
+def test_a_replayed_day_keeps_its_raw_rows_for_the_retention_period_after_the_replay(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    setup_days(db_url)
+    arrived = datetime.now(UTC).date()
+    # `teston up` right after the replay: the nightly run exports and finalizes the days, then retention.
+    night = jobs.nightly(conn, tmp_path, retention_days=30, now=datetime.now(UTC))
+    assert night.details["dropped"] == []
+    until = (arrived + timedelta(days=30)).isoformat()
+    assert night.details["kept"] == {
+        day.isoformat(): f"rows arrived on {arrived}: kept until {until}" for day in (OLDER, OLD)
+    }
+    assert partitions(conn) == {OLD, OLDER}
+    with conn.transaction():
+        assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (2050,)
+
+    # On the last day of the period the rows are still kept; the day after, the exported days go.
+    on_the_last_day = arrived + timedelta(days=30)
+    assert (
+        retention.drop_expired_partitions(conn, tmp_path, today=on_the_last_day, retention_days=30).dropped
+        == []
+    )
+    conn.execute("UPDATE day_exports SET verified_at = NULL WHERE day = %s", (OLDER,))
+    conn.commit()
+    outcome = retention.drop_expired_partitions(
+        conn, tmp_path, today=on_the_last_day + timedelta(days=1), retention_days=30
+    )
+    assert outcome.dropped == [OLD]
+    assert outcome.kept == {OLDER: "export not verified"}  # still only after a verified export
+    assert partitions(conn) == {OLDER}
 
 
 def test_cutoff() -> None:

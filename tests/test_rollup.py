@@ -378,6 +378,10 @@ def test_the_bot_reads_a_wiki_day_in_one_call(db_url: str, conn: psycopg.Connect
 # --- Late events for a day whose raw partition retention dropped. -----------------------------------
 
 
+# Retention counts from the day and from the rows' arrival (now): a clock past both.
+AFTER_ARRIVALS = datetime.now(UTC).date() + timedelta(days=31)
+
+
 def _row_keys(path: Path) -> list[tuple[datetime, str]]:
     table = pq.read_table(path, columns=["event_time", "event_id"])
     return list(zip(table["event_time"].to_pylist(), table["event_id"].to_pylist(), strict=True))
@@ -392,7 +396,7 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
     ingest_path(db_url, capture)
     exported = rollup.rollup_day(conn, export_dir, day)
     assert isinstance(exported, rollup.DayRollup) and exported.events == 1950
-    dropped = retention.drop_expired_partitions(conn, export_dir, today=date(2026, 1, 1), retention_days=30)
+    dropped = retention.drop_expired_partitions(conn, export_dir, today=AFTER_ARRIVALS, retention_days=30)
     assert dropped.dropped == [day], dropped.kept
 
     late = _late_copy(capture, type="new", user="LateComer", bot=False, title="Late page")
@@ -429,7 +433,7 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
     assert (typed.read_bytes(), raw.read_bytes(), summary_rows(conn)) == (typed_bytes, raw_bytes, rows)
 
     # The re-created partition holds only rows the export has: retention drops it again.
-    dropped = retention.drop_expired_partitions(conn, export_dir, today=date(2026, 1, 1), retention_days=30)
+    dropped = retention.drop_expired_partitions(conn, export_dir, today=AFTER_ARRIVALS, retention_days=30)
     assert dropped.dropped == [day], dropped.kept
     with conn.transaction():
         assert day not in existing_partition_days(conn)
@@ -444,7 +448,7 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
     assert isinstance(result, rollup.DayRollup) and result.events == 1951
     assert typed.read_bytes() == typed_bytes
     assert rollup.stale_days(conn) == []
-    dropped = retention.drop_expired_partitions(conn, export_dir, today=date(2026, 1, 1), retention_days=30)
+    dropped = retention.drop_expired_partitions(conn, export_dir, today=AFTER_ARRIVALS, retention_days=30)
     assert dropped.dropped == [day], dropped.kept
 
 
