@@ -1,9 +1,10 @@
 """The analytics jobs and how each run is guarded and recorded.
 
-`run_recorded` wraps any job: a PostgreSQL advisory lock per job kind keeps two TestON processes from
-running the same job at once, a scheduled slot already done elsewhere is skipped, and every run (also
-the skipped ones) becomes a row of `job_runs` with its outcome and figures. The jobs themselves are
-thin: which days to roll up, then `rollup.rollup_day` and `retention.drop_expired_partitions`.
+`run_recorded` wraps any job: a PostgreSQL advisory lock per job kind, held by the one connection the
+run uses, keeps two TestON processes from running the same job at once; a scheduled slot already done
+elsewhere is skipped, and every run (also the skipped ones) becomes a row of `job_runs` with its outcome
+and figures. The jobs themselves are thin: which days to roll up, then `rollup.rollup_day` and
+`retention.drop_expired_partitions`.
 """
 
 from __future__ import annotations
@@ -98,6 +99,24 @@ def _slot_done(conn: psycopg.Connection, kind: str, slot: datetime) -> bool:
     return bool(row and row[0])
 
 
+def _finish(
+    conn: psycopg.Connection, run_id: int, status: str, rows: int, ms: float, details: Any, error: str | None
+) -> None:
+    with conn.transaction():
+        conn.execute(
+            """
+            UPDATE job_runs SET status = %s, rows = %s, finished_at = now(), duration_ms = %s,
+                details = %s, error = %s
+            WHERE id = %s
+            """,
+            (status, rows, ms, Jsonb(details), error, run_id),
+        )
+
+
+def _usable(conn: psycopg.Connection) -> bool:
+    return not conn.closed and conn.info.transaction_status != TransactionStatus.UNKNOWN
+
+
 def run_recorded(
     connect: Connect,
     kind: str,
@@ -106,58 +125,59 @@ def run_recorded(
     day: date | None = None,
     slot: datetime | None = None,
 ) -> JobRun:
-    """Run `work` under the job's advisory lock and record the run; never raises for the job's errors."""
+    """Run `work` under the job's advisory lock and record the run; never raises for the job's errors.
+
+    One connection holds the lock, records the run and does the work (the lock is the session's, so
+    the work's commits and rollbacks keep it): a run needs a single connection of the budget.
+    """
     base: dict[str, Any] = {"slot": slot.isoformat()} if slot else {}
-    with connect() as guard:
-        with guard.transaction():
-            row = guard.execute(
+    unrecorded: tuple[int, str, int, float, dict[str, Any], str | None] | None = None
+    with connect() as conn:
+        with conn.transaction():
+            row = conn.execute(
                 "SELECT pg_try_advisory_lock(%s, %s)", (_JOB_LOCK_CLASS, _lock_key(kind))
             ).fetchone()
         if not (row and row[0]):
             details = base | {"reason": "running in another process"}
-            run_id = _record(guard, kind, SKIPPED, day=day, details=details)
+            run_id = _record(conn, kind, SKIPPED, day=day, details=details)
             log.info("%s skipped: running in another process", kind)
             return JobRun(run_id, kind, SKIPPED, None, details, None)
         try:
-            if slot is not None and _slot_done(guard, kind, slot):
+            if slot is not None and _slot_done(conn, kind, slot):
                 details = base | {"reason": "slot already run"}
-                run_id = _record(guard, kind, SKIPPED, day=day, details=details)
+                run_id = _record(conn, kind, SKIPPED, day=day, details=details)
                 log.info("%s skipped: slot %s already run", kind, slot.isoformat())
                 return JobRun(run_id, kind, SKIPPED, None, details, None)
-            run_id = _record(guard, kind, RUNNING, day=day, details=base)
+            run_id = _record(conn, kind, RUNNING, day=day, details=base)
             started = time.perf_counter()
             error: str | None = None
             try:
-                with connect() as conn:
-                    result = work(conn)
+                result = work(conn)
             except Exception as exc:
                 log.exception("%s failed", kind)
                 result = JobResult()
                 error = "".join(traceback.format_exception_only(exc)).strip()
+                if _usable(conn) and conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.rollback()
             if result.errors and error is None:
                 error = "; ".join(result.errors)
             status = FAILED if error else SUCCEEDED
             details = base | result.details
-            with guard.transaction():
-                guard.execute(
-                    """
-                    UPDATE job_runs SET status = %s, rows = %s, finished_at = now(), duration_ms = %s,
-                        details = %s, error = %s
-                    WHERE id = %s
-                    """,
-                    (
-                        status,
-                        result.rows,
-                        (time.perf_counter() - started) * 1000,
-                        Jsonb(details),
-                        error,
-                        run_id,
-                    ),
-                )
-            return JobRun(run_id, kind, status, result.rows, details, error)
+            outcome = (run_id, status, result.rows, (time.perf_counter() - started) * 1000, details, error)
+            if _usable(conn):
+                _finish(conn, *outcome)
+            else:
+                unrecorded = outcome  # the connection was lost: recorded on a new one below
+            finished = JobRun(run_id, kind, status, result.rows, details, error)
         finally:
-            with guard.transaction():
-                guard.execute("SELECT pg_advisory_unlock(%s, %s)", (_JOB_LOCK_CLASS, _lock_key(kind)))
+            if _usable(conn):
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_JOB_LOCK_CLASS, _lock_key(kind)))
+            # Otherwise the session, and the lock with it, is gone.
+    if unrecorded is not None:
+        with connect() as conn:
+            _finish(conn, *unrecorded)
+    return finished
 
 
 def _describe(result: rollup.DayRollup) -> dict[str, Any]:

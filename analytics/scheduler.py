@@ -36,10 +36,6 @@ NIGHTLY = "nightly"
 # Interval slots are counted from a fixed instant so that every process agrees on them.
 SLOT_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 NIGHTLY_MISFIRE_GRACE = timedelta(hours=6)
-# `jobs.run_recorded` holds two connections per run: the one keeping the job's advisory lock, and the job's.
-CONNECTIONS_PER_RUN = 2
-# Both jobs may run at once (a long nightly export beside the intraday refresh); more runs are never needed.
-MAX_RUNS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -52,21 +48,13 @@ class Schedule:
     nightly_at: time = time(0, 15)
 
 
-def runs_at_once(max_open_conns: int) -> int:
-    """How many jobs may run at once within two fifths of `DB_MAX_OPEN_CONNS` (at least one, at most two).
-
-    The rest of the budget is left to ingestion and the bot.
-    """
-    share = database.analytics_connections(max_open_conns)
-    return max(1, min(MAX_RUNS_AT_ONCE, share // CONNECTIONS_PER_RUN))
-
-
-def connection_pool(url: str, settings: DatabaseSettings) -> ConnectionPool:
-    """An unopened pool for the schedule's runs: no connection until a job needs one, none kept idle long."""
+def connection_pool(url: str, settings: DatabaseSettings, connections: int) -> ConnectionPool:
+    """An unopened pool of `connections` (the schedule's share of `DB_MAX_OPEN_CONNS`, one per job running
+    at once): no connection until a job needs one, none kept idle long."""
     return ConnectionPool(
         database.in_utc(url),
         min_size=0,
-        max_size=CONNECTIONS_PER_RUN * runs_at_once(settings.max_open_conns),
+        max_size=connections,
         max_idle=settings.max_idle_time.total_seconds(),
         open=False,
         name="analytics",

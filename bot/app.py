@@ -91,13 +91,16 @@ class DiscordBotService:
         cooldown: commands.Cooldown | None = DEFAULT_COOLDOWN,
         backoff: Backoff | None = None,
         metrics: BotMetrics | None = None,
+        connections: int | None = None,
         **bot_options: Any,
     ) -> None:
         if settings.discord.token is None:
             raise ValueError(NO_TOKEN_HELP)
         self._settings = settings
         self._essential = essential
-        self._pool = database.async_pool(url, settings.database, name="teston-bot")
+        # Its share of DB_MAX_OPEN_CONNS (see `teston.connections`); all of it when it runs alone.
+        size = connections or settings.database.max_open_conns
+        self._pool = database.async_pool(url, settings.database, max_size=size, name="teston-bot")
         self._catalog = catalog or WikiCatalog.load()
         self._cooldown = cooldown
         self._backoff = backoff

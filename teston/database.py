@@ -89,27 +89,16 @@ def current_revision(url: str) -> str | None:
     return row[0] if row else None
 
 
-# `DB_MAX_OPEN_CONNS` is shared out in `teston up`: one connection for the ingester, two fifths for the
-# scheduled roll-ups, the rest for the bot's pool.
-INGESTION_CONNECTIONS = 1
-
-
-def analytics_connections(max_open_conns: int) -> int:
-    return max_open_conns * 2 // 5
-
-
-def bot_connections(max_open_conns: int) -> int:
-    return max(1, max_open_conns - analytics_connections(max_open_conns) - INGESTION_CONNECTIONS)
-
-
-def async_pool(url: str, settings: DatabaseSettings, *, name: str = "teston") -> AsyncConnectionPool:
-    """The bot's (unopened) async pool: its share of `DB_MAX_OPEN_CONNS`; open it with `async with`."""
+def async_pool(
+    url: str, settings: DatabaseSettings, *, max_size: int, name: str = "teston"
+) -> AsyncConnectionPool:
+    """The bot's (unopened) async pool of `max_size` connections; open it with `async with`."""
     return AsyncConnectionPool(
         in_utc(url),
         # Connections are opened on demand; idle ones above one are closed after DB_MAX_IDLE_TIME,
         # the nearest psycopg equivalent of Go's database/sql idle limits.
         min_size=min(1, settings.max_idle_conns),
-        max_size=bot_connections(settings.max_open_conns),
+        max_size=max_size,
         max_idle=settings.max_idle_time.total_seconds(),
         name=name,
         open=False,

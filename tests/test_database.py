@@ -71,12 +71,3 @@ def test_latest_changes_of_one_wiki_use_the_index(conn: psycopg.Connection) -> N
         ).fetchall()
     )
     assert "Index Scan using recent_changes_p20210827_wiki_event_time_idx" in plan
-
-
-def test_teston_up_shares_out_db_max_open_conns() -> None:
-    for max_open in range(5, 60):
-        analytics = database.analytics_connections(max_open)
-        bot = database.bot_connections(max_open)
-        assert analytics >= 2 and bot >= 1
-        assert analytics + bot + database.INGESTION_CONNECTIONS == max_open
-    assert (database.analytics_connections(10), database.bot_connections(10)) == (4, 5)

@@ -13,7 +13,6 @@ from psycopg_pool import ConnectionPool
 
 from analytics import jobs
 from analytics.scheduler import (
-    CONNECTIONS_PER_RUN,
     INTRADAY,
     NIGHTLY,
     AnalyticsScheduler,
@@ -21,7 +20,6 @@ from analytics.scheduler import (
     connection_pool,
     intraday_slot,
     nightly_slot,
-    runs_at_once,
 )
 from teston.settings import DatabaseSettings
 
@@ -128,14 +126,10 @@ def _database(**changes: object) -> DatabaseSettings:
     return DatabaseSettings().model_copy(update=changes)
 
 
-def test_the_pool_is_a_share_of_the_connection_budget() -> None:
-    # Two runs at once (intraday beside a long nightly) within two fifths of DB_MAX_OPEN_CONNS.
-    assert [runs_at_once(n) for n in (1, 4, 5, 9, 10, 25, 1000)] == [1, 1, 1, 1, 2, 2, 2]
-    small = connection_pool("dbname=unused", _database(max_open_conns=5))
-    assert (small.min_size, small.max_size) == (0, CONNECTIONS_PER_RUN)
-    default = connection_pool("dbname=unused", DatabaseSettings())
-    assert (default.min_size, default.max_size) == (0, 2 * CONNECTIONS_PER_RUN)
-    assert default.max_idle == DatabaseSettings().max_idle_time.total_seconds()
+def test_the_pool_holds_the_schedules_share_of_the_budget() -> None:
+    pool = connection_pool("dbname=unused", DatabaseSettings(), 2)
+    assert (pool.min_size, pool.max_size) == (0, 2)
+    assert pool.max_idle == DatabaseSettings().max_idle_time.total_seconds()
 
 
 def _backends(db_url: str) -> int:
@@ -150,8 +144,8 @@ def _backends(db_url: str) -> int:
 
 def test_the_pool_connects_only_when_a_job_runs(db_url: str, tmp_path: Path) -> None:
     settings = _database(max_open_conns=5)
-    with connection_pool(db_url, settings) as pool:
+    with connection_pool(db_url, settings, 1) as pool:
         assert _backends(db_url) == 0
         component = AnalyticsScheduler(pool.connection, Schedule(export_dir=tmp_path), workers=1)
         assert component.run_intraday().status == jobs.SUCCEEDED
-        assert 1 <= _backends(db_url) <= CONNECTIONS_PER_RUN
+        assert _backends(db_url) == 1

@@ -17,7 +17,7 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from analytics.metrics import JobMetrics
-from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule, connection_pool, runs_at_once
+from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule, connection_pool
 from bot.app import NO_TOKEN_HELP, DiscordBotService
 from bot.client import BotUnavailable
 from bot.metrics import BotMetrics
@@ -31,6 +31,7 @@ from ingestion.service import ClosingCommitter, IngestionService, connector, ope
 from ingestion.writer import ResilientWriter
 from teston import database
 from teston.cli.common import ingestion_failures_exit, read_settings
+from teston.connections import ConnectionBudget, TooFewConnections, share_connections
 from teston.monitoring import Health, MetricsServer, all_healthy
 from teston.roles import Role, configured_roles, missing_configuration
 from teston.runtime import Component, run_components, stop_on_signals
@@ -133,24 +134,54 @@ def metrics_server(
     )
 
 
+def connection_budget(
+    settings: Settings,
+    *,
+    ingestion: bool = False,
+    sink: bool = False,
+    analytics: bool = False,
+    bot: bool = False,
+) -> ConnectionBudget:
+    """DB_MAX_OPEN_CONNS shared out among the parts to run; too few for them is one line and exit 2."""
+    try:
+        return share_connections(
+            settings.database.max_open_conns, ingestion=ingestion, sink=sink, analytics=analytics, bot=bot
+        )
+    except TooFewConnections as exc:
+        typer.secho(f"teston: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
 @contextlib.contextmanager
 def analytics_scheduler(
-    settings: Settings, url: str, registry: CollectorRegistry | None = None
+    settings: Settings, url: str, connections: int, registry: CollectorRegistry | None = None
 ) -> Iterator[AnalyticsScheduler]:
-    """The analytics schedule on its own pool: a share of DB_MAX_OPEN_CONNS, connected only while jobs run."""
+    """The analytics schedule on its own pool of `connections`, connected only while jobs run."""
     metrics = JobMetrics(registry, (INTRADAY, NIGHTLY)) if registry is not None else None
-    with connection_pool(url, settings.database) as pool:
-        workers = runs_at_once(settings.database.max_open_conns)
-        yield AnalyticsScheduler(pool.connection, _schedule(settings), workers=workers, metrics=metrics)
+    with connection_pool(url, settings.database, connections) as pool:
+        yield AnalyticsScheduler(pool.connection, _schedule(settings), workers=connections, metrics=metrics)
 
 
-def discord_bot(settings: Settings, url: str, registry: CollectorRegistry | None = None) -> list[Component]:
+def discord_bot(
+    settings: Settings, url: str, registry: CollectorRegistry | None = None, connections: int | None = None
+) -> list[Component]:
     """The bot for `teston up` when a token is set; otherwise say how to get one and run without it."""
     if settings.discord.token is None:
         typer.secho(f"teston: {NO_TOKEN_HELP}", err=True, fg="yellow")
         return []
     metrics = BotMetrics(registry) if registry is not None else None
-    return [DiscordBotService(settings, url, metrics=metrics)]
+    return [DiscordBotService(settings, url, metrics=metrics, connections=connections)]
+
+
+def _up_budget(settings: Settings, roles: frozenset[Role]) -> ConnectionBudget:
+    bot = Role.BOT in roles and settings.discord.token is not None
+    return connection_budget(
+        settings,
+        ingestion=Role.INGEST in roles,
+        sink=Role.SINK in roles,
+        analytics=Role.SCHEDULER in roles,
+        bot=bot,
+    )
 
 
 def up_roles(settings: Settings) -> frozenset[Role]:
@@ -187,15 +218,21 @@ async def _run_up(settings: Settings, url: str, roles: frozenset[Role]) -> None:
         if Role.SINK in roles:
             # The sink keeps its own endpoint (SINK_METRICS_PORT), where `teston health` probes it.
             components.append(sink_service(settings, url, metrics_port=settings.bus.sink_metrics_port))
+        budget = _up_budget(settings, roles)
         with contextlib.ExitStack() as stack:
             if Role.SCHEDULER in roles:
-                components.append(stack.enter_context(analytics_scheduler(settings, url, registry)))
+                scheduler = analytics_scheduler(settings, url, budget.analytics, registry)
+                components.append(stack.enter_context(scheduler))
             if Role.BOT in roles:
                 if settings.roles is not None and Role.BOT in settings.roles:
                     bot_metrics = BotMetrics(registry)
-                    components.append(DiscordBotService(settings, url, essential=True, metrics=bot_metrics))
+                    components.append(
+                        DiscordBotService(
+                            settings, url, essential=True, metrics=bot_metrics, connections=budget.bot
+                        )
+                    )
                 else:
-                    components.extend(discord_bot(settings, url, registry))
+                    components.extend(discord_bot(settings, url, registry, budget.bot))
             # Started first and stopped last, so the final figures can still be scraped while stopping.
             components.insert(0, metrics_server(settings, registry, checks))
             with stop_on_signals(stop):
@@ -212,6 +249,7 @@ def up() -> None:
     if problem is not None:
         typer.secho(f"teston: {problem}", err=True, fg="red")
         raise typer.Exit(2)
+    _up_budget(settings, roles)  # refuse a DB_MAX_OPEN_CONNS too low before starting anything
     with database.database_url(settings) as url:
         database.upgrade(url)
         with ingestion_failures_exit():
@@ -257,7 +295,8 @@ def sink(
 async def _run_scheduler(settings: Settings, url: str) -> None:
     stop = asyncio.Event()
     registry = CollectorRegistry()
-    with analytics_scheduler(settings, url, registry) as analytics, stop_on_signals(stop):
+    budget = connection_budget(settings, analytics=True)
+    with analytics_scheduler(settings, url, budget.analytics, registry) as analytics, stop_on_signals(stop):
         await run_components([metrics_server(settings, registry), analytics], stop)
 
 
