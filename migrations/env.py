@@ -8,6 +8,7 @@ import psycopg
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from teston.database import in_utc
 from teston.schema import metadata
 
 target_metadata = metadata
@@ -21,7 +22,7 @@ def _url() -> str:
     )
     if not url:
         raise SystemExit("set DB_ADDR or DATABASE_URL, or run `teston db upgrade` to use the embedded server")
-    return str(url)
+    return in_utc(str(url))
 
 
 def run_migrations_offline() -> None:

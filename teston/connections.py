@@ -51,6 +51,7 @@ def share_connections(
         name
         for name, running in (
             ("ingestion", ingestion),
+            ("the bus sink", sink),
             ("the roll-up schedule", analytics),
             ("the Discord bot", bot),
         )

@@ -26,15 +26,17 @@ from tests.fakestream import FakeEventStreams, read_capture
 
 def test_the_shares_fit_in_the_budget_and_give_every_part_one() -> None:
     for max_open in range(1, 60):
-        for ingestion, analytics, bot in itertools.product((False, True), repeat=3):
-            parts = ingestion + analytics + bot
+        for ingestion, sink, analytics, bot in itertools.product((False, True), repeat=4):
+            parts = ingestion + sink + analytics + bot
+            running = {"ingestion": ingestion, "sink": sink, "analytics": analytics, "bot": bot}
             if max_open < parts:
                 with pytest.raises(TooFewConnections, match=f"DB_MAX_OPEN_CONNS must be at least {parts}"):
-                    share_connections(max_open, ingestion=ingestion, analytics=analytics, bot=bot)
+                    share_connections(max_open, **running)
                 continue
-            budget = share_connections(max_open, ingestion=ingestion, analytics=analytics, bot=bot)
+            budget = share_connections(max_open, **running)
             assert budget.total <= max_open
             assert (budget.ingestion >= 1) == ingestion and budget.ingestion <= 1
+            assert (budget.sink >= 1) == sink and budget.sink <= 1
             assert (budget.analytics >= 1) == analytics and budget.analytics <= 2
             assert (budget.bot >= 1) == bot
             if bot:
