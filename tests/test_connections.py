@@ -60,18 +60,22 @@ class BackendSampler:
         row = self._conn.execute(query).fetchone()
         return int(row[0]) if row else 0
 
+    def backends(self) -> int:
+        return self.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.most = max(
-                self.most,
-                self.count(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-                ),
-            )
+            self.most = max(self.most, self.backends())
             time.sleep(0.005)
 
     def __enter__(self) -> BackendSampler:
+        # A connection closed just before (the test's own) may take a moment to leave pg_stat_activity.
+        deadline = time.monotonic() + 30
+        while self.backends() and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._thread.start()
         return self
 
