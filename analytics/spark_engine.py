@@ -61,8 +61,13 @@ def spark_session(
 ) -> Iterator[SparkSession]:
     """A session on `master` (`local[2]`, `spark://host:7077`); stopped, with its driver JVM, after use.
 
-    `config`: further Spark properties (e.g. `spark.executor.memory` for a small cluster).
+    `config`: further Spark properties (e.g. `spark.executor.memory` for a small cluster). A session
+    already running on `master` in this process (a notebook's) is used, with the settings below, and
+    left running.
     """
+    running = SparkSession.getActiveSession()
+    if running is not None and running.sparkContext.master != master:
+        raise ValueError(f"a Spark session on {running.sparkContext.master} is running, not on {master}")
     # The driver listens on loopback unless SPARK_LOCAL_IP names an address a remote cluster's
     # executors can reach: a machine's own host name may not resolve to an address it listens on.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -77,11 +82,15 @@ def spark_session(
         .config("spark.driver.memory", "512m")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        # A day's figures are a few thousand small groups: a handful of shuffle partitions suffice.
-        .config("spark.sql.shuffle.partitions", "4")
+        # Shuffle partitions stay many (a year has millions of pages per day); adaptive execution
+        # merges them into a few for the small groups of a day or two.
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    if running is not None:
+        yield spark
+        return
     try:
         yield spark
     finally:

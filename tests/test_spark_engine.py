@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,10 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
+from typer.testing import CliRunner
 
 from analytics import jobs, rollup, spark_engine
 from analytics.day_rows import TYPED_SCHEMA
 from ingestion.replay import ingest_path
+from teston.cli import app
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(DATA.glob("*.jsonl"))
@@ -72,6 +73,37 @@ def test_every_capture_gives_the_same_rows_on_both_engines(
     assert all(in_process[table] for table in SUMMARY_TABLES)
     for table in SUMMARY_TABLES:
         assert on_spark[table] == in_process[table], table
+
+
+def test_today_partial_and_days_without_data_on_both_engines(
+    spark: Any, db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A closed day (final), today (partial, from a scratch file) and a day nobody collected, in one job."""
+    capture = DATA / "2023-07-29_enwiki_100.jsonl"
+    ingest_path(db_url, capture)
+    first = json.loads(capture.read_text(encoding="utf-8").splitlines()[0])
+    today = [
+        first
+        | {"meta": first["meta"] | {"id": str(uuid.uuid4())}, "timestamp": int(NOW.timestamp()) - 60 * n}
+        for n in range(3)
+    ]
+    (tmp_path / "today.jsonl").write_text("".join(json.dumps(e) + "\n" for e in today), encoding="utf-8")
+    assert ingest_path(db_url, tmp_path / "today.jsonl").ingested == 3
+    days = [date(2023, 7, 28), date(2023, 7, 29), NOW.date()]
+
+    in_process = roll_up(conn, tmp_path / "in-process", days)
+    in_process_rows = summary_tables(conn)
+    with conn.transaction():
+        for table in SUMMARY_TABLES:
+            conn.execute(f"DELETE FROM {table}")
+    on_spark = roll_up(
+        conn, tmp_path / "spark", days, engine=lambda f: spark_engine.figures_of_files(spark, f)
+    )
+
+    assert on_spark.details["no_data"] == in_process.details["no_data"] == ["2023-07-28"]
+    statuses = [(d["day"], d["status"], d["events"]) for d in on_spark.details["days"]]
+    assert statuses == [("2023-07-29", "final", 100), (NOW.date().isoformat(), "partial", 3)]
+    assert summary_tables(conn) == in_process_rows
 
 
 def _frames(figures: rollup.DayFigures) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -129,26 +161,31 @@ def test_edge_cases_give_the_same_frames_on_both_engines(spark: Any, tmp_path: P
     assert on_spark.wiki_stats["hourly_changes"].to_list()[1][23] == 1
 
 
-def test_rollup_command_on_spark(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
-    """`teston rollup --all --engine spark`, in a process of its own (it starts and stops its own JVM)."""
+def test_rollup_command_on_spark(
+    spark: Any, db_url: str, conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`teston rollup --all --engine spark` (on the module's session: it uses a running one and leaves it)."""
     ingest_path(db_url, DATA / "2023-07-29_enwiki_100.jsonl")
+    ingest_path(db_url, DATA / "2025-05-03_sample_144.jsonl")
     days = rollup.raw_days(conn)
     roll_up(conn, tmp_path / "in-process", days)
     in_process = summary_tables(conn)
+    monkeypatch.setenv("DB_ADDR", db_url)
+    monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "exports"))
+    monkeypatch.setenv("ROLLUP_ENGINE", "duckdb")
 
-    env = os.environ | {"DB_ADDR": db_url, "EXPORT_DIR": str(tmp_path / "exports"), "ROLLUP_ENGINE": "duckdb"}
-    done = subprocess.run(
-        [sys.executable, "-m", "teston", "rollup", "--all", "--engine", "spark"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = CliRunner().invoke(app, ["rollup", "--all", "--engine", "spark"])
 
-    assert done.returncode == 0, done.stderr
-    assert f"{len(days)} of {len(days)} days rolled up" in done.stdout
+    assert done.exit_code == 0, done.output
+    assert f"{len(days)} of {len(days)} days rolled up" in done.output
+    assert spark.range(2).count() == 2  # still running
     on_spark = summary_tables(conn)
     for table in ("daily_wiki_stats", "daily_top_pages", "daily_top_editors"):
         # Only `computed_at` differs: the run is now, not NOW.
         drop = -1 if table == "daily_wiki_stats" else None
         assert [row[:drop] for row in on_spark[table]] == [row[:drop] for row in in_process[table]], table
+
+
+def test_a_session_on_another_master_is_refused(spark: Any) -> None:
+    with pytest.raises(ValueError, match="local\\[2\\] is running"), spark_engine.spark_session("local[1]"):
+        pass
