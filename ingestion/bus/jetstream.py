@@ -40,18 +40,33 @@ log = logging.getLogger(__name__)
 # A new stream leader is usually elected within a few seconds; until then requests fail and are retried.
 _SETUP_DEADLINE = 60.0
 _RETRY_PAUSE = 0.5
+_MAX_ACK_PENDING = 100_000
 _NATS_ERRORS = (nats.errors.Error, asyncio.TimeoutError, TimeoutError)
 
 
 async def _connect(address: BusAddress, name: str) -> Client:
-    return await nats.connect(
-        servers=list(address.servers),
-        name=name,
-        connect_timeout=2,
-        reconnect_time_wait=0.5,
-        max_reconnect_attempts=-1,  # a lost server is the cluster's business; keep trying the others
-        allow_reconnect=True,
-    )
+    """Connect to any of the servers, retrying for a while (a cluster starting beside TestON, say)."""
+
+    async def report(exc: Exception) -> None:
+        # nats-py prints a traceback for every failed attempt unless given a callback.
+        log.warning("NATS: %s", exc or type(exc).__name__)
+
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=list(address.servers),
+                name=name,
+                connect_timeout=2,
+                reconnect_time_wait=0.5,
+                max_reconnect_attempts=-1,  # a lost server is the cluster's business; keep trying the others
+                allow_reconnect=True,
+                error_cb=report,
+            ),
+            _SETUP_DEADLINE,
+        )
+    except (*_NATS_ERRORS, OSError) as exc:
+        reason = str(exc) or f"no server answered in {_SETUP_DEADLINE:.0f} s"
+        raise BusUnavailable(f"cannot reach NATS at {','.join(address.servers)}: {reason}") from exc
 
 
 def stream_config(address: BusAddress, options: BusOptions) -> api.StreamConfig:
@@ -160,6 +175,9 @@ class JetStreamConsumer:
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=options.ack_wait.total_seconds(),
             max_deliver=-1,  # a message is never dropped for being redelivered; poison goes to quarantine
+            # The server's default (1,000 unacknowledged messages across all sinks) would cap two sinks at
+            # half a batch each.
+            max_ack_pending=_MAX_ACK_PENDING,
         )
         deadline = time.monotonic() + _SETUP_DEADLINE
         while True:

@@ -171,8 +171,9 @@ class BusSink:
                 self._stop.set()
                 done, _ = await asyncio.wait({self._task}, timeout=self._shutdown_grace)
                 if not done:
-                    # PostgreSQL is unreachable: leave the batch unacknowledged for redelivery.
+                    # PostgreSQL or the bus is unreachable: leave the batch unacknowledged, for redelivery.
                     self._writer.give_up()
+                    self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._task
         finally:
