@@ -3,6 +3,10 @@
 Exactly-once rests on two facts: the stream cursor is written in the same transaction as the rows it
 covers, and `(event_time, event_id)` is the primary key, so nothing a resume sends twice is stored twice.
 
+Every transaction that stores rows first takes the arrival lock and queues a `NOTIFY recent_changes`
+(`ANNOUNCE_ROWS`): writers then draw `recent_changes.arrival` numbers and commit one after another, so
+rows become visible in arrival order, and live feeds (`bot.feeds`) listening are woken by the commit.
+
 Rows are encoded for PostgreSQL's binary COPY as they are parsed (`CopyRows`), dropping later copies of an
 event already in the batch, so a batch waiting for its commit holds bytes, not thousands of Python objects,
 and committing it runs almost no Python. Most batches hold no event already stored (a live stream repeats
@@ -358,6 +362,14 @@ def stream_busy_message(stream: str, holder: LockHolder | None) -> str:
 # "Advisory Locks"); only `pg_advisory_unlock` or the end of the session does.
 _TRY_STREAM_LOCK = "SELECT pg_try_advisory_lock(%s, %s)"
 
+# Held from before a transaction draws arrival numbers until it commits (a transaction-level lock is
+# released after the commit is visible): a reader that sees arrival n never later sees a smaller one
+# appear. One key beside the partition DDL lock's (`teston.partitions`).
+ARRIVAL_LOCK_KEY = 0x7E57_0002
+# Feeds LISTEN on this channel; PostgreSQL delivers the notification only if the transaction commits.
+CHANGES_CHANNEL = "recent_changes"
+ANNOUNCE_ROWS = f"SELECT pg_advisory_xact_lock({ARRIVAL_LOCK_KEY}), pg_notify('{CHANGES_CHANNEL}', '')"
+
 # A two-key advisory lock shows in pg_locks as classid = key 1, objid = key 2 (as an oid), objsubid = 2.
 _STREAM_LOCK_HOLDER = """
     SELECT l.pid, a.application_name, host(a.client_addr), a.backend_start
@@ -546,6 +558,7 @@ class BatchWriter:
             except ROW_ERRORS:
                 log.warning("batch refused by the database (%s); isolating the offending rows", exc)
                 with self.conn.transaction():
+                    self.conn.execute(ANNOUNCE_ROWS)
                     ensure_partitions(self.conn, days)
                     inserted, refused = self._isolate(batch.stream, rows, 0, len(rows))
                     rejected = self._finish(batch, [*unencodable, *refused], cursor_saved=False)
@@ -569,6 +582,8 @@ class BatchWriter:
             except psycopg.errors.UniqueViolation:
                 pass  # an event already stored: nothing was kept, the batch goes through staging
         with self.conn.transaction():
+            if rows:
+                self.conn.execute(ANNOUNCE_ROWS)
             self._ensure_partitions(days)
             inserted = self._stage_and_move(rows, 0, len(rows), batch) if rows else 0
             rejected = self._finish(batch, refused, cursor_saved=bool(rows))
@@ -579,6 +594,7 @@ class BatchWriter:
     ) -> tuple[int, int]:
         """The usual case, in few round trips: COPY into the table, then arrivals and the cursor at once."""
         with self.conn.transaction():
+            self.conn.execute(ANNOUNCE_ROWS)
             self._ensure_partitions(days)
             self._copy(self._copy_direct, rows.copy_data())
             if batch.position is None:

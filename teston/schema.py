@@ -42,6 +42,11 @@ SQLModel.metadata = MetaData(naming_convention=NAMING_CONVENTION)
 metadata = SQLModel.metadata
 
 
+# Numbers `recent_changes.arrival`; CACHE 1 (the default), so numbers are drawn in the order of the
+# statements that draw them, whichever session runs them.
+ARRIVAL_SEQUENCE = "recent_changes_arrival_seq"
+
+
 def _tz(**kw: Any) -> Any:
     return Field(sa_column=Column(DateTime(timezone=True), **kw))
 
@@ -55,6 +60,8 @@ class RecentChange(SQLModel, table=True):
         # unique constraint of a partitioned table; an event's timestamp never changes, so
         # (event_time, event_id) is as unique as `meta.id` alone.
         Index("ix_recent_changes_wiki_event_time", "wiki", text("event_time DESC")),
+        # Live feeds read a wiki's rows in arrival order, from their cursor on.
+        Index("ix_recent_changes_wiki_arrival", "wiki", "arrival"),
         {"postgresql_partition_by": "RANGE (event_time)"},
     )
 
@@ -81,10 +88,21 @@ class RecentChange(SQLModel, table=True):
     comment: str | None = Field(default=None, sa_column=Column(Text))
     raw: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     received_at: datetime = _tz(nullable=False, server_default=text("now()"))
+    # The order rows became visible in, drawn from a sequence as they are inserted: the ingester commits
+    # in this order (`ingestion.writer`), so a reader that has seen arrival n has seen every row before
+    # it, late events included. Rows stored before live feeds existed have none.
+    arrival: int | None = Field(
+        default=None, sa_column=Column(BigInteger, server_default=text(f"nextval('{ARRIVAL_SEQUENCE}')"))
+    )
 
 
 # Column order used by the ingester's COPY; kept beside the table so the two cannot drift apart.
-RECENT_CHANGE_COLUMNS: tuple[str, ...] = tuple(c.name for c in RecentChange.__table__.columns)  # type: ignore[attr-defined]
+# `arrival` is bookkeeping the database assigns, not part of an event: COPY and exports leave it out.
+RECENT_CHANGE_COLUMNS: tuple[str, ...] = tuple(
+    c.name
+    for c in RecentChange.__table__.columns  # type: ignore[attr-defined]
+    if c.name != "arrival"
+)
 
 
 class RejectedEvent(SQLModel, table=True):
@@ -291,3 +309,31 @@ class DigestPost(SQLModel, table=True):
     claimed_at: datetime = _tz(nullable=False)
     posted_at: datetime | None = _tz()
     message_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+class Feed(SQLModel, table=True):
+    """A live feed: one wiki's changes, filtered, posted to one Discord channel (`!watch`).
+
+    `cursor` is the arrival of the last change handled; it moves only after Discord accepted the message
+    covering it. `pending_to` is written before a message is sent, so a restart resends exactly that
+    message (with the same nonce) instead of a different one.
+    """
+
+    __tablename__ = "feeds"
+    __table_args__ = (Index("ix_feeds_guild_id", "guild_id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    guild_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    channel_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    wiki: str = Field(sa_column=Column(Text, nullable=False))
+    filters: str = Field(sa_column=Column(Text, nullable=False))  # the canonical `!watch` filter words
+    created_by: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = _tz(nullable=False, server_default=text("now()"))
+    cursor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    pending_to: int | None = Field(default=None, sa_column=Column(BigInteger))
+    pending_skip: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    posted: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
+    skipped: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
+    last_posted_at: datetime | None = _tz()
+    paused_reason: str | None = Field(default=None, sa_column=Column(Text))
+    paused_at: datetime | None = _tz()
