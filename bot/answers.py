@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from bot.arguments import Command, Scope, TopList
 from bot.charts import ChartData
+from bot.feeds.answers import FeedAnswer
 from teston.wikis import Wiki
 
 # How many of a day's most edited pages `!stats` lists (the roll-up keeps ten).
@@ -279,4 +280,5 @@ Answer = (
     | DigestSet
     | DigestsRemoved
     | DigestList
+    | FeedAnswer
 )

@@ -12,6 +12,7 @@ import logging
 from datetime import date
 from typing import Any
 
+import psycopg
 from discord.ext import commands
 from psycopg_pool import AsyncConnectionPool
 
@@ -19,6 +20,7 @@ from bot.answers import Answer, Help, Problem
 from bot.arguments import HelpRequest, UsageError, parse_command
 from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot
 from bot.commands import DEFAULT_RETENTION_DAYS, CommandCore, Invoker, utc_now
+from bot.feeds.poster import FeedPoster
 from bot.metrics import BotMetrics
 from teston import database
 from teston.settings import Settings
@@ -97,6 +99,7 @@ class DiscordBotService:
         if settings.discord.token is None:
             raise ValueError(NO_TOKEN_HELP)
         self._settings = settings
+        self._url = url
         self._essential = essential
         # Its share of DB_MAX_OPEN_CONNS (see `teston.connections`); all of it when it runs alone.
         size = connections or settings.database.max_open_conns
@@ -118,15 +121,23 @@ class DiscordBotService:
             retention_days=self._settings.analytics.retention_days,
             metrics=self.metrics,
         )
-        self._task = asyncio.create_task(self._run(core), name="discord bot")
+        # Feeds share the bot's pool; new changes wake them through a connection of their own (LISTEN).
+        feeds = FeedPoster(
+            self._pool,
+            self._catalog,
+            prefix=self._settings.discord.command_prefix,
+            listen=lambda: psycopg.AsyncConnection.connect(self._url, autocommit=True),
+        )
+        self._task = asyncio.create_task(self._run(core, feeds), name="discord bot")
 
-    async def _run(self, core: CommandCore) -> None:
+    async def _run(self, core: CommandCore, feeds: FeedPoster) -> None:
         try:
             await run_bot(
                 core,
                 self._settings.discord,
                 cooldown=self._cooldown,
                 backoff=self._backoff,
+                feeds=feeds,
                 **self._bot_options,
             )
         except BotUnavailable as error:

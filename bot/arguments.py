@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 from enum import StrEnum
 
+from bot.feeds.filters import DEFAULT_FILTER, FeedFilter, FilterError, parse_filters
+
 # `!recent` shows 10 changes unless asked, and never more than 100 (one Discord reply stays readable).
 DEFAULT_RECENT_COUNT = 10
 MIN_RECENT_COUNT = 1
@@ -54,6 +56,9 @@ class Command(StrEnum):
     UNDIGEST = "undigest"
     DIGESTS = "digests"
     HELP = "help"
+    WATCH = "watch"
+    UNWATCH = "unwatch"
+    WATCHES = "watches"
 
 
 class Scope(StrEnum):
@@ -74,6 +79,10 @@ PREFIX_USAGE = {
     Command.UNDIGEST: "{p}undigest <id|lang>",
     Command.DIGESTS: "{p}digests",
     Command.HELP: "{p}help [command]",
+    Command.WATCH: "{p}watch <lang> [type=edit|new|log|categorize] [ns=<n>,…] [bots] [minor=no] "
+    "[min=<bytes>] [title=<prefix>] [user=<name>] [anon]",
+    Command.UNWATCH: "{p}unwatch <id>",
+    Command.WATCHES: "{p}watches",
 }
 SLASH_USAGE = {
     Command.RECENT: "/recent [language] [count] [bots] [categorize]",
@@ -85,6 +94,9 @@ SLASH_USAGE = {
     Command.UNDIGEST: "/undigest digest:<id|lang>",
     Command.DIGESTS: "/digests",
     Command.HELP: "/help [command]",
+    Command.WATCH: "/watch language:<code> [filters:<type=… ns=… bots minor=no min=… title=… user=… anon>]",
+    Command.UNWATCH: "/unwatch id:<n>",
+    Command.WATCHES: "/watches",
 }
 SUMMARIES = {
     Command.RECENT: "the newest changes of a wiki (n from 1 to 100, default 10); "
@@ -99,6 +111,9 @@ SUMMARIES = {
     Command.UNDIGEST: "stop a daily digest of this channel (Manage Channels)",
     Command.DIGESTS: "this server's daily digests",
     Command.HELP: "this list",
+    Command.WATCH: "post a wiki's changes in this channel as they happen, filtered (Manage Channels)",
+    Command.UNWATCH: "stop one of this server's feeds (Manage Channels)",
+    Command.WATCHES: "this server's feeds and their state",
 }
 
 # Words `!recent` accepts besides a language and a number; no wiki is called any of them.
@@ -204,6 +219,25 @@ class DigestsRequest:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class WatchRequest:
+    language: str
+    filters: FeedFilter = DEFAULT_FILTER
+
+
+@dataclass(frozen=True, slots=True)
+class UnwatchRequest:
+    feed_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchesRequest:
+    pass
+
+
+FeedRequest = WatchRequest | UnwatchRequest | WatchesRequest
+
+
 Request = (
     RecentRequest
     | StatsRequest
@@ -215,6 +249,7 @@ Request = (
     | DigestRequest
     | UndigestRequest
     | DigestsRequest
+    | FeedRequest
 )
 
 
@@ -293,6 +328,14 @@ def parse_arguments(command: Command, arguments: str, *, today: date) -> Request
         return parse_undigest(tokens)
     if command is Command.DIGESTS:
         return parse_digests(tokens)
+    if command is Command.WATCH:
+        return parse_watch(tokens)
+    if command is Command.UNWATCH:
+        return parse_unwatch(tokens)
+    if command is Command.WATCHES:
+        if tokens:
+            raise UsageError(Command.WATCHES, f"Unexpected extra argument {shown(tokens[0])}.")
+        return WatchesRequest()
     return parse_help(tokens)
 
 
@@ -663,3 +706,39 @@ def digest_request(language: str, at: str | None) -> DigestRequest:
 def undigest_request(target: str) -> UndigestRequest:
     """The request of an `/undigest` slash command, checked like the text form."""
     return parse_undigest(tokenize(Command.UNDIGEST, target))
+
+
+def parse_watch(tokens: Sequence[str]) -> WatchRequest:
+    """`<lang> [filters…]`: the language first, then filter words (`bot.feeds.filters`)."""
+    if not tokens:
+        raise UsageError(Command.WATCH, "Which wiki? Give a language such as en or de first.")
+    if "=" in tokens[0]:
+        raise UsageError(Command.WATCH, "Give the language first, then the filters.")
+    language = check_language_text(Command.WATCH, tokens[0])
+    try:
+        return WatchRequest(language=language, filters=parse_filters(tokens[1:]))
+    except FilterError as error:
+        raise UsageError(Command.WATCH, str(error)) from None
+
+
+def parse_unwatch(tokens: Sequence[str]) -> UnwatchRequest:
+    """`<id>`: the number `!watches` shows for the feed."""
+    if not tokens:
+        raise UsageError(Command.UNWATCH, "Which feed? Give its number from !watches.")
+    if len(tokens) > 1:
+        raise UsageError(Command.UNWATCH, f"Unexpected extra argument {shown(tokens[1])}.")
+    text = tokens[0].removeprefix("#")
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise UsageError(Command.UNWATCH, f"{shown(tokens[0])} is not a feed number.")
+    return UnwatchRequest(int(text))
+
+
+def watch_request(language: str, filters: str | None) -> WatchRequest:
+    """The request of a `/watch` slash command, checked like the text form."""
+    words = tokenize(Command.WATCH, filters or "")
+    return parse_watch([language, *words] if language.strip() else words)
+
+
+def unwatch_request(feed_id: int) -> UnwatchRequest:
+    """The request of an `/unwatch` slash command, checked like the text form."""
+    return parse_unwatch([str(feed_id)])

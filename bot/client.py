@@ -28,6 +28,8 @@ from bot.arguments import without_format_characters
 from bot.cog import NO_MENTIONS, WikiCommands
 from bot.commands import CommandCore
 from bot.digests import DIGEST_INTERVAL, DigestPoster
+from bot.feeds.discord_channels import DiscordChannels
+from bot.feeds.poster import FeedPoster
 from teston.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ class WikiBot(commands.Bot):
         message_content: bool = True,
         cooldown: commands.Cooldown | None = DEFAULT_COOLDOWN,
         digest_interval: float | None = DIGEST_INTERVAL,
+        feeds: FeedPoster | None = None,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()
@@ -127,6 +130,8 @@ class WikiBot(commands.Bot):
             None if digest_interval is None else DigestPoster(core, self, interval=digest_interval)
         )
         self._digest_task: asyncio.Task[None] | None = None
+        self.feeds = feeds
+        self._feeds_task: asyncio.Task[None] | None = None
 
     async def process_commands(self, message: discord.Message, /) -> None:
         # Read a command as `teston ask` does: without invisible format characters, or discord.py would
@@ -139,12 +144,26 @@ class WikiBot(commands.Bot):
         await self.sync_slash_commands()
         if self.digest_poster is not None:
             self._digest_task = asyncio.create_task(self.digest_poster.run(), name="daily digests")
+        if self.feeds is not None:
+            # Posting needs only the REST session, which login has opened.
+            self._feeds_task = asyncio.create_task(self._post_feeds(self.feeds), name="live feeds")
+
+    async def _post_feeds(self, feeds: FeedPoster) -> None:
+        try:
+            await feeds.run(DiscordChannels(self))
+        except Exception:
+            # Commands keep working; the feeds resume, from their cursors, when the bot restarts.
+            log.exception("live feeds stopped")
 
     async def close(self) -> None:
         if self._digest_task is not None:
             self._digest_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._digest_task
+        if self._feeds_task is not None and not self._feeds_task.done():
+            self._feeds_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._feeds_task
         await super().close()
 
     async def sync_slash_commands(self) -> None:

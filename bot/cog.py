@@ -33,7 +33,20 @@ DEFER_AFTER = 2.0
 NO_MENTIONS = discord.AllowedMentions.none()
 SOMETHING_BROKE = "Something went wrong answering that; it has been logged. Please try again later."
 
-HelpTopic = Literal["recent", "stats", "setlang", "chart", "top", "digest", "undigest", "digests", "help"]
+HelpTopic = Literal[
+    "recent",
+    "stats",
+    "setlang",
+    "chart",
+    "top",
+    "digest",
+    "undigest",
+    "digests",
+    "help",
+    "watch",
+    "unwatch",
+    "watches",
+]
 TopListName = Literal["pages", "editors"]
 
 
@@ -204,11 +217,35 @@ class WikiCommands(commands.Cog, name="TestON"):
     async def digests(self, ctx: commands.Context[Any]) -> None:
         await self._run(ctx, arguments.DigestsRequest)
 
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(  # type: ignore[arg-type]
+        name="watch", description="Post a wiki's changes in this channel as they happen."
+    )
+    @app_commands.describe(
+        language="Wiki language code (en, de, zh-hans, wikidata…)",
+        filters="type=edit|new|log|categorize ns=0,4 bots minor=no min=500 title=Prefix user=Name anon",
+    )
+    async def watch(self, ctx: commands.Context[Any], language: str, *, filters: str | None = None) -> None:
+        await self._run(ctx, lambda: arguments.watch_request(language, filters))
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(name="unwatch", description="Stop one of this server's feeds.")  # type: ignore[arg-type]
+    @app_commands.rename(feed_id="id")
+    @app_commands.describe(feed_id="The feed's number, as !watches shows it")
+    async def unwatch(self, ctx: commands.Context[Any], feed_id: int) -> None:
+        await self._run(ctx, lambda: arguments.unwatch_request(feed_id))
+
+    @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
+    @commands.hybrid_command(name="watches", description="This server's feeds and their state.")  # type: ignore[arg-type]
+    async def watches(self, ctx: commands.Context[Any]) -> None:
+        await self._run(ctx, arguments.WatchesRequest)
+
     @recent.autocomplete("language")
     @stats.autocomplete("language")
     @setlang.autocomplete("language")
     @top.autocomplete("language")
     @digest.autocomplete("language")
+    @watch.autocomplete("language")
     async def _language_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:

@@ -48,6 +48,7 @@ from bot.arguments import (
     Command,
     DigestRequest,
     DigestsRequest,
+    FeedRequest,
     HelpRequest,
     RangeStatsRequest,
     RecentRequest,
@@ -61,6 +62,7 @@ from bot.arguments import (
     parse_command,
     shown,
 )
+from bot.feeds.commands import answer_feed_request
 from bot.metrics import BotMetrics
 from teston.wikis import UnknownWiki, Wiki, WikiCatalog
 
@@ -98,6 +100,7 @@ class Invoker:
     user_id: int | None = None
     guild_id: int | None = None
     can_manage_guild: bool = False
+    # Where a feed started with `!watch` posts, and whether the invoker may start one there.
     channel_id: int | None = None
     can_manage_channels: bool = False
 
@@ -191,6 +194,10 @@ class CommandCore:
             return await self._top(request, invoker)
         if isinstance(request, DigestRequest | UndigestRequest | DigestsRequest):
             return await self._digests(request, invoker)
+        if isinstance(request, FeedRequest):
+            return await answer_feed_request(
+                request, invoker, database=self.database, catalog=self.catalog, resolve=self.resolve
+            )
         return await self._setlang(request, invoker)
 
     def resolve(self, command: Command, text: str) -> Wiki:

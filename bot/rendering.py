@@ -32,6 +32,8 @@ from bot.answers import (
     TopPage,
 )
 from bot.arguments import PREFIX_USAGE, SLASH_USAGE, SUMMARIES, Command, Scope
+from bot.feeds.answers import FeedCreated, FeedList, FeedRemoved
+from bot.feeds.replies import feed_plain, feed_reply
 from bot.links import contributions_url, diff_url, page_url
 from bot.markdown import clean, clip, escape, link
 from bot.messages import (
@@ -310,7 +312,8 @@ def help_lines(command: Command | None, prefix: str, *, markdown: bool) -> list[
         lines.append(f"`{usage}` — {SUMMARIES[each]}" if markdown else f"{usage} — {SUMMARIES[each]}")
     if command is None:
         lines.append(
-            "Slash commands: /recent, /stats, /setlang, /chart, /top, /digest, /undigest, /digests, /help "
+            "Slash commands: /recent, /stats, /setlang, /chart, /top, /digest, /undigest, /digests, /help, "
+            "/watch, /unwatch, /watches "
             "(with language autocomplete). "
             "Languages are wiki codes such as en, de, zh-hans, en.wiktionary, wikidata, commons; "
             "days are UTC."
@@ -393,6 +396,8 @@ def discord_reply(answer: Answer, *, prefix: str, slash: bool = False) -> Reply:
     if isinstance(answer, LanguageDefaults):
         lines = defaults_lines(answer, prefix)
         return Reply(pack(lines), private=slash, summary=lines[0])
+    if isinstance(answer, FeedCreated | FeedRemoved | FeedList):
+        return feed_reply(answer, prefix=prefix)
     if not isinstance(answer, Help):
         assert_never(answer)
     lines = help_lines(answer.command, prefix, markdown=True)
@@ -427,6 +432,8 @@ def plain_text(answer: Answer, *, prefix: str) -> str:
         return language_set_line(answer)
     if isinstance(answer, LanguageDefaults):
         return "\n".join(defaults_lines(answer, prefix))
+    if isinstance(answer, FeedCreated | FeedRemoved | FeedList):
+        return feed_plain(answer, prefix=prefix)
     if not isinstance(answer, Help):
         assert_never(answer)
     return "\n".join(help_lines(answer.command, prefix, markdown=False))

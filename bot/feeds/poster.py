@@ -1,0 +1,239 @@
+"""The feed poster: wakes on each commit of new changes (LISTEN) or every few seconds, and posts.
+
+One task per active feed. A step reads the rows after the feed's cursor, plans (`bot.feeds.plan`),
+writes the planned message down (`pending_to`), sends it, and only then moves the cursor. A restart
+between sending and moving the cursor rebuilds the same message from the same rows and sends it with
+the same nonce, which Discord answers with the message it already has (`enforce_nonce`): nothing is
+posted twice, and nothing is skipped without a line saying so.
+
+Posts to one channel are at least `min_interval` seconds apart (Discord allows about one message per
+channel every two seconds); a 429 is waited out as long as its `retry_after` says (discord.py does it,
+then sends the same request again). A channel that is gone (404) or that TestON may no longer post in
+(403) pauses its feeds, with the reason `!watches` shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
+from psycopg import AsyncConnection
+
+from bot.feeds import store
+from bot.feeds.answers import FeedRow
+from bot.feeds.filters import parse_filter_words
+from bot.feeds.matching import matches
+from bot.feeds.plan import Advance, Backlog, Post, Skip, Step, next_step, nonce, resent_step
+from bot.feeds.posts import changes_message, skipped_message
+from bot.messages import Message
+from teston.wikis import WikiCatalog
+
+if TYPE_CHECKING:
+    from bot.commands import ConnectionSource
+
+log = logging.getLogger(__name__)
+
+# The channel the ingester notifies after each commit (`ingestion.writer.CHANGES_CHANNEL`).
+CHANGES_CHANNEL = "recent_changes"
+DEFAULT_POLL_INTERVAL = 5.0
+DEFAULT_MIN_INTERVAL = 2.0
+# Rows read per statement while scanning a backlog.
+READ_CHUNK = 2000
+# How long to wait before trying again after Discord or the database failed.
+RETRY_AFTER_FAILURE = 10.0
+
+CHANNEL_GONE = "the channel was deleted (or TestON can no longer see it)"
+NOT_ALLOWED = "TestON may not post in the channel (it needs View Channel, Send Messages and Embed Links)"
+
+
+class ChannelGone(Exception):
+    """Discord answered 404: the channel no longer exists for the bot."""
+
+
+class NotAllowed(Exception):
+    """Discord answered 403: the bot lost a permission it needs to post there."""
+
+
+class Channels(Protocol):
+    """Where posts go: Discord through discord.py in production (`bot.feeds.discord_channels`)."""
+
+    async def post(self, channel_id: int, message: Message, *, nonce: str) -> None: ...
+
+
+class FeedPoster:
+    """Runs every active feed until cancelled; built by the composition root, run by the bot."""
+
+    def __init__(
+        self,
+        database: ConnectionSource,
+        catalog: WikiCatalog,
+        *,
+        prefix: str = "!",
+        listen: Callable[[], Awaitable[AsyncConnection[Any]]] | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
+        retry_after_failure: float = RETRY_AFTER_FAILURE,
+        read_chunk: int = READ_CHUNK,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.database = database
+        self.catalog = catalog
+        self.prefix = prefix
+        self._listen = listen
+        self.poll_interval = poll_interval
+        self.min_interval = min_interval
+        self.retry_after_failure = retry_after_failure
+        self.read_chunk = read_chunk
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._feed_wakes: dict[int, asyncio.Event] = {}
+        self._channel_locks: dict[int, asyncio.Lock] = {}
+        self._last_post: dict[int, float] = {}
+
+    def wake(self) -> None:
+        """Look for new changes now (new rows were committed, or a feed was created)."""
+        self._wake.set()
+
+    async def run(self, channels: Channels) -> None:
+        """Post for every active feed until cancelled; errors not from Discord or the database end it."""
+        async with asyncio.TaskGroup() as group:
+            if self._listen is not None:
+                group.create_task(self._follow_notifications(), name="feeds: listen")
+            tasks: dict[int, asyncio.Task[None]] = {}
+            while True:
+                try:
+                    async with self.database.connection() as conn:
+                        active = {feed.id for feed in await store.active_feeds(conn)}
+                except (psycopg.Error, OSError) as error:
+                    log.warning("feeds: cannot read the feeds (%s); trying again shortly", error)
+                    active = set(tasks)  # keep what runs; each feed retries on its own
+                for feed_id in [f for f in tasks if f not in active]:
+                    tasks.pop(feed_id).cancel()
+                    self._feed_wakes.pop(feed_id, None)
+                for feed_id in active - set(tasks):
+                    self._feed_wakes[feed_id] = asyncio.Event()
+                    tasks[feed_id] = group.create_task(
+                        self._run_feed(feed_id, channels), name=f"feed {feed_id}"
+                    )
+                for event in self._feed_wakes.values():
+                    event.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                self._wake.clear()
+
+    async def _follow_notifications(self) -> None:
+        """Wake the feeds on every notification; polling covers the time without a connection."""
+        assert self._listen is not None
+        while True:
+            try:
+                conn = await self._listen()
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    self.wake()  # changes committed before LISTEN took effect are read now
+                    async for _ in conn.notifies():
+                        self.wake()
+            except (psycopg.Error, OSError) as error:
+                log.warning(
+                    "feeds: lost the notification connection (%s); polling every %.0f s until it is back",
+                    error,
+                    self.poll_interval,
+                )
+            await asyncio.sleep(self.retry_after_failure)
+
+    async def _run_feed(self, feed_id: int, channels: Channels) -> None:
+        wake = self._feed_wakes[feed_id]
+        while True:
+            await wake.wait()
+            wake.clear()
+            try:
+                while await self.step(feed_id, channels):
+                    pass
+            except (psycopg.Error, OSError) as error:
+                log.warning("feed %d: database error (%s); trying again shortly", feed_id, error)
+                await asyncio.sleep(self.retry_after_failure)
+                wake.set()
+
+    async def _backlog(self, conn: AsyncConnection[Any], feed: FeedRow) -> Backlog:
+        feed_filter = parse_filter_words(feed.filters)
+        backlog = Backlog()
+        after = feed.cursor
+        while True:
+            rows = await store.changes_after(
+                conn, feed.wiki, after, upto=feed.pending_to, limit=self.read_chunk
+            )
+            for item in rows:
+                backlog.saw(item.arrival)
+                if matches(feed_filter, item):
+                    backlog.add(item)
+            if len(rows) < self.read_chunk:
+                return backlog
+            after = rows[-1].arrival
+
+    async def step(self, feed_id: int, channels: Channels) -> bool:
+        """Take the feed's next step; True if it may have more to do at once."""
+        async with self.database.connection() as conn:
+            feed = await store.feed(conn, feed_id)
+            if feed is None or feed.paused_reason is not None:
+                return False
+            backlog = await self._backlog(conn, feed)
+        step: Step | None
+        if feed.pending_to is not None:
+            step = resent_step(backlog, feed.pending_to, skip=feed.pending_skip)
+        else:
+            step = next_step(backlog, feed.cursor)
+        if step is None:
+            return False
+        if isinstance(step, Advance):
+            async with self.database.connection() as conn:
+                await store.finish_step(conn, feed.id, step.to)
+            return False
+        if feed.pending_to is None:
+            async with self.database.connection() as conn:
+                await store.begin_step(conn, feed.id, step.to, skip=isinstance(step, Skip))
+        if not await self._send(feed, step, channels):
+            return False
+        async with self.database.connection() as conn:
+            if isinstance(step, Post):
+                await store.finish_step(conn, feed.id, step.to, posted=len(step.changes))
+            else:
+                await store.finish_step(conn, feed.id, step.to, skipped=step.count)
+        return True
+
+    async def _send(self, feed: FeedRow, step: Post | Skip, channels: Channels) -> bool:
+        """Send the step's message, paced per channel; False if the feed was paused or must wait."""
+        if isinstance(step, Post):
+            message = changes_message([item.change for item in step.changes])
+        else:
+            wiki = self.catalog.by_dbname(feed.wiki)
+            message = (
+                skipped_message(step.count, wiki, self.prefix)
+                if wiki
+                else Message(content=f"Skipped {step.count:,} changes on {feed.wiki} to catch up.")
+            )
+        lock = self._channel_locks.setdefault(feed.channel_id, asyncio.Lock())
+        async with lock:
+            wait = self._last_post.get(feed.channel_id, -1e9) + self.min_interval - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                await channels.post(feed.channel_id, message, nonce=nonce(feed.id, step.to))
+            except (ChannelGone, NotAllowed) as error:
+                reason = CHANNEL_GONE if isinstance(error, ChannelGone) else NOT_ALLOWED
+                log.warning("feed %d paused: %s", feed.id, reason)
+                async with self.database.connection() as conn:
+                    await store.pause_feed(conn, feed.id, reason)
+                return False
+            except Exception as error:  # Discord or the network; the same message is sent again later
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                log.warning("feed %d: could not post (%s); trying again shortly", feed.id, error)
+                await asyncio.sleep(self.retry_after_failure)
+                return True
+            finally:
+                self._last_post[feed.channel_id] = self._clock()
+        return True
