@@ -36,6 +36,7 @@ class Permission(IntFlag):
 
     CREATE_INSTANT_INVITE = 1 << 0
     ADMINISTRATOR = 1 << 3
+    MANAGE_CHANNELS = 1 << 4
     MANAGE_GUILD = 1 << 5
     ADD_REACTIONS = 1 << 6
     VIEW_CHANNEL = 1 << 10
@@ -221,6 +222,16 @@ class Message:
     @property
     def interaction_id(self) -> int | None:
         return None if self.interaction_metadata is None else int(self.interaction_metadata["id"])
+
+
+@dataclass(frozen=True)
+class PostAttempt:
+    """One request to create a message in a channel, whatever the fake answered."""
+
+    channel_id: int
+    at: float  # time.monotonic() when the request arrived
+    status: int
+    nonce: str | int | None = None
 
 
 @dataclass(frozen=True)

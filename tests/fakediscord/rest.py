@@ -28,6 +28,7 @@ from .models import (
     Message,
     MessageFlag,
     Permission,
+    PostAttempt,
 )
 from .payloads import channel_payload, gateway_message_payload, message_payload, user_payload
 from .state import FakeState, InteractionResult
@@ -266,13 +267,49 @@ class RestApi:
         return json_response(channel_payload(self._channel(request), self.world))
 
     async def create_message(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
+        body: dict[str, Any] = {}
+        try:
+            response = await self._create_message(request, body)
+        except ApiError as error:
+            self._record_post(request, arrived, error.status, body)
+            raise
+        self._record_post(request, arrived, response.status, body)
+        return response
+
+    def _record_post(self, request: web.Request, at: float, status: int, body: dict[str, Any]) -> None:
+        channel_id = request.match_info["channel_id"]
+        self.state.post_attempts.append(
+            PostAttempt(int(channel_id) if channel_id.isdigit() else 0, at, status, body.get("nonce"))
+        )
+
+    async def _create_message(self, request: web.Request, seen: dict[str, Any]) -> web.StreamResponse:
+        """Create the message; `seen` receives the body as read, for the record of attempts."""
+        body, attachments = await self._body(request)
+        seen.update(body)
         channel = self._channel(request)
-        if channel.type is not ChannelType.DM and not (
-            self.world.permissions(self.world.users.bot) & Permission.SEND_MESSAGES
+        if channel.type is not ChannelType.DM and (
+            not (self.world.permissions(self.world.users.bot) & Permission.SEND_MESSAGES)
+            or channel.id in self.world.muted_channel_ids
         ):
             raise ApiError(403, 50013, "Missing Permissions")
-        body, attachments = await self._body(request)
+        limits = self.state.injected_rate_limits.get(channel.id)
+        if limits:
+            # Discord's 429 body (https://discord.com/developers/docs/topics/rate-limits); discord.py
+            # only trusts a 429 that came through Discord's proxy, hence `Via`.
+            retry_after = limits.pop(0)
+            data = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+            response = json_response(data, status=429)
+            response.headers.update({"Via": "1.1 google", "Retry-After": str(max(1, round(retry_after)))})
+            return response
         check_message_body(body, has_files=bool(attachments))
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            # "If another message was created by the same author with the same nonce, that message will
+            # be returned and no new message will be created" (Create Message, enforce_nonce).
+            earlier = self.state.message_with_nonce(channel.id, self.world.users.bot.id, nonce)
+            if earlier is not None:
+                return json_response(self._payload(earlier))
         reference = body.get("message_reference")
         if reference and reference.get("fail_if_not_exists", True):
             referenced = self.state.messages.get(int(reference.get("message_id") or 0))

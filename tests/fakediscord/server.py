@@ -19,6 +19,7 @@ from .models import (
     Intent,
     InteractionType,
     Message,
+    PostAttempt,
     RegisteredCommand,
     User,
 )
@@ -222,6 +223,24 @@ class FakeDiscord:
         return await self.state.changes.wait_for(
             found, timeout=timeout, what=f"{count} bot message(s) in {where}"
         )
+
+    def post_attempts(self, channel: Channel | None = None) -> list[PostAttempt]:
+        """Every request to create a message (in `channel`), answered or refused, oldest first."""
+        return [a for a in self.state.post_attempts if channel is None or a.channel_id == channel.id]
+
+    # -- acting as Discord ------------------------------------------------------------------------------
+
+    def rate_limit_next_post(self, channel: Channel, *, retry_after: float) -> None:
+        """Answer the next message post in `channel` with a 429 asking to retry after `retry_after` s."""
+        self.state.injected_rate_limits.setdefault(channel.id, []).append(retry_after)
+
+    def delete_channel(self, channel: Channel) -> None:
+        """Delete `channel`: requests for it answer 404 Unknown Channel from now on."""
+        self.world.deleted_channel_ids.add(channel.id)
+
+    def deny_posting(self, channel: Channel) -> None:
+        """Take Send Messages away from the bot in `channel`: posts there answer 403 Missing Permissions."""
+        self.world.muted_channel_ids.add(channel.id)
 
     # -- acting as users ------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from .models import (
     MessageFlag,
     MessageType,
     Permission,
+    PostAttempt,
     RegisteredCommand,
     SnowflakeSource,
     User,
@@ -141,6 +142,23 @@ class FakeState:
         self.unhandled_requests: list[tuple[str, str]] = []
         # The bytes of every uploaded file, by attachment id (messages keep only the metadata).
         self.uploads: dict[str, bytes] = {}
+        self.post_attempts: list[PostAttempt] = []
+        # Per channel, the `retry_after` of each 429 to answer the next message posts with.
+        self.injected_rate_limits: dict[int, list[float]] = {}
+
+    def message_with_nonce(self, channel_id: int, author_id: int, nonce: str | int) -> Message | None:
+        """The message `author_id` created in the channel with this nonce, for `enforce_nonce`."""
+        return next(
+            (
+                m
+                for m in self.messages.values()
+                if m.channel_id == channel_id
+                and m.author.id == author_id
+                and m.nonce == nonce
+                and not m.deleted
+            ),
+            None,
+        )
 
     # -- messages ------------------------------------------------------------------------
 

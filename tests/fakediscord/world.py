@@ -90,6 +90,9 @@ class World:
         }
         self._dm_channels: dict[int, Channel] = {}
         self._next_dm = 40
+        self.deleted_channel_ids: set[int] = set()
+        # Channels where the bot may not send messages (a channel permission overwrite, in Discord).
+        self.muted_channel_ids: set[int] = set()
 
     @property
     def application_id(self) -> int:
@@ -103,6 +106,8 @@ class World:
         return next((r for r in self.roles.all() if r.id == role_id), None)
 
     def channel(self, channel_id: int) -> Channel | None:
+        if channel_id in self.deleted_channel_ids:
+            return None
         found = next((c for c in self.channels.all() if c.id == channel_id), None)
         return found or next((c for c in self._dm_channels.values() if c.id == channel_id), None)
 
