@@ -154,7 +154,20 @@ async def test_slash_commands_are_synced_with_language_autocomplete(
     fake_discord: FakeDiscord, bot: WikiBot
 ) -> None:
     names = sorted(c.name for c in fake_discord.registered_commands)
-    assert names == ["chart", "digest", "digests", "help", "recent", "setlang", "stats", "top", "undigest"]
+    assert names == [
+        "chart",
+        "digest",
+        "digests",
+        "help",
+        "recent",
+        "setlang",
+        "stats",
+        "top",
+        "undigest",
+        "unwatch",
+        "watch",
+        "watches",
+    ]
     recent = fake_discord.registered_command("recent")
     assert [o["name"] for o in recent.options] == ["language", "count", "bots", "categorize"]
     assert recent.option("language")["autocomplete"] is True

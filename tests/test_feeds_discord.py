@@ -8,6 +8,7 @@ with the feed's own filter code.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -132,7 +133,7 @@ async def command(fake: FakeDiscord, text: str, *, channel: Channel | None = Non
 def assert_paced(fake: FakeDiscord, channel: Channel) -> None:
     """Feed posts Discord accepted are at least MIN_INTERVAL apart, and hold at most ten embeds each."""
     attempts = [a for a in feed_attempts(fake, channel) if a.status == 200]
-    gaps = [later.at - earlier.at for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(attempts)]
     assert all(gap >= MIN_INTERVAL - SLACK for gap in gaps), gaps
     assert all(len(m.embeds) <= 10 for m in feed_messages(fake, channel))
 
