@@ -11,7 +11,7 @@ import sqlalchemy.exc
 import typer
 
 from teston import __version__
-from teston.cli import ask, db, health, ingest, rollup, service
+from teston.cli import ask, db, feed, health, ingest, rollup, service
 from teston.embedded import EmbeddedPostgresError
 
 __all__ = ["app", "main"]
@@ -52,6 +52,7 @@ app.command("scheduler")(service.scheduler)
 app.command("ask")(ask.ask)
 app.command("bot")(service.bot_command)
 app.command("health")(health.health)
+app.add_typer(feed.feed_app, name="feed")
 
 
 def main() -> None:
