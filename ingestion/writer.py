@@ -364,8 +364,8 @@ _TRY_STREAM_LOCK = "SELECT pg_try_advisory_lock(%s, %s)"
 
 # Held from before a transaction draws arrival numbers until it commits (a transaction-level lock is
 # released after the commit is visible): a reader that sees arrival n never later sees a smaller one
-# appear. One key beside the partition DDL lock's (`teston.partitions`).
-ARRIVAL_LOCK_KEY = 0x7E57_0002
+# appear. A one-key lock, like the partition DDL lock (`teston.partitions`); jobs use two-key locks.
+ARRIVAL_LOCK_KEY = 0x7E57_0010
 # Feeds LISTEN on this channel; PostgreSQL delivers the notification only if the transaction commits.
 CHANGES_CHANNEL = "recent_changes"
 ANNOUNCE_ROWS = f"SELECT pg_advisory_xact_lock({ARRIVAL_LOCK_KEY}), pg_notify('{CHANGES_CHANNEL}', '')"
