@@ -100,7 +100,7 @@ class FeedPoster:
         self._wake.set()
 
     async def run(self, channels: Channels) -> None:
-        """Post for every active feed until cancelled; errors not from Discord or the database end it."""
+        """Post for every active feed until cancelled (a feed's failure is logged and retried)."""
         async with asyncio.TaskGroup() as group:
             if self._listen is not None:
                 group.create_task(self._follow_notifications(), name="feeds: listen")
@@ -155,6 +155,11 @@ class FeedPoster:
                     pass
             except (psycopg.Error, OSError) as error:
                 log.warning("feed %d: database error (%s); trying again shortly", feed_id, error)
+                await asyncio.sleep(self.retry_after_failure)
+                wake.set()
+            except Exception:
+                # A bug met by one feed must not stop the others; this one tries again later.
+                log.exception("feed %d failed; trying again shortly", feed_id)
                 await asyncio.sleep(self.retry_after_failure)
                 wake.set()
 

@@ -95,7 +95,7 @@ def ask(
     settings = read_settings()
     prefix = settings.discord.command_prefix
     # Whoever runs the CLI administers the database, so server defaults may be set from here.
-    invoker = Invoker(user_id=user_id, guild_id=guild_id, can_manage_guild=True)
+    invoker = Invoker(user_id=user_id, guild_id=guild_id, can_manage_guild=True, can_manage_channels=True)
     with _quiet_unless_asked(settings):
         # Help and mistakes are answered without starting or even reaching a database.
         answer = answer_without_database(text, prefix=prefix)
