@@ -234,8 +234,6 @@ class FeedPoster:
                     await store.pause_feed(conn, feed.id, reason)
                 return False
             except Exception as error:  # Discord or the network; the same message is sent again later
-                if isinstance(error, asyncio.CancelledError):
-                    raise
                 log.warning("feed %d: could not post (%s); trying again shortly", feed.id, error)
                 await asyncio.sleep(self.retry_after_failure)
                 return True
