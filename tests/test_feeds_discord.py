@@ -99,11 +99,11 @@ def assert_posts_are(embeds: list[dict[str, Any]], rows: list[dict[str, Any]]) -
         assert embed["footer"]["text"].endswith(" UTC")
 
 
-def make_poster(pool: AsyncConnectionPool, db_url: str, **options: Any) -> FeedPoster:
+def make_poster(pool: AsyncConnectionPool, db_url: str, *, listen: bool = True, **options: Any) -> FeedPoster:
     return FeedPoster(
         pool,
         CATALOG,
-        listen=lambda: psycopg.AsyncConnection.connect(db_url, autocommit=True),
+        listen=(lambda: psycopg.AsyncConnection.connect(db_url, autocommit=True)) if listen else None,
         poll_interval=1.0,
         retry_after_failure=0.5,
         **({"min_interval": MIN_INTERVAL} | options),
@@ -170,14 +170,15 @@ async def test_a_feed_posts_exactly_its_matching_changes_in_order_batched_and_pa
     assert "live (23 posted" in watches
 
 
-async def test_a_429_is_waited_out_for_its_retry_after(
+async def test_a_429_is_waited_out_for_its_retry_after_and_polling_finds_changes(
     fake_discord: FakeDiscord, core: CommandCore, pool: AsyncConnectionPool, db_url: str
 ) -> None:
     expected = expected_rows(
         lambda r: r["wiki"] == "dewiki" and not r["bot"] and r["type"] in ("edit", "new", "log")
     )
     general = fake_discord.channels.general
-    async with feed_bot(fake_discord, core, make_poster(pool, db_url)):
+    # Without LISTEN: the poster finds the new changes by polling.
+    async with feed_bot(fake_discord, core, make_poster(pool, db_url, listen=False)):
         await command(fake_discord, "!watch de")
         fake_discord.rate_limit_next_post(general, retry_after=1.5)
         await ingest_file(db_url, CAPTURE, catalog=CATALOG)
