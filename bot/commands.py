@@ -58,7 +58,10 @@ from bot.arguments import (
     StatsRequest,
     TopRequest,
     UndigestRequest,
+    UnwatchRequest,
     UsageError,
+    WatchesRequest,
+    WatchRequest,
     parse_command,
     shown,
 )
@@ -128,6 +131,12 @@ def command_of(request: Request) -> Command:
             return Command.DIGESTS
         case HelpRequest():
             return Command.HELP
+        case WatchRequest():
+            return Command.WATCH
+        case UnwatchRequest():
+            return Command.UNWATCH
+        case WatchesRequest():
+            return Command.WATCHES
         case _:
             assert_never(request)
 

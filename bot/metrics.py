@@ -31,6 +31,7 @@ from bot.answers import (
     TopEntries,
 )
 from bot.arguments import Command
+from bot.feeds.answers import FeedCreated, FeedList, FeedRemoved
 
 OK = "ok"
 PROBLEM = "problem"
@@ -64,6 +65,9 @@ def outcome_of(answer: Answer) -> str:
             | DigestSet()
             | DigestsRemoved()
             | DigestList()
+            | FeedCreated()
+            | FeedRemoved()
+            | FeedList()
         ):
             return OK
         case _:
