@@ -127,6 +127,7 @@ class DiscordBotService:
             self._catalog,
             prefix=self._settings.discord.command_prefix,
             listen=lambda: psycopg.AsyncConnection.connect(self._url, autocommit=True),
+            metrics=self.metrics,
         )
         self._task = asyncio.create_task(self._run(core, feeds), name="discord bot")
 

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
 from bot.client import WikiBot
@@ -26,6 +27,7 @@ from bot.feeds.discord_channels import DiscordChannels
 from bot.feeds.plan import NONCE_LENGTH
 from bot.feeds.poster import FeedPoster
 from bot.messages import Message as Post
+from bot.metrics import BotMetrics
 from ingestion.replay import ingest_file
 from tests.bot_fixtures import CATALOG, pool
 from tests.fakediscord import Channel, FakeDiscord, Message, PostAttempt, pytest_plugin, running
@@ -154,7 +156,8 @@ async def test_a_feed_posts_exactly_its_matching_changes_in_order_batched_and_pa
     )
     assert len(expected) == 23  # three messages: 10, 10 and 3
     general = fake_discord.channels.general
-    async with feed_bot(fake_discord, core, make_poster(pool, db_url)):
+    registry = CollectorRegistry()
+    async with feed_bot(fake_discord, core, make_poster(pool, db_url, metrics=BotMetrics(registry))):
         reply = await command(fake_discord, "!watch en type=edit,new ns=0 minor=no min=50")
         assert reply.startswith("Feed #1: changes on en.wikipedia.org will be posted in this channel")
         await ingest_file(db_url, CAPTURE, catalog=CATALOG)
@@ -168,6 +171,8 @@ async def test_a_feed_posts_exactly_its_matching_changes_in_order_batched_and_pa
     assert "#1 · en.wikipedia.org → <#" in watches
     assert "type=edit,new ns=0 minor=no min=50" in watches
     assert "live (23 posted" in watches
+    assert registry.get_sample_value("teston_bot_feed_posts_total", {"outcome": "ok"}) == 3
+    assert registry.get_sample_value("teston_bot_feed_backlog") == 0
 
 
 async def test_a_429_is_waited_out_for_its_retry_after_and_polling_finds_changes(

@@ -35,6 +35,7 @@ from teston.wikis import WikiCatalog
 
 if TYPE_CHECKING:
     from bot.commands import ConnectionSource
+    from bot.metrics import BotMetrics
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,10 @@ class FeedPoster:
         retry_after_failure: float = RETRY_AFTER_FAILURE,
         read_chunk: int = READ_CHUNK,
         clock: Callable[[], float] = time.monotonic,
+        metrics: BotMetrics | None = None,
     ) -> None:
         self.database = database
+        self.metrics = metrics
         self.catalog = catalog
         self.prefix = prefix
         self._listen = listen
@@ -191,6 +194,8 @@ class FeedPoster:
             step = resent_step(backlog, feed.pending_to, skip=feed.pending_skip)
         else:
             step = next_step(backlog, feed.cursor)
+        if self.metrics is not None:
+            self.metrics.set_feed_backlog(backlog.count)
         if step is None:
             return False
         if isinstance(step, Advance):
@@ -228,15 +233,22 @@ class FeedPoster:
             try:
                 await channels.post(feed.channel_id, message, nonce=nonce(feed.id, step.to))
             except (ChannelGone, NotAllowed) as error:
+                self._count_post(ok=False)
                 reason = CHANNEL_GONE if isinstance(error, ChannelGone) else NOT_ALLOWED
                 log.warning("feed %d paused: %s", feed.id, reason)
                 async with self.database.connection() as conn:
                     await store.pause_feed(conn, feed.id, reason)
                 return False
             except Exception as error:  # Discord or the network; the same message is sent again later
+                self._count_post(ok=False)
                 log.warning("feed %d: could not post (%s); trying again shortly", feed.id, error)
                 await asyncio.sleep(self.retry_after_failure)
                 return True
             finally:
                 self._last_post[feed.channel_id] = self._clock()
+        self._count_post(ok=True)
         return True
+
+    def _count_post(self, *, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.count_feed_post(ok)
