@@ -101,9 +101,10 @@ class DiscordBotService:
         self._settings = settings
         self._url = url
         self._essential = essential
-        # Its share of DB_MAX_OPEN_CONNS (see `teston.connections`); all of it when it runs alone.
+        # Its share of DB_MAX_OPEN_CONNS (see `teston.connections`); all of it when it runs alone. The
+        # feeds' LISTEN connection is one of the share when the share has room for it.
         size = connections or settings.database.max_open_conns
-        self._pool = database.async_pool(url, settings.database, max_size=size, name="teston-bot")
+        self._pool = database.async_pool(url, settings.database, max_size=max(1, size - 1), name="teston-bot")
         self._catalog = catalog or WikiCatalog.load()
         self._cooldown = cooldown
         self._backoff = backoff
@@ -126,7 +127,7 @@ class DiscordBotService:
             self._pool,
             self._catalog,
             prefix=self._settings.discord.command_prefix,
-            listen=lambda: psycopg.AsyncConnection.connect(self._url, autocommit=True),
+            listen=lambda: psycopg.AsyncConnection.connect(database.in_utc(self._url), autocommit=True),
             metrics=self.metrics,
         )
         self._task = asyncio.create_task(self._run(core, feeds), name="discord bot")

@@ -49,5 +49,5 @@ def preview(
 
 
 async def _preview(url: str, catalog: WikiCatalog, request: WatchRequest, day: date) -> Preview:
-    async with await psycopg.AsyncConnection.connect(url) as conn:
+    async with await psycopg.AsyncConnection.connect(database.in_utc(url)) as conn:
         return await preview_day(conn, catalog, request, day)
