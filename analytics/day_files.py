@@ -12,19 +12,19 @@ import contextlib
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analytics import layout
 from analytics.day_rows import RAW_SCHEMA, TYPED_SCHEMA
 
 log = logging.getLogger(__name__)
 
 # Rows per row group: large enough for good compression and statistics, small enough that the rows
-# waiting to be written stay a few tens of MB (a raw row is about 1 KB, a typed row about 150 B).
+# waiting to be written stay a few tens of MB (row sizes: BENCHMARKS.md, "Storage").
 TYPED_ROW_GROUP_ROWS = 256 * 1024
 RAW_ROW_GROUP_ROWS = 32 * 1024
 _ZSTD_LEVEL = 3
@@ -50,8 +50,7 @@ class DayFileWriter:
     def __init__(self, target: Path, schema: pa.Schema, row_group_rows: int) -> None:
         self.target = target
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Not `*.parquet`: a reader globbing the dataset never sees a file being written.
-        self.temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        self.temporary = layout.temporary_path(target)
         self._schema = schema
         self._row_group_rows = row_group_rows
         self._pending: list[pa.RecordBatch] = []
@@ -125,7 +124,7 @@ def _keep_previous(target: Path) -> Path | None:
     """A second name for the file at `target` (a hard link, else a copy), to put back; None if none."""
     if not target.exists():
         return None
-    kept = target.parent / f".{target.name}.previous-{uuid.uuid4().hex}"
+    kept = layout.kept_path(target)
     try:
         os.link(target, kept)
     except OSError:

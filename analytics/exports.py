@@ -1,23 +1,17 @@
-"""Daily Parquet exports: the only module that knows where a day's files live and how they are written.
+"""Writing a day's Parquet export: streamed from one PostgreSQL snapshot, verified, replaced atomically.
 
-Layout (Hive-partitioned, one file per day and dataset)::
-
-    <export_dir>/recent_changes/date=YYYY-MM-DD/part-0.parquet       typed columns (day_rows.TYPED_SCHEMA)
-    <export_dir>/recent_changes_raw/date=YYYY-MM-DD/part-0.parquet   event_time, event_id, raw JSON
-
-The raw JSON lives in its own dataset because it is about seven times larger than every typed column
-together: kept apart, the typed export stays under an eighth of the JSON it came from and readers that
-never look at `raw` never pay for it. Readers ask this module for paths (`day_path`, `dataset_glob`, …).
-
-Files are written to a temporary name beside the target, fsynced, verified and then renamed, so a
-reader sees the old file or the new one, never half of one; a day's typed and raw files are replaced
-together or not at all (`day_files.replaced_together`). The same rows always give the same bytes.
-`day_exports.path` holds the typed file's path relative to the export directory; the files are always
-found through this module's layout, so moving `EXPORT_DIR` or `TESTON_HOME` moves the exports with it.
+Files go where `layout` says. Each is written to a temporary name beside its target, fsynced, verified
+and then renamed, so a reader sees the old file or the new one, never half of one; a day's typed and
+raw files are replaced together or not at all (`day_files.replaced_together`), and recorded in
+`day_exports` (`bookkeeping.record_export`) before the old files are let go. The same rows always give
+the same bytes.
 
 An export never loses rows. Once retention has dropped a day's raw partition the export is the only
 copy of those rows; if late events re-create the partition, the day is exported again as the
 exported rows plus the PostgreSQL rows they lack (`merge_day`), not from PostgreSQL alone.
+
+Transactions: reads of PostgreSQL run in their own transactions (the day's rows in one REPEATABLE
+READ snapshot, `day_rows.day_transaction`); callers never commit.
 """
 
 from __future__ import annotations
@@ -25,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -36,60 +29,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from analytics import day_rows
-from analytics.day_files import DayFileWriter, Replace, day_writers, parquet_rows, replaced_together
-from analytics.day_files import ExportError as ExportError
+from analytics import bookkeeping, day_rows, layout
+from analytics.bookkeeping import DayExport
+from analytics.day_files import (
+    DayFileWriter,
+    ExportError,
+    Replace,
+    day_writers,
+    parquet_rows,
+    replaced_together,
+)
 from analytics.day_rows import RAW_SCHEMA, TYPED_SCHEMA
 from teston.partitions import day_bounds
 
 log = logging.getLogger(__name__)
-
-DATASET = "recent_changes"
-RAW_DATASET = "recent_changes_raw"
-PART_NAME = "part-0.parquet"
-_PARTITION_PREFIX = "date="
 
 # Rows read at a time from an existing export while merging late rows into it.
 _MERGE_BATCH_ROWS = 64 * 1024
 # The order of every export's rows; `event_id` is the UUID as lowercase text, which sorts as
 # PostgreSQL sorts the uuid (byte by byte), so Arrow and PostgreSQL agree on it.
 _ROW_ORDER = [("event_time", "ascending"), ("event_id", "ascending")]
-
-
-def day_dir(export_dir: Path, day: date, *, dataset: str = DATASET) -> Path:
-    return Path(export_dir) / dataset / f"{_PARTITION_PREFIX}{day.isoformat()}"
-
-
-def day_path(export_dir: Path, day: date) -> Path:
-    """The typed Parquet file of a day."""
-    return day_dir(export_dir, day) / PART_NAME
-
-
-def raw_day_path(export_dir: Path, day: date) -> Path:
-    """The raw-JSON Parquet file of a day."""
-    return day_dir(export_dir, day, dataset=RAW_DATASET) / PART_NAME
-
-
-def dataset_glob(export_dir: Path) -> str:
-    """A glob matching every typed day file, for `read_parquet(…, hive_partitioning=true)`/`scan_parquet`."""
-    return str(Path(export_dir) / DATASET / f"{_PARTITION_PREFIX}*" / "*.parquet")
-
-
-def raw_dataset_glob(export_dir: Path) -> str:
-    return str(Path(export_dir) / RAW_DATASET / f"{_PARTITION_PREFIX}*" / "*.parquet")
-
-
-def exported_days(export_dir: Path) -> list[date]:
-    """Days that have a typed export file, in order."""
-    root = Path(export_dir) / DATASET
-    if not root.is_dir():
-        return []
-    days = []
-    for entry in root.iterdir():
-        if entry.name.startswith(_PARTITION_PREFIX) and (entry / PART_NAME).is_file():
-            with contextlib.suppress(ValueError):
-                days.append(date.fromisoformat(entry.name.removeprefix(_PARTITION_PREFIX)))
-    return sorted(days)
 
 
 @dataclass(frozen=True)
@@ -147,31 +106,6 @@ def write_day(
             if record is not None:
                 record(written)
     return written
-
-
-@dataclass(frozen=True)
-class RecordedExport:
-    """A row of `day_exports`."""
-
-    day: date
-    rows: int
-    bytes: int
-    max_received_at: datetime | None
-    exported_at: datetime
-    verified_at: datetime | None
-
-
-def recorded_export(conn: psycopg.Connection, day: date) -> RecordedExport | None:
-    """What `day_exports` says about a day, if it was exported."""
-    with conn.transaction():
-        row = conn.execute(
-            "SELECT day, rows, bytes, max_received_at, exported_at, verified_at"
-            " FROM day_exports WHERE day = %s",
-            (day,),
-        ).fetchone()
-    if row is None:
-        return None
-    return RecordedExport(*row)
 
 
 def _absent_from(path: Path, event_ids: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
@@ -264,47 +198,16 @@ def merge_day(
     return written
 
 
-def _exported_rows_gone(conn: psycopg.Connection, day: date, export: RecordedExport) -> bool:
-    """Whether PostgreSQL lacks rows the export holds (its partition was dropped since)."""
+def rows_not_exported(conn: psycopg.Connection, export_dir: Path, day: date) -> int:
+    """How many of PostgreSQL's rows of the day the typed export lacks, by event_id."""
     start, end = day_bounds(day)
     with conn.transaction():
-        row = conn.execute(
-            "SELECT count(*) FROM recent_changes"
-            " WHERE event_time >= %s AND event_time < %s AND received_at <= %s",
-            (start, end, export.max_received_at),
-        ).fetchone()
-    # Every exported row arrived by the export's max_received_at; later rows cannot stand in for them.
-    return row is not None and int(row[0]) < export.rows
-
-
-def rows_not_exported(conn: psycopg.Connection, export_dir: Path, day: date) -> int:
-    """How many of PostgreSQL's rows of the day the typed export lacks, by event_id (caller's transaction)."""
-    start, end = day_bounds(day)
-    rows = conn.execute(
-        "SELECT event_id::text FROM recent_changes WHERE event_time >= %s AND event_time < %s",
-        (start, end),
-    ).fetchall()
+        rows = conn.execute(
+            "SELECT event_id::text FROM recent_changes WHERE event_time >= %s AND event_time < %s",
+            (start, end),
+        ).fetchall()
     ids = pa.array([row[0] for row in rows], type=pa.string())
-    return int(pc.sum(_absent_from(day_path(export_dir, day), ids)).as_py() or 0)
-
-
-@dataclass(frozen=True)
-class DayExport:
-    """A verified export of one day, as recorded in `day_exports`."""
-
-    day: date
-    path: Path
-    raw_path: Path | None
-    rows: int
-    bytes: int
-    raw_bytes: int
-    max_received_at: datetime | None
-    exported_at: datetime
-
-
-def relative_day_path(day: date) -> Path:
-    """Where a day's typed file lives inside the export directory (what `day_exports.path` holds)."""
-    return day_path(Path(), day)
+    return int(pc.sum(_absent_from(layout.day_path(export_dir, day), ids)).as_py() or 0)
 
 
 def export_day(
@@ -321,49 +224,36 @@ def export_day(
     the previous export's files are put back as they were.
     """
     started = datetime.now(UTC)
-    target = day_path(export_dir, day)
-    raw_target = raw_day_path(export_dir, day) if include_raw else None
-    previous = recorded_export(conn, day)
-    sizes: dict[str, int] = {}
+    target = layout.day_path(export_dir, day)
+    raw_target = layout.raw_day_path(export_dir, day) if include_raw else None
+    previous = bookkeeping.recorded_export(conn, export_dir, day)
 
     def record(written: WrittenDay) -> None:
-        sizes["typed"] = written.path.stat().st_size
-        sizes["raw"] = written.raw_path.stat().st_size if written.raw_path else 0
-        with conn.transaction():
-            conn.execute(
-                """
-                INSERT INTO day_exports (day, path, rows, bytes, max_received_at, exported_at, verified_at)
-                VALUES (%s, %s, %s, %s, %s, %s, now())
-                ON CONFLICT (day) DO UPDATE SET path = excluded.path, rows = excluded.rows,
-                    bytes = excluded.bytes, max_received_at = excluded.max_received_at,
-                    exported_at = excluded.exported_at, verified_at = excluded.verified_at
-                """,
-                (
-                    day,
-                    relative_day_path(day).as_posix(),
-                    written.rows,
-                    sizes["typed"],
-                    written.max_received_at,
-                    started,
-                ),
-            )
+        size = written.path.stat().st_size
+        bookkeeping.record_export(
+            conn,
+            day,
+            rows=written.rows,
+            size=size,
+            max_received_at=written.max_received_at,
+            exported_at=started,
+        )
 
     if (
         previous is not None
         and previous.verified_at is not None
         and previous.rows > 0
         and target.is_file()
-        and _exported_rows_gone(conn, day, previous)
+        and bookkeeping.exported_rows_gone(conn, previous)
     ):
         # The partition was dropped after export and late rows re-created it: keep the exported rows.
-        raw_target = raw_target if raw_target is not None and raw_target.is_file() else None
         written = merge_day(
             conn,
             day,
             target,
             exported_rows=previous.rows,
             exported_up_to=previous.max_received_at,
-            raw_path=raw_target,
+            raw_path=previous.raw_path if include_raw else None,
             record=record,
             replace=replace,
         )
@@ -373,23 +263,17 @@ def export_day(
         written = write_day(
             conn, day, target, raw_path=raw_target, min_rows=min_rows, record=record, replace=replace
         )
-    log.info("exported %s: %d rows, %d bytes (+%d raw)", day, written.rows, sizes["typed"], sizes["raw"])
-    return DayExport(
-        day=day,
-        path=written.path,
-        raw_path=raw_target,
-        rows=written.rows,
-        bytes=sizes["typed"],
-        raw_bytes=sizes["raw"],
-        max_received_at=written.max_received_at,
-        exported_at=started,
-    )
+    exported = bookkeeping.recorded_export(conn, export_dir, day)
+    if exported is None or exported.rows != written.rows:
+        raise ExportError(f"{day}: exported {written.rows} rows but day_exports records {exported}")
+    log.info("exported %s: %d rows, %d bytes", day, exported.rows, exported.bytes)
+    return exported
 
 
 @contextlib.contextmanager
 def scratch_day(conn: psycopg.Connection, day: date, directory: Path) -> Iterator[WrittenDay]:
     """A day's typed rows in a throw-away Parquet file (for roll-ups of days not yet exported)."""
-    path = Path(directory) / f"scratch-{day.isoformat()}-{uuid.uuid4().hex}.parquet"
+    path = layout.scratch_path(directory, day)
     try:
         yield write_day(conn, day, path)
     finally:

@@ -24,7 +24,8 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
-from analytics import retention, rollup
+from analytics import bookkeeping, retention, rollup
+from teston.statuses import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,6 @@ log = logging.getLogger(__name__)
 _JOB_LOCK_CLASS = 0x7E57_0002
 
 Connect = Callable[[], contextlib.AbstractContextManager[psycopg.Connection]]
-
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-SKIPPED = "skipped"
-RUNNING = "running"
 
 
 @dataclass
@@ -54,7 +50,7 @@ class JobRun:
 
     id: int
     kind: str
-    status: str
+    status: JobStatus
     rows: int | None
     details: dict[str, Any]
     error: str | None
@@ -69,7 +65,7 @@ def _lock_key(kind: str) -> int:
 def _record(
     conn: psycopg.Connection,
     kind: str,
-    status: str,
+    status: JobStatus,
     *,
     day: date | None,
     details: dict[str, Any],
@@ -79,11 +75,18 @@ def _record(
         row = conn.execute(
             """
             INSERT INTO job_runs (kind, day, status, started_at, finished_at, duration_ms, details, error)
-            VALUES (%s, %s, %s, now(), CASE WHEN %s <> 'running' THEN now() END,
-                    CASE WHEN %s <> 'running' THEN 0 END, %s, %s)
+            VALUES (%(kind)s, %(day)s, %(status)s, now(), CASE WHEN %(status)s <> %(running)s THEN now() END,
+                    CASE WHEN %(status)s <> %(running)s THEN 0 END, %(details)s, %(error)s)
             RETURNING id
             """,
-            (kind, day, status, status, status, Jsonb(details), error),
+            {
+                "kind": kind,
+                "day": day,
+                "status": status,
+                "running": JobStatus.RUNNING,
+                "details": Jsonb(details),
+                "error": error,
+            },
         ).fetchone()
     assert row is not None
     return int(row[0])
@@ -94,13 +97,19 @@ def _slot_done(conn: psycopg.Connection, kind: str, slot: datetime) -> bool:
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM job_runs"
             " WHERE kind = %s AND status = %s AND details->>'slot' = %s)",
-            (kind, SUCCEEDED, slot.isoformat()),
+            (kind, JobStatus.SUCCEEDED, slot.isoformat()),
         ).fetchone()
     return bool(row and row[0])
 
 
 def _finish(
-    conn: psycopg.Connection, run_id: int, status: str, rows: int, ms: float, details: Any, error: str | None
+    conn: psycopg.Connection,
+    run_id: int,
+    status: JobStatus,
+    rows: int,
+    ms: float,
+    details: Any,
+    error: str | None,
 ) -> None:
     with conn.transaction():
         conn.execute(
@@ -131,7 +140,7 @@ def run_recorded(
     the work's commits and rollbacks keep it): a run needs a single connection of the budget.
     """
     base: dict[str, Any] = {"slot": slot.isoformat()} if slot else {}
-    unrecorded: tuple[int, str, int, float, dict[str, Any], str | None] | None = None
+    unrecorded: tuple[int, JobStatus, int, float, dict[str, Any], str | None] | None = None
     with connect() as conn:
         with conn.transaction():
             row = conn.execute(
@@ -139,16 +148,16 @@ def run_recorded(
             ).fetchone()
         if not (row and row[0]):
             details = base | {"reason": "running in another process"}
-            run_id = _record(conn, kind, SKIPPED, day=day, details=details)
+            run_id = _record(conn, kind, JobStatus.SKIPPED, day=day, details=details)
             log.info("%s skipped: running in another process", kind)
-            return JobRun(run_id, kind, SKIPPED, None, details, None)
+            return JobRun(run_id, kind, JobStatus.SKIPPED, None, details, None)
         try:
             if slot is not None and _slot_done(conn, kind, slot):
                 details = base | {"reason": "slot already run"}
-                run_id = _record(conn, kind, SKIPPED, day=day, details=details)
+                run_id = _record(conn, kind, JobStatus.SKIPPED, day=day, details=details)
                 log.info("%s skipped: slot %s already run", kind, slot.isoformat())
-                return JobRun(run_id, kind, SKIPPED, None, details, None)
-            run_id = _record(conn, kind, RUNNING, day=day, details=base)
+                return JobRun(run_id, kind, JobStatus.SKIPPED, None, details, None)
+            run_id = _record(conn, kind, JobStatus.RUNNING, day=day, details=base)
             started = time.perf_counter()
             error: str | None = None
             try:
@@ -161,7 +170,7 @@ def run_recorded(
                     conn.rollback()
             if result.errors and error is None:
                 error = "; ".join(result.errors)
-            status = FAILED if error else SUCCEEDED
+            status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
             details = base | result.details
             outcome = (run_id, status, result.rows, (time.perf_counter() - started) * 1000, details, error)
             if _usable(conn):
@@ -198,7 +207,7 @@ def _roll_up(
     outcome: JobResult,
     *,
     now: datetime,
-    final: bool | None,
+    partial: bool = False,
     on_day: Callable[[rollup.DayRollup | rollup.NoData], None] | None = None,
     engine: rollup.FiguresEngine | None = None,
 ) -> None:
@@ -210,11 +219,13 @@ def _roll_up(
     """
     outcome.details.setdefault("days", [])
     if engine is not None:
-        _roll_up_together(conn, export_dir, days, outcome, now=now, final=final, on_day=on_day, engine=engine)
+        _roll_up_together(
+            conn, export_dir, days, outcome, now=now, partial=partial, on_day=on_day, engine=engine
+        )
         return
     for day in days:
         try:
-            result = rollup.rollup_day(conn, export_dir, day, now=now, final=final)
+            result = rollup.rollup_day(conn, export_dir, day, now=now, partial=partial)
         except Exception as exc:
             _failed(conn, outcome, day, exc)
             continue
@@ -250,7 +261,7 @@ def _roll_up_together(
     outcome: JobResult,
     *,
     now: datetime,
-    final: bool | None,
+    partial: bool = False,
     on_day: Callable[[rollup.DayRollup | rollup.NoData], None] | None,
     engine: rollup.FiguresEngine,
 ) -> None:
@@ -260,7 +271,7 @@ def _roll_up_together(
         for day in days:
             try:
                 result = scratch.enter_context(
-                    rollup.staged_day(conn, export_dir, day, computed_at=now, final=final)
+                    rollup.staged_day(conn, export_dir, day, computed_at=now, partial=partial)
                 )
             except Exception as exc:
                 _failed(conn, outcome, day, exc)
@@ -272,7 +283,7 @@ def _roll_up_together(
         if not staged:
             return
         try:
-            figures = engine({day: each.path for day, each in staged.items()})
+            figures = engine({day: each.file.path for day, each in staged.items()})
         except Exception as exc:
             for day in staged:
                 _failed(conn, outcome, day, exc)
@@ -302,7 +313,7 @@ def rollup_job(
     def work(conn: psycopg.Connection) -> JobResult:
         outcome = JobResult()
         moment = now or datetime.now(UTC)
-        _roll_up(conn, export_dir, days, outcome, now=moment, final=None, on_day=on_day, engine=engine)
+        _roll_up(conn, export_dir, days, outcome, now=moment, on_day=on_day, engine=engine)
         return outcome
 
     return work
@@ -317,13 +328,13 @@ def intraday(conn: psycopg.Connection, export_dir: Path, *, now: datetime | None
     today = rollup.today_utc(moment)
     yesterday = today - timedelta(days=1)
     outcome = JobResult()
-    _roll_up(conn, export_dir, [today], outcome, now=moment, final=None)
-    if not rollup.is_final(conn, yesterday):
-        _roll_up(conn, export_dir, [yesterday], outcome, now=moment, final=False)
+    _roll_up(conn, export_dir, [today], outcome, now=moment)
+    if not bookkeeping.is_final(conn, yesterday):
+        _roll_up(conn, export_dir, [yesterday], outcome, now=moment, partial=True)
     # Late events (or a gap recorded later) for a finalized day: export and roll it up again.
-    stale = rollup.stale_days(conn)
+    stale = bookkeeping.stale_days(conn)
     outcome.details["stale"] = [day.isoformat() for day in stale]
-    _roll_up(conn, export_dir, stale, outcome, now=moment, final=None)
+    _roll_up(conn, export_dir, stale, outcome, now=moment)
     return outcome
 
 
@@ -338,7 +349,7 @@ def nightly(
     moment = now or datetime.now(UTC)
     today = rollup.today_utc(moment)
     outcome = JobResult()
-    _roll_up(conn, export_dir, rollup.days_to_finalize(conn, today), outcome, now=moment, final=None)
+    _roll_up(conn, export_dir, bookkeeping.days_to_finalize(conn, today), outcome, now=moment)
     kept = retention.drop_expired_partitions(conn, export_dir, today=today, retention_days=retention_days)
     outcome.details["dropped"] = [day.isoformat() for day in kept.dropped]
     outcome.details["kept"] = {day.isoformat(): reason for day, reason in kept.kept.items()}

@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from analytics import jobs
+from teston.statuses import JobStatus
 
 # Intraday runs take seconds; a nightly export of a busy day takes minutes.
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-STATUSES = (jobs.SUCCEEDED, jobs.FAILED, jobs.SKIPPED)
+STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED)
 
 
 class JobMetrics:
@@ -81,11 +82,11 @@ class JobMetrics:
     def observe_run(self, run: jobs.JobRun, seconds: float) -> None:
         """Count one recorded run; a skipped run has no duration and changes no last-run time."""
         self.runs.labels(kind=run.kind, status=run.status).inc()
-        if run.status == jobs.SKIPPED:
+        if run.status == JobStatus.SKIPPED:
             return
         self.duration.labels(kind=run.kind).observe(seconds)
         now = self._clock().timestamp()
-        if run.status == jobs.SUCCEEDED:
+        if run.status == JobStatus.SUCCEEDED:
             self.last_success.labels(kind=run.kind).set(now)
         else:
             self.last_failure.labels(kind=run.kind).set(now)

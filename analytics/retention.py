@@ -3,11 +3,15 @@
 A partition expires `retention_days` after its day and after its rows last arrived (`day_arrivals`):
 a day replayed from an old capture keeps its raw rows for the retention period after the replay.
 An expired partition is dropped only when all of these hold, checked at the
-moment of dropping: `day_exports` has a verified export of the day; the file is where the export
-module says and its footer counts the recorded rows; PostgreSQL still holds exactly that many rows
+moment of dropping: `day_exports` has a verified export of the day; the file is where `layout`
+says and its footer counts the recorded rows; PostgreSQL still holds exactly that many rows
 (nothing arrived since), or fewer and every one of them is in the export (a partition dropped before
 and re-created by late rows that were then merged into the export); and no arrival for the day is
 newer than the export.
+
+Transactions: as in `bookkeeping`, every function runs its statements in its own `conn.transaction()`
+block (a savepoint inside the caller's); each day is checked and dropped in one transaction that holds
+a lock on its partition, so the checks and the DROP see the same rows. Callers never commit.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from analytics import exports
+from analytics import bookkeeping, exports, layout
+from analytics.day_files import parquet_rows
 from teston.partitions import day_bounds, drop_partition, existing_partition_days, partition_name
 
 log = logging.getLogger(__name__)
@@ -41,24 +46,26 @@ def retention_cutoff(today: date, retention_days: int) -> date:
 
 def arrival_days(conn: psycopg.Connection, days: list[date]) -> dict[date, date]:
     """The UTC day rows of each of `days` last arrived, where `day_arrivals` knows it."""
-    rows = conn.execute(
-        "SELECT day, (last_received_at AT TIME ZONE 'UTC')::date FROM day_arrivals WHERE day = ANY(%s)",
-        (days,),
-    ).fetchall()
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT day, (last_received_at AT TIME ZONE 'UTC')::date FROM day_arrivals WHERE day = ANY(%s)",
+            (days,),
+        ).fetchall()
     return {row[0]: row[1] for row in rows}
 
 
 def _reason_to_keep(conn: psycopg.Connection, export_dir: Path, day: date) -> str | None:
-    recorded = exports.recorded_export(conn, day)
+    """Why the day's partition must stay, or None; run in the transaction holding the partition's lock."""
+    recorded = bookkeeping.recorded_export(conn, export_dir, day)
     if recorded is None:
         return "not exported"
     if recorded.verified_at is None:
         return "export not verified"
-    path = exports.day_path(export_dir, day)
+    path = layout.day_path(export_dir, day)
     if not path.is_file():
         return f"export file missing: {path}"
     try:
-        on_disk = exports.parquet_rows(path)
+        on_disk = parquet_rows(path)
     except Exception as exc:  # an unreadable file is as good as a missing one
         return f"export file unreadable: {exc}"
     if on_disk != recorded.rows:

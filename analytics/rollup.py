@@ -8,6 +8,10 @@ PostgreSQL once. An open day (today) is streamed into a scratch Parquet file ins
 A day with no data (no arrivals, no raw rows, no verified export with rows) is never rolled up: no
 `day_rollups` row is what tells readers that TestON was not collecting (or has nothing yet) that day,
 while a row with zero events would claim it was collecting and saw nothing.
+
+Which days to roll up, and what is recorded about them, is `bookkeeping`'s; where their files are,
+`layout`'s. Transactions: every function that writes (`write_figures`, `remove_empty_rollup`) does so
+in its own `conn.transaction()` block, as `bookkeeping`'s functions do; callers never commit.
 """
 
 from __future__ import annotations
@@ -15,30 +19,29 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import psycopg
 
-from analytics import aggregates, exports
-from teston.partitions import day_bounds, existing_partition_days
+from analytics import aggregates, bookkeeping, exports
+from analytics.bookkeeping import DayExport
+from analytics.day_files import parquet_rows
 from teston.schema import DAILY_FIGURES
+from teston.statuses import DayStatus
 
 log = logging.getLogger(__name__)
-
-PARTIAL = "partial"
-FINAL = "final"
 
 _STATS_COLUMNS = ("day", "wiki", *DAILY_FIGURES, "hourly_changes")
 # Every table holding a day's figures: replaced or removed together.
 _SUMMARY_TABLES = ("daily_wiki_stats", "daily_top_pages", "daily_top_editors")
-# Rows per shard of the per-page and per-editor figures: a day of 1M events is computed whole (at
-# 4M, whole, they alone took 1.1 GiB).
+# Rows per shard of the per-page and per-editor figures: a day of 1M events is computed whole; larger
+# days are sharded to bound memory (BENCHMARKS.md, "Roll-up").
 ROWS_PER_SHARD = 1_000_000
 
 
@@ -74,13 +77,13 @@ class DayRollup:
     """The outcome of rolling up one day."""
 
     day: date
-    status: str
+    status: DayStatus
     events: int
     wikis: int
     incomplete: bool
     max_received_at: datetime | None
     computed_at: datetime
-    exported: exports.DayExport | None
+    exported: DayExport | None
     seconds: float
 
 
@@ -134,23 +137,14 @@ def shards_for(rows: int) -> int:
 
 
 def figures_of_parquet(path: Path, day: date) -> DayFigures:
-    return figures_of_day(pl.scan_parquet(path), day, shards=shards_for(exports.parquet_rows(path)))
-
-
-def day_has_gap(conn: psycopg.Connection, day: date) -> bool:
-    """Whether ingestion recorded a gap overlapping the day: its figures then undercount."""
-    start, end = day_bounds(day)
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM ingest_gaps WHERE gap_from < %s AND gap_to > %s)", (end, start)
-    ).fetchone()
-    return bool(row and row[0])
+    return figures_of_day(pl.scan_parquet(path), day, shards=shards_for(parquet_rows(path)))
 
 
 def write_figures(
     conn: psycopg.Connection,
     figures: DayFigures,
     *,
-    status: str,
+    status: DayStatus,
     incomplete: bool,
     max_received_at: datetime | None,
     computed_at: datetime,
@@ -187,23 +181,6 @@ def _insert_rows(
     )
 
 
-def day_has_data(conn: psycopg.Connection, day: date) -> bool:
-    """Whether TestON holds anything of the day: an arrival, a raw row, or a verified export with rows."""
-    start, end = day_bounds(day)
-    with conn.transaction():
-        row = conn.execute(
-            """
-            SELECT EXISTS (SELECT 1 FROM day_arrivals WHERE day = %(day)s)
-                OR EXISTS (SELECT 1 FROM recent_changes
-                           WHERE event_time >= %(start)s AND event_time < %(end)s)
-                OR EXISTS (SELECT 1 FROM day_exports
-                           WHERE day = %(day)s AND rows > 0 AND verified_at IS NOT NULL)
-            """,
-            {"day": day, "start": start, "end": end},
-        ).fetchone()
-    return bool(row and row[0])
-
-
 def remove_empty_rollup(conn: psycopg.Connection, day: date) -> bool:
     """Delete a zero-event roll-up of the day, if there is one; whether one was deleted."""
     with conn.transaction():
@@ -216,20 +193,8 @@ def remove_empty_rollup(conn: psycopg.Connection, day: date) -> bool:
     return removed is not None
 
 
-def is_final(conn: psycopg.Connection, day: date) -> bool:
-    with conn.transaction():
-        row = conn.execute("SELECT status FROM day_rollups WHERE day = %s", (day,)).fetchone()
-    return bool(row and row[0] == FINAL)
-
-
-def newest_final_day(conn: psycopg.Connection) -> date | None:
-    """The latest day whose roll-up is final, or None before the first one."""
-    with conn.transaction():
-        row = conn.execute("SELECT max(day) FROM day_rollups WHERE status = %s", (FINAL,)).fetchone()
-    return row[0] if row else None
-
-
 def today_utc(now: datetime | None = None) -> date:
+    """The current UTC day (of `now`, if given)."""
     return (now or datetime.now(UTC)).astimezone(UTC).date()
 
 
@@ -237,13 +202,15 @@ def today_utc(now: datetime | None = None) -> date:
 class StagedDay:
     """A day with data, its rows in one Parquet file, waiting for its figures to be computed."""
 
-    day: date
-    status: str
-    path: Path
-    rows: int
-    max_received_at: datetime | None
-    exported: exports.DayExport | None
+    status: DayStatus
+    file: exports.WrittenDay
+    # The export written for it, if the day was exported now (not when only its old export is left).
+    exported: DayExport | None
     started: float
+
+    @property
+    def day(self) -> date:
+        return self.file.day
 
 
 # An engine computes the figures of several days, each from its day's Parquet file.
@@ -262,58 +229,57 @@ def staged_day(
     day: date,
     *,
     computed_at: datetime,
-    final: bool | None = None,
+    partial: bool = False,
     scratch_dir: Path | None = None,
 ) -> Iterator[StagedDay | NoData]:
     """The day's rows in a Parquet file: its export if the day is closed, else a scratch file kept open.
 
-    A day without data is `NoData` (and an empty roll-up of it is removed).
+    `partial=True` stages a closed day from PostgreSQL as partial, without exporting it. A day
+    without data is `NoData` (and an empty roll-up of it is removed).
     """
     started = time.perf_counter()
-    closed = day < today_utc(computed_at)
-    if final and not closed:
-        raise ValueError(f"{day} is not over yet (UTC); it cannot be final")
-    if not day_has_data(conn, day):
+    if not bookkeeping.day_has_data(conn, day):
         removed = remove_empty_rollup(conn, day)
         log.info("no data for %s: not rolled up%s", day, " (empty roll-up removed)" if removed else "")
         yield NoData(day, removed_empty_rollup=removed)
         return
-    if closed and final is not False:
+    if day < today_utc(computed_at) and not partial:
         kept = _export_without_raw_rows(conn, export_dir, day)
         if kept is not None:
             # Retention dropped the raw rows: the verified export is the day's only copy. Its file
             # is wherever the layout puts it now (EXPORT_DIR may have moved since it was written).
-            path = exports.day_path(export_dir, day)
-            rows = exports.parquet_rows(path)
-            yield StagedDay(day, FINAL, path, rows, kept.max_received_at, None, started)
+            file = exports.WrittenDay(
+                day, kept.path, kept.raw_path, parquet_rows(kept.path), kept.max_received_at
+            )
+            yield StagedDay(DayStatus.FINAL, file, None, started)
         else:
             exported = exports.export_day(conn, export_dir, day)
-            yield StagedDay(
-                day, FINAL, exported.path, exported.rows, exported.max_received_at, exported, started
+            file = exports.WrittenDay(
+                day, exported.path, exported.raw_path, exported.rows, exported.max_received_at
             )
+            yield StagedDay(DayStatus.FINAL, file, exported, started)
         return
     with (
         tempfile.TemporaryDirectory(dir=scratch_dir, prefix="teston-rollup-") as directory,
         exports.scratch_day(conn, day, Path(directory)) as written,
     ):
-        yield StagedDay(day, PARTIAL, written.path, written.rows, written.max_received_at, None, started)
+        yield StagedDay(DayStatus.PARTIAL, written, None, started)
 
 
 def record_figures(
     conn: psycopg.Connection, staged: StagedDay, figures: DayFigures, *, computed_at: datetime
 ) -> DayRollup:
     """Check the figures against the day's rows and replace the day's summary rows with them."""
-    day, rows = staged.day, staged.rows
+    day, rows = staged.day, staged.file.rows
     if figures.events != rows:
         raise RuntimeError(f"{day}: figures count {figures.events} changes but the day has {rows} rows")
-    with conn.transaction():
-        incomplete = day_has_gap(conn, day)
+    incomplete = bookkeeping.day_has_gap(conn, day)
     write_figures(
         conn,
         figures,
         status=staged.status,
         incomplete=incomplete,
-        max_received_at=staged.max_received_at,
+        max_received_at=staged.file.max_received_at,
         computed_at=computed_at,
     )
     seconds = time.perf_counter() - staged.started
@@ -326,7 +292,7 @@ def record_figures(
         events=rows,
         wikis=figures.wikis,
         incomplete=incomplete,
-        max_received_at=staged.max_received_at,
+        max_received_at=staged.file.max_received_at,
         computed_at=computed_at,
         exported=staged.exported,
         seconds=seconds,
@@ -339,119 +305,29 @@ def rollup_day(
     day: date,
     *,
     now: datetime | None = None,
-    final: bool | None = None,
+    partial: bool = False,
     scratch_dir: Path | None = None,
 ) -> DayRollup | NoData:
     """Roll up one day: final (exported, verified) if it is closed, partial if it is today or later.
 
-    `final=False` rolls a closed day up as partial (from PostgreSQL, without exporting it). A day
+    `partial=True` rolls a closed day up as partial (from PostgreSQL, without exporting it). A day
     without data is left without a roll-up (`NoData`), and an empty roll-up of it is removed.
     """
     computed_at = now or datetime.now(UTC)
     with staged_day(
-        conn, export_dir, day, computed_at=computed_at, final=final, scratch_dir=scratch_dir
+        conn, export_dir, day, computed_at=computed_at, partial=partial, scratch_dir=scratch_dir
     ) as staged:
         if isinstance(staged, NoData):
             return staged
-        figures = figures_of_parquet(staged.path, day)
+        figures = figures_of_parquet(staged.file.path, day)
         return record_figures(conn, staged, figures, computed_at=computed_at)
 
 
-def _export_without_raw_rows(
-    conn: psycopg.Connection, export_dir: Path, day: date
-) -> exports.RecordedExport | None:
+def _export_without_raw_rows(conn: psycopg.Connection, export_dir: Path, day: date) -> DayExport | None:
     """The verified export of a day whose raw partition no longer exists, if that is the case."""
-    with conn.transaction():
-        has_partition = day in existing_partition_days(conn)
-    if has_partition:
+    if bookkeeping.has_partition(conn, day):
         return None
-    recorded = exports.recorded_export(conn, day)
-    if recorded is None or recorded.verified_at is None or not exports.day_path(export_dir, day).exists():
+    recorded = bookkeeping.recorded_export(conn, export_dir, day)
+    if recorded is None or recorded.verified_at is None or not recorded.path.exists():
         return None
     return recorded
-
-
-def rollup_days(
-    conn: psycopg.Connection,
-    export_dir: Path,
-    days: Iterable[date],
-    *,
-    now: datetime | None = None,
-    on_day: Callable[[DayRollup | NoData], None] | None = None,
-) -> list[DayRollup | NoData]:
-    """Roll up several days in order, reporting each as it completes."""
-    results: list[DayRollup | NoData] = []
-    for day in sorted(set(days)):
-        result = rollup_day(conn, export_dir, day, now=now)
-        results.append(result)
-        if on_day:
-            on_day(result)
-    return results
-
-
-def raw_days(conn: psycopg.Connection) -> list[date]:
-    """Every day that has rows in `recent_changes`."""
-    days = []
-    with conn.transaction():
-        for day in sorted(existing_partition_days(conn)):
-            start, end = day_bounds(day)
-            row = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM recent_changes WHERE event_time >= %s AND event_time < %s)",
-                (start, end),
-            ).fetchone()
-            if row and row[0]:
-                days.append(day)
-    return days
-
-
-def days_between(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
-
-
-def stale_days(conn: psycopg.Connection) -> list[date]:
-    """Final days whose figures are out of date: rows arrived, or a gap was recorded, after the roll-up."""
-    with conn.transaction():
-        rows = conn.execute(
-            """
-        SELECT r.day FROM day_rollups r
-        JOIN day_arrivals a ON a.day = r.day
-        WHERE r.status = 'final' AND a.last_received_at > coalesce(r.max_received_at, '-infinity')
-        UNION
-        SELECT r.day FROM day_rollups r
-        JOIN ingest_gaps g ON g.gap_from < ((r.day + 1)::timestamp AT TIME ZONE 'UTC')
-            AND g.gap_to > (r.day::timestamp AT TIME ZONE 'UTC')
-        WHERE r.status = 'final' AND g.recorded_at > r.computed_at
-        ORDER BY 1
-        """
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
-def days_to_finalize(conn: psycopg.Connection, today: date) -> list[date]:
-    """Closed days with data but no up-to-date final roll-up, and closed days whose roll-up needs a look.
-
-    A partial roll-up of a closed day is finalized, or removed if the day has no data; so is a
-    zero-event roll-up of a day without arrivals (left by versions that rolled up days nobody collected).
-    """
-    candidates = set(raw_days(conn))
-    with conn.transaction():
-        rows = conn.execute(
-            """
-            SELECT day FROM day_arrivals WHERE day < %(today)s
-            UNION SELECT day FROM day_rollups WHERE day < %(today)s AND status = 'partial'
-            """,
-            {"today": today},
-        ).fetchall()
-        finals = conn.execute("SELECT day FROM day_rollups WHERE status = 'final'").fetchall()
-        empty = conn.execute(
-            """
-            SELECT r.day FROM day_rollups r
-            WHERE r.day < %(today)s AND r.events = 0
-                AND NOT EXISTS (SELECT 1 FROM day_arrivals a WHERE a.day = r.day)
-            """,
-            {"today": today},
-        ).fetchall()
-    candidates |= {row[0] for row in rows}
-    fresh = {row[0] for row in finals} - set(stale_days(conn))
-    due = {day for day in candidates if day < today and day not in fresh}
-    return sorted(due | {row[0] for row in empty})

@@ -24,7 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from psycopg_pool import ConnectionPool
 
-from analytics import jobs, rollup
+from analytics import bookkeeping, jobs
 from analytics.metrics import JobMetrics
 from teston import database
 from teston.settings import DatabaseSettings
@@ -133,7 +133,7 @@ class AnalyticsScheduler:
         assert self._metrics is not None
         # A database too busy to say is no reason to fail the job that just ran; the next run tries again.
         with contextlib.suppress(psycopg.Error), self._connect() as conn:
-            self._metrics.set_newest_final_day(rollup.newest_final_day(conn))
+            self._metrics.set_newest_final_day(bookkeeping.newest_final_day(conn))
 
     def run_intraday(self) -> jobs.JobRun:
         now = self._clock()

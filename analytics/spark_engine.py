@@ -4,7 +4,8 @@ The definitions are those of `aggregates` (and `analytics/README.md`): the same 
 size, tie-break order, column names and anonymous-editor pattern, here as Spark column expressions
 over the Parquet files of the days. The files are read once (cached), and every figure of every day
 is computed grouped by `(day, wiki)`; the small results are collected into the frames `rollup`
-writes. The session is built by the caller (`spark_session`) and passed in.
+writes. The session is built by the caller (`spark_session`) and passed in; the files are the staged
+days' (`rollup.staged_day`), at the paths `layout` gives: this module builds none.
 """
 
 from __future__ import annotations

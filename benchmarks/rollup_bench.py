@@ -85,7 +85,7 @@ def rollup_in_child(url: str, export_dir: str, day: date) -> dict[str, float]:
         "events": float(events),
         "wikis": float(getattr(result, "wikis", 0)),
         "typed_bytes": float(exported.bytes if exported else 0),
-        "raw_bytes": float(exported.raw_bytes if exported else 0),
+        "raw_bytes": float(exported.raw_path.stat().st_size if exported and exported.raw_path else 0),
     }
 
 

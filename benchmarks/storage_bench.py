@@ -60,7 +60,7 @@ def run(context: Context) -> list[Figure]:
         "postgres_indexes": indexes / stored,
         "raw_jsonb_column": float(raw_column or 0),
         "parquet_typed": exported.bytes / stored,
-        "parquet_raw": exported.raw_bytes / stored,
+        "parquet_raw": (exported.raw_path.stat().st_size if exported.raw_path else 0) / stored,
     }
     typed_share = per["parquet_typed"] / per["json"]
     both_share = (per["parquet_typed"] + per["parquet_raw"]) / per["json"]

@@ -13,6 +13,7 @@ from enum import StrEnum
 from bot.arguments import Command, Scope, TopList
 from bot.charts import ChartData
 from bot.feeds.answers import FeedAnswer
+from teston.statuses import DayStatus
 from teston.wikis import Wiki
 
 # How many of a day's most edited pages `!stats` lists (the roll-up keeps ten).
@@ -70,11 +71,6 @@ class TopPage:
     namespace: int | None
     title: str
     changes: int
-
-
-class DayStatus(StrEnum):
-    PARTIAL = "partial"
-    FINAL = "final"
 
 
 @dataclass(frozen=True, slots=True)

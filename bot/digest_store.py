@@ -14,6 +14,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from teston.statuses import DayStatus
+
 
 @dataclass(frozen=True, slots=True)
 class StoredDigest:
@@ -131,6 +133,6 @@ async def record_post(conn: AsyncConnection[Any], digest_id: int, day: date, mes
 
 
 async def day_is_final(conn: AsyncConnection[Any], day: date) -> bool:
-    cursor = await conn.execute("SELECT status = 'final' FROM day_rollups WHERE day = %s", (day,))
+    cursor = await conn.execute("SELECT status = %s FROM day_rollups WHERE day = %s", (DayStatus.FINAL, day))
     row = await cursor.fetchone()
     return bool(row and row[0])

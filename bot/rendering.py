@@ -21,7 +21,6 @@ from bot.answers import (
     Answer,
     Change,
     DayStats,
-    DayStatus,
     Failure,
     Help,
     LanguageDefaults,
@@ -51,6 +50,7 @@ from bot.messages import (
     split_lines,
 )
 from bot.report_rendering import REPORT_ANSWERS, report_reply, report_text
+from teston.statuses import DayStatus
 from teston.wikis import Wiki
 
 # How much of a wiki's own text one entry shows; titles and user names are at most 255 bytes already.

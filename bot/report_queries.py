@@ -14,9 +14,10 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from bot.answers import DayFigures, DayRollup, DayStatus, TopEntry
+from bot.answers import DayFigures, DayRollup, TopEntry
 from bot.arguments import TopList
 from bot.charts import HOURS, DailyCounts
+from teston.statuses import DayStatus
 
 _COUNT_COLUMNS = tuple(f.name for f in fields(DailyCounts))
 _FIGURE_COLUMNS = tuple(f.name for f in fields(DayFigures))
@@ -57,9 +58,9 @@ async def range_days(conn: AsyncConnection[Any], wiki: str, first: date, last: d
         await cursor.execute(query, (wiki, first, last))
         rows = await cursor.fetchall()
     status = await conn.execute(
-        "SELECT count(*) FILTER (WHERE status = 'partial'), count(*) FILTER (WHERE incomplete)"
+        "SELECT count(*) FILTER (WHERE status = %s), count(*) FILTER (WHERE incomplete)"
         " FROM day_rollups WHERE day BETWEEN %s AND %s",
-        (first, last),
+        (DayStatus.PARTIAL, first, last),
     )
     counts = await status.fetchone()
     assert counts is not None

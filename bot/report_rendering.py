@@ -33,6 +33,7 @@ from bot.messages import (
     embeds_from_lines,
     pack,
 )
+from teston.statuses import DayStatus
 
 ReportAnswer = RangeStats | Chart | NoChart | TopEntries | DigestSet | DigestsRemoved | DigestList
 REPORT_ANSWERS = (RangeStats, Chart, NoChart, TopEntries, DigestSet, DigestsRemoved, DigestList)
@@ -141,7 +142,7 @@ def top_heading(answer: TopEntries) -> str:
         return f"No edits counted on {where} on {day}, so no {what}."
     partial = (
         " (partial: the day is not over or not final yet)"
-        if answer.rollup and answer.rollup.status == "partial"
+        if answer.rollup and answer.rollup.status is DayStatus.PARTIAL
         else ""
     )
     return f"The {len(answer.entries)} {what} on {where} on {day} (UTC){partial}, by number of edits."

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from analytics import exports, jobs, retention, rollup
+from analytics import exports, jobs, layout, retention, rollup
 from ingestion.replay import ingest_path
 from teston.partitions import existing_partition_days
 
@@ -72,7 +72,7 @@ def test_unverified_missing_or_altered_exports_keep_the_partition(
     exports.export_day(conn, tmp_path, OLDER)
 
     conn.execute("UPDATE day_exports SET verified_at = NULL WHERE day = %s", (OLD,))
-    exports.day_path(tmp_path, OLDER).unlink()
+    layout.day_path(tmp_path, OLDER).unlink()
     conn.commit()
     outcome = drop(conn, tmp_path)
     assert outcome.dropped == []

@@ -19,7 +19,7 @@ from matplotlib.container import BarContainer
 from PIL import Image
 from typer.testing import CliRunner
 
-from analytics import rollup
+from analytics import bookkeeping, rollup
 from bot import charts
 from bot.charts import DailyCounts
 from ingestion.replay import ingest_path
@@ -58,7 +58,8 @@ def captured(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     for path in CAPTURES:
         ingest_path(db_url, path, catalog=CATALOG)
     with psycopg.connect(db_url) as conn:
-        rollup.rollup_days(conn, tmp_path / "exports", rollup.raw_days(conn))
+        for day in bookkeeping.raw_days(conn):
+            rollup.rollup_day(conn, tmp_path / "exports", day)
     monkeypatch.setenv("DB_ADDR", db_url)
     monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "exports"))
     yield db_url

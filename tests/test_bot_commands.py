@@ -14,7 +14,6 @@ from bot import queries
 from bot.answers import (
     Absence,
     DayStats,
-    DayStatus,
     Failure,
     LanguageDefaults,
     LanguageSet,
@@ -25,6 +24,7 @@ from bot.answers import (
 from bot.arguments import Command, Scope
 from bot.commands import DATABASE_TROUBLE, CommandCore, Invoker
 from bot.rendering import plain_text
+from teston.statuses import DayStatus
 from tests.bot_fixtures import (
     CATALOG,
     NOW,

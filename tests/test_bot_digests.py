@@ -54,7 +54,7 @@ class Clock:
 async def rolled_up(db_url: str, tmp_path: Path) -> str:
     await ingest_file(db_url, CAPTURE, catalog=CATALOG)
     with psycopg.connect(db_url) as conn:
-        rollup.rollup_days(conn, tmp_path / "exports", [DAY])
+        rollup.rollup_day(conn, tmp_path / "exports", DAY)
     return db_url
 
 

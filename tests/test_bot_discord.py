@@ -28,7 +28,7 @@ from discord.ext import commands
 from discord.http import Route
 from typer.testing import CliRunner
 
-from analytics import rollup
+from analytics import bookkeeping, rollup
 from bot.app import DiscordBotService
 from bot.client import Backoff, WikiBot, is_transient, run_bot
 from bot.cog import SlowDownNotices
@@ -299,7 +299,8 @@ async def test_recent_over_the_maximum_is_lowered_and_says_so(
 
 def roll_up_capture_day(db_url: str, export_dir: Path) -> None:
     with psycopg.connect(db_url) as conn:
-        rollup.rollup_days(conn, export_dir, rollup.raw_days(conn), now=NOW)
+        for day in bookkeeping.raw_days(conn):
+            rollup.rollup_day(conn, export_dir, day, now=NOW)
 
 
 async def test_stats_of_the_capture_day_prefix_and_slash(

@@ -12,7 +12,6 @@ from bot.answers import (
     DayFigures,
     DayRollup,
     DayStats,
-    DayStatus,
     Failure,
     Help,
     LanguageDefaults,
@@ -35,6 +34,7 @@ from bot.messages import (
     split_lines,
 )
 from bot.rendering import busiest_hour, discord_reply, language_choices, plain_text
+from teston.statuses import DayStatus
 from teston.wikis import WikiCatalog
 
 CATALOG = WikiCatalog.load()

@@ -14,7 +14,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from analytics import day_rows, exports
+from analytics import bookkeeping, day_files, day_rows, exports, layout
 from ingestion.replay import ingest_path
 from teston.schema import RECENT_CHANGE_COLUMNS
 
@@ -55,12 +55,12 @@ def test_the_export_covers_every_column_of_the_table() -> None:
 
 
 def test_layout_is_hive_partitioned_by_day(tmp_path: Path) -> None:
-    assert exports.day_path(tmp_path, DAY) == (
+    assert layout.day_path(tmp_path, DAY) == (
         tmp_path / "recent_changes" / "date=2024-05-01" / "part-0.parquet"
     )
-    assert exports.raw_day_path(tmp_path, DAY).parent.name == "date=2024-05-01"
-    assert exports.dataset_glob(tmp_path).endswith("recent_changes/date=*/*.parquet")
-    assert exports.exported_days(tmp_path) == []
+    assert layout.raw_day_path(tmp_path, DAY).parent.name == "date=2024-05-01"
+    assert layout.dataset_glob(tmp_path).endswith("recent_changes/date=*/*.parquet")
+    assert layout.exported_days(tmp_path) == []
 
 
 def test_export_writes_verified_files_that_read_back_identically(
@@ -79,9 +79,9 @@ def test_export_writes_verified_files_that_read_back_identically(
     result = exports.export_day(conn, export_dir, DAY)
 
     assert result.rows == 5
-    assert result.path == exports.day_path(export_dir, DAY)
-    assert exports.exported_days(export_dir) == [DAY]
-    recorded = exports.recorded_export(conn, DAY)
+    assert result.path == layout.day_path(export_dir, DAY)
+    assert layout.exported_days(export_dir) == [DAY]
+    recorded = bookkeeping.recorded_export(conn, export_dir, DAY)
     assert recorded is not None and recorded.rows == 5 and recorded.verified_at is not None
     assert recorded.max_received_at == result.max_received_at
     # No temporary file is left beside the export.
@@ -103,7 +103,7 @@ def test_export_writes_verified_files_that_read_back_identically(
     assert [json.loads(r["raw"]) for r in raw] == [want[-1] for want in expected]
 
     # DuckDB and Polars read the dataset through the layout's glob with the same count.
-    glob = exports.dataset_glob(export_dir)
+    glob = layout.dataset_glob(export_dir)
     with duckdb.connect() as duck:
         query = f"SELECT count(*), min(date) FROM read_parquet('{glob}', hive_partitioning = true)"
         assert duck.execute(query).fetchone() == (5, DAY)
@@ -129,7 +129,7 @@ def test_a_day_without_rows_exports_an_empty_file(conn: psycopg.Connection, tmp_
 def test_an_export_never_loses_rows(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
     ingest(db_url, tmp_path, [event(), event()])
     exports.export_day(conn, tmp_path, DAY)
-    before = exports.day_path(tmp_path, DAY).read_bytes()
+    before = layout.day_path(tmp_path, DAY).read_bytes()
     conn.execute("DELETE FROM recent_changes WHERE event_time >= %s", (datetime(2024, 5, 1, tzinfo=UTC),))
     conn.commit()
 
@@ -137,14 +137,14 @@ def test_an_export_never_loses_rows(db_url: str, conn: psycopg.Connection, tmp_p
     again = exports.export_day(conn, tmp_path, DAY)
 
     assert again.rows == 2
-    assert exports.day_path(tmp_path, DAY).read_bytes() == before
-    assert [p.name for p in exports.day_path(tmp_path, DAY).parent.iterdir()] == ["part-0.parquet"]
+    assert layout.day_path(tmp_path, DAY).read_bytes() == before
+    assert [p.name for p in layout.day_path(tmp_path, DAY).parent.iterdir()] == ["part-0.parquet"]
     # Without the file to keep them from, the day is not exported again with fewer rows.
-    exports.day_path(tmp_path, DAY).unlink()
+    layout.day_path(tmp_path, DAY).unlink()
     with pytest.raises(exports.ExportError, match="already has 2"):
         exports.export_day(conn, tmp_path, DAY)
-    assert not exports.day_path(tmp_path, DAY).exists()
-    assert list(exports.day_path(tmp_path, DAY).parent.iterdir()) == []
+    assert not layout.day_path(tmp_path, DAY).exists()
+    assert list(layout.day_path(tmp_path, DAY).parent.iterdir()) == []
 
 
 def _keys(path: Path) -> list[tuple[datetime, str]]:
@@ -170,7 +170,7 @@ def test_late_rows_are_merged_into_an_export_whose_partition_was_dropped(
 
     merged = exports.export_day(conn, tmp_path, DAY)
 
-    assert merged.rows == 9 == exports.parquet_rows(merged.path)
+    assert merged.rows == 9 == day_files.parquet_rows(merged.path)
     keys = _keys(merged.path)
     assert keys == sorted(keys)
     assert {event_id for _, event_id in keys} == {e["meta"]["id"] for e in [*exported, *late]}
@@ -182,7 +182,7 @@ def test_late_rows_are_merged_into_an_export_whose_partition_was_dropped(
     assert [t for t in typed["title"].to_pylist() if t.startswith("Old")] == [
         f"Old {n}" for n in (0, 2, 4, 6, 8)
     ]
-    recorded = exports.recorded_export(conn, DAY)
+    recorded = bookkeeping.recorded_export(conn, tmp_path, DAY)
     assert recorded is not None and recorded.rows == 9
     assert first.max_received_at is not None and recorded.max_received_at is not None
     assert recorded.max_received_at > first.max_received_at
@@ -199,7 +199,7 @@ def test_a_merge_refuses_an_export_file_that_does_not_match_its_record(
 ) -> None:
     ingest(db_url, tmp_path, [event(), event()])
     exports.export_day(conn, tmp_path, DAY)
-    before = exports.day_path(tmp_path, DAY).read_bytes()
+    before = layout.day_path(tmp_path, DAY).read_bytes()
     conn.execute("DROP TABLE recent_changes_p20240501")
     conn.execute("UPDATE day_exports SET rows = 3")
     conn.commit()
@@ -207,7 +207,7 @@ def test_a_merge_refuses_an_export_file_that_does_not_match_its_record(
 
     with pytest.raises(exports.ExportError, match="holds 2 rows, 3 recorded"):
         exports.export_day(conn, tmp_path, DAY)
-    assert exports.day_path(tmp_path, DAY).read_bytes() == before
+    assert layout.day_path(tmp_path, DAY).read_bytes() == before
 
 
 def test_export_needs_a_connection_outside_a_transaction(conn: psycopg.Connection, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analytics import exports, retention, rollup
+from analytics import day_files, exports, layout, retention, rollup
 from tests.test_export_parquet import DAY, event, ingest
 
 # Past the retention period of the day and of its rows' arrival (now).
@@ -20,7 +20,7 @@ LATER = datetime.now(UTC).date() + timedelta(days=31)
 
 def export_files(export_dir: Path, day: date = DAY) -> dict[Path, bytes]:
     """The day's files and their bytes."""
-    paths = [exports.day_path(export_dir, day), exports.raw_day_path(export_dir, day)]
+    paths = [layout.day_path(export_dir, day), layout.raw_day_path(export_dir, day)]
     return {path: path.read_bytes() for path in paths}
 
 
@@ -51,7 +51,7 @@ def failing_on(name: str) -> Callable[[Path, Path], None]:
 def corrupting(source: Path, target: Path) -> None:
     """A rename after which the typed file on disk is not what was counted (a lying disk)."""
     os.replace(source, target)
-    if target.parent.parent.name == exports.DATASET:
+    if target.parent.parent.name == layout.DATASET:
         target.write_bytes(b"PAR1 not a parquet file")
 
 
@@ -67,7 +67,7 @@ def exported(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     "replace",
-    [failing_on(exports.DATASET), failing_on(exports.RAW_DATASET), corrupting],
+    [failing_on(layout.DATASET), failing_on(layout.RAW_DATASET), corrupting],
     ids=["typed-rename-fails", "raw-rename-fails", "typed-file-wrong-after-rename"],
 )
 def test_a_failed_export_leaves_the_previous_one_whole(
@@ -82,8 +82,8 @@ def test_a_failed_export_leaves_the_previous_one_whole(
     assert recorded(conn) == record_before
     assert hidden_files(exported) == []
     # Still verified: the file counts what day_exports records.
-    assert exports.parquet_rows(exports.day_path(exported, DAY)) == 2
-    assert exports.parquet_rows(exports.raw_day_path(exported, DAY)) == 2
+    assert day_files.parquet_rows(layout.day_path(exported, DAY)) == 2
+    assert day_files.parquet_rows(layout.raw_day_path(exported, DAY)) == 2
     # And the next export, with a working disk, holds all three rows.
     assert exports.export_day(conn, exported, DAY).rows == 3
     assert hidden_files(exported) == []
@@ -115,10 +115,10 @@ def test_a_failed_first_export_leaves_no_file(db_url: str, conn: psycopg.Connect
     export_dir = tmp_path / "exports"
 
     with pytest.raises(exports.ExportError):
-        exports.export_day(conn, export_dir, DAY, replace=failing_on(exports.DATASET))
+        exports.export_day(conn, export_dir, DAY, replace=failing_on(layout.DATASET))
 
-    assert not exports.day_path(export_dir, DAY).exists()
-    assert not exports.raw_day_path(export_dir, DAY).exists()
+    assert not layout.day_path(export_dir, DAY).exists()
+    assert not layout.raw_day_path(export_dir, DAY).exists()
     assert recorded(conn) is None
 
 
@@ -144,8 +144,8 @@ def test_exports_are_found_where_the_layout_says_after_the_directory_moved(
     ingest(db_url, tmp_path, [event(title="Milk")])
     merged = rollup.rollup_day(conn, new_dir, DAY)
     assert isinstance(merged, rollup.DayRollup) and merged.events == 3
-    assert exports.parquet_rows(exports.day_path(new_dir, DAY)) == 3
-    assert exports.parquet_rows(exports.raw_day_path(new_dir, DAY)) == 3
+    assert day_files.parquet_rows(layout.day_path(new_dir, DAY)) == 3
+    assert day_files.parquet_rows(layout.raw_day_path(new_dir, DAY)) == 3
     assert not old_dir.exists()
     with conn.transaction():
         stats = conn.execute("SELECT sum(changes) FROM daily_wiki_stats WHERE day = %s", (DAY,)).fetchone()

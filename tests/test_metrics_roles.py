@@ -17,7 +17,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from analytics import jobs
 from analytics.metrics import JobMetrics
 from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule
 from bot.app import DiscordBotService
@@ -26,6 +25,7 @@ from bot.metrics import BotMetrics
 from ingestion.replay import ingest_path
 from teston.monitoring import MetricsServer
 from teston.settings import load_settings
+from teston.statuses import JobStatus
 from tests.bot_fixtures import CATALOG, NOW, pool
 from tests.fakediscord import FakeDiscord, pointed_at, pytest_plugin
 
@@ -76,7 +76,7 @@ def test_job_runs_failures_durations_last_success_and_the_finalisation_lag(
         broken = AnalyticsScheduler(
             pool.connection, Schedule(export_dir=not_a_directory / "exports"), clock=clock, metrics=metrics
         )
-        assert broken.run_nightly().status == jobs.FAILED
+        assert broken.run_nightly().status == JobStatus.FAILED
         assert value(registry, "teston_job_runs_total", kind=NIGHTLY, status="failed") == 1
         assert (
             value(registry, "teston_job_last_failure_timestamp_seconds", kind=NIGHTLY)
@@ -88,8 +88,8 @@ def test_job_runs_failures_durations_last_success_and_the_finalisation_lag(
         scheduler = AnalyticsScheduler(
             pool.connection, Schedule(export_dir=tmp_path / "exports"), clock=clock, metrics=metrics
         )
-        assert scheduler.run_nightly().status == jobs.SUCCEEDED
-        assert scheduler.run_nightly().status == jobs.SKIPPED  # the same slot, already run
+        assert scheduler.run_nightly().status == JobStatus.SUCCEEDED
+        assert scheduler.run_nightly().status == JobStatus.SKIPPED  # the same slot, already run
     assert value(registry, "teston_job_runs_total", kind=NIGHTLY, status="succeeded") == 1
     assert value(registry, "teston_job_runs_total", kind=NIGHTLY, status="skipped") == 1
     assert value(registry, "teston_job_runs_total", kind=INTRADAY, status="succeeded") == 0

@@ -15,7 +15,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from analytics import rollup
+from analytics import bookkeeping, rollup
 from ingestion.replay import ingest_path
 from tests.bot_fixtures import CATALOG
 
@@ -47,7 +47,8 @@ def export_dir(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> Path:
     for name in CAPTURES:
         ingest_path(db_url, DATA / name)
     directory = tmp_path / "exports"
-    rollup.rollup_days(conn, directory, rollup.raw_days(conn))
+    for day in bookkeeping.raw_days(conn):
+        rollup.rollup_day(conn, directory, day)
     return directory
 
 

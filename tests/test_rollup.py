@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import re
@@ -16,10 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from analytics import exports, jobs, retention, rollup, summary
+from analytics import bookkeeping, day_files, jobs, layout, retention, rollup
+from bot.queries import DayReading, read_day
 from ingestion.replay import ingest_path
 from teston.cli import app
 from teston.partitions import existing_partition_days
+from teston.statuses import DayStatus, JobStatus
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(p.name for p in DATA.glob("*.jsonl"))
@@ -163,12 +166,12 @@ def test_capture_figures_are_exact(
     assert summary.rejected == 0
     export_dir = tmp_path / "exports"
 
-    results = rollup.rollup_days(conn, export_dir, rollup.raw_days(conn))
+    results = [rollup.rollup_day(conn, export_dir, day) for day in bookkeeping.raw_days(conn)]
 
     stats, top_pages, top_editors = expected_figures(path)
     expected_days = sorted({day for day, _ in stats})
     assert [r.day for r in results] == expected_days
-    assert all(r.status == rollup.FINAL for r in results)
+    assert all(r.status == DayStatus.FINAL for r in results)
     got = summary_rows(conn)
     assert {(row[0], row[1]): dict(zip(STATS_FIGURES, row[2:], strict=True)) for row in got["stats"]} == stats
     got_pages: dict[tuple[date, str], list[tuple[Any, ...]]] = defaultdict(list)
@@ -185,7 +188,17 @@ def test_capture_figures_are_exact(
         assert events == sum(s["changes"] for s in day_stats)
         assert wikis == len(day_stats)
         # The export holds the same events, as DuckDB and Polars count them.
-        assert exports.parquet_rows(exports.day_path(export_dir, day)) == events
+        assert day_files.parquet_rows(layout.day_path(export_dir, day)) == events
+
+
+def read_wiki_day(db_url: str, day: date, wiki: str) -> DayReading:
+    """A wiki's day as the bot reads it (`!stats`), top ten pages included."""
+
+    async def read() -> DayReading:
+        async with await psycopg.AsyncConnection.connect(db_url) as connection:
+            return await read_day(connection, wiki, day, pages=10)
+
+    return asyncio.run(read())
 
 
 def test_rolling_up_twice_gives_the_same_rows_and_bytes(
@@ -195,14 +208,14 @@ def test_rolling_up_twice_gives_the_same_rows_and_bytes(
     day = date(2021, 8, 27)
     rollup.rollup_day(conn, tmp_path, day)
     first_rows = summary_rows(conn)
-    first_bytes = exports.day_path(tmp_path, day).read_bytes()
-    first_raw = exports.raw_day_path(tmp_path, day).read_bytes()
+    first_bytes = layout.day_path(tmp_path, day).read_bytes()
+    first_raw = layout.raw_day_path(tmp_path, day).read_bytes()
 
     rollup.rollup_day(conn, tmp_path, day)
 
     assert summary_rows(conn) == first_rows
-    assert exports.day_path(tmp_path, day).read_bytes() == first_bytes
-    assert exports.raw_day_path(tmp_path, day).read_bytes() == first_raw
+    assert layout.day_path(tmp_path, day).read_bytes() == first_bytes
+    assert layout.raw_day_path(tmp_path, day).read_bytes() == first_raw
 
 
 def _late_copy(path: Path, **changes: Any) -> dict[str, Any]:
@@ -225,20 +238,20 @@ def test_a_late_event_changes_a_finalized_day_on_the_next_run(
     ingest_path(db_url, capture)
     day = date(2023, 7, 29)
     rollup.rollup_day(conn, tmp_path, day)
-    assert rollup.stale_days(conn) == []
+    assert bookkeeping.stale_days(conn) == []
     before = summary_rows(conn)["stats"]
 
     _ingest_events(db_url, tmp_path, [_late_copy(capture, type="new", user="LateComer", bot=False)])
 
-    assert rollup.stale_days(conn) == [day]
+    assert bookkeeping.stale_days(conn) == [day]
     result = jobs.intraday(conn, tmp_path)
     assert day.isoformat() in result.details["stale"]
     after = summary_rows(conn)
     changes = STATS_FIGURES.index("changes") + 2
     assert after["stats"][0][changes] == before[0][changes] + 1
     assert after["rollups"][0][1:4] == ("final", False, 101)
-    assert exports.parquet_rows(exports.day_path(tmp_path, day)) == 101
-    assert rollup.stale_days(conn) == []
+    assert day_files.parquet_rows(layout.day_path(tmp_path, day)) == 101
+    assert bookkeeping.stale_days(conn) == []
 
 
 def test_a_recorded_gap_marks_the_day_incomplete(
@@ -254,7 +267,7 @@ def test_a_recorded_gap_marks_the_day_incomplete(
     )
     conn.commit()
 
-    assert rollup.stale_days(conn) == [day]
+    assert bookkeeping.stale_days(conn) == [day]
     jobs.intraday(conn, tmp_path)
 
     assert summary_rows(conn)["rollups"][0][1:3] == ("final", True)
@@ -280,20 +293,20 @@ def test_today_is_partial_and_not_exported(db_url: str, conn: psycopg.Connection
     if not collected_yesterday:
         assert yesterday.isoformat() not in rolled
         assert result.details["no_data"] == [yesterday.isoformat()]
-        assert summary.read_wiki_day(conn, yesterday, "enwiki") is None
-    assert exports.exported_days(tmp_path) == []
+        assert read_wiki_day(db_url, yesterday, "enwiki").rollup is None
+    assert layout.exported_days(tmp_path) == []
 
 
-def test_a_day_nobody_collected_gets_no_rollup(conn: psycopg.Connection, tmp_path: Path) -> None:
+def test_a_day_nobody_collected_gets_no_rollup(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
     day = date(2024, 2, 29)
-    assert not rollup.day_has_data(conn, day)
+    assert not bookkeeping.day_has_data(conn, day)
 
     result = rollup.rollup_day(conn, tmp_path, day)
 
     assert result == rollup.NoData(day)
     assert summary_rows(conn)["rollups"] == []
-    assert exports.exported_days(tmp_path) == []
-    assert summary.read_wiki_day(conn, day, "enwiki") is None
+    assert layout.exported_days(tmp_path) == []
+    assert read_wiki_day(db_url, day, "enwiki").rollup is None
 
 
 def test_a_fresh_home_has_no_stats_until_something_arrives(
@@ -315,10 +328,10 @@ def test_a_fresh_home_has_no_stats_until_something_arrives(
     _ingest_events(db_url, tmp_path, [_late_copy(capture, timestamp=stamp) for _ in range(2)])
     jobs.intraday(conn, tmp_path, now=now)
     assert [(row[0], row[1], row[3]) for row in summary_rows(conn)["rollups"]] == [(today, "partial", 2)]
-    assert summary.read_wiki_day(conn, yesterday, "enwiki") is None
+    assert read_wiki_day(db_url, yesterday, "enwiki").rollup is None
     # Collected, but nothing on that wiki: zero, not "no data".
-    quiet = summary.read_wiki_day(conn, today, "dewiki")
-    assert quiet is not None and quiet.figures["changes"] == 0
+    quiet = read_wiki_day(db_url, today, "dewiki")
+    assert quiet.rollup is not None and quiet.figures is None  # no row: zero changes
 
     # The next night finalizes the day that has data, and only that one.
     later = now + timedelta(days=1)
@@ -346,33 +359,33 @@ def test_empty_rollups_of_days_nobody_collected_are_removed(
     assert [d["day"] for d in outcome.details["days"]] == [day.isoformat()]
     assert outcome.details["no_data"] == [(day - timedelta(days=1)).isoformat(), "2023-07-30"]
     assert [row[0] for row in summary_rows(conn)["rollups"]] == [day]
-    assert rollup.days_to_finalize(conn, date(2026, 1, 1)) == []
+    assert bookkeeping.days_to_finalize(conn, date(2026, 1, 1)) == []
 
 
 def test_days_to_finalize(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
     ingest_path(db_url, DATA / "2023-07-29_enwiki_100.jsonl")
     ingest_path(db_url, DATA / "2025-05-03_sample_144.jsonl")
     today = date.today()
-    assert rollup.days_to_finalize(conn, today) == [date(2023, 7, 29), date(2025, 5, 3)]
+    assert bookkeeping.days_to_finalize(conn, today) == [date(2023, 7, 29), date(2025, 5, 3)]
     rollup.rollup_day(conn, tmp_path, date(2023, 7, 29))
-    assert rollup.days_to_finalize(conn, today) == [date(2025, 5, 3)]
+    assert bookkeeping.days_to_finalize(conn, today) == [date(2025, 5, 3)]
     # A partial roll-up of a closed day that has data is finalized.
-    rollup.rollup_day(conn, tmp_path, date(2025, 5, 3), final=False)
-    assert rollup.days_to_finalize(conn, today) == [date(2025, 5, 3)]
+    rollup.rollup_day(conn, tmp_path, date(2025, 5, 3), partial=True)
+    assert bookkeeping.days_to_finalize(conn, today) == [date(2025, 5, 3)]
 
 
 def test_the_bot_reads_a_wiki_day_in_one_call(db_url: str, conn: psycopg.Connection, tmp_path: Path) -> None:
     ingest_path(db_url, DATA / "2023-07-29_enwiki_100.jsonl")
     day = date(2023, 7, 29)
-    assert summary.read_wiki_day(conn, day, "enwiki") is None  # no data yet
+    assert read_wiki_day(db_url, day, "enwiki").rollup is None  # no data yet
     rollup.rollup_day(conn, tmp_path, day)
 
-    en = summary.read_wiki_day(conn, day, "enwiki")
-    assert en is not None and en.final and not en.incomplete
-    assert en.figures["changes"] == 100 == sum(en.hourly_changes)
+    en = read_wiki_day(db_url, day, "enwiki")
+    assert en.rollup is not None and en.rollup.status is DayStatus.FINAL and not en.rollup.incomplete
+    assert en.figures is not None and en.figures.changes == 100 == sum(en.figures.hourly_changes)
     assert [p.rank for p in en.top_pages] == list(range(1, 11))
-    quiet = summary.read_wiki_day(conn, day, "dewiki")  # collected, but nothing on that wiki
-    assert quiet is not None and quiet.figures["changes"] == 0 and quiet.top_pages == []
+    quiet = read_wiki_day(db_url, day, "dewiki")  # collected, but nothing on that wiki
+    assert quiet.rollup is not None and quiet.figures is None and quiet.top_pages == []
 
 
 # --- Late events for a day whose raw partition retention dropped. -----------------------------------
@@ -401,12 +414,12 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
 
     late = _late_copy(capture, type="new", user="LateComer", bot=False, title="Late page")
     _ingest_events(db_url, tmp_path, [late])
-    assert rollup.stale_days(conn) == [day]
+    assert bookkeeping.stale_days(conn) == [day]
 
     connect = lambda: psycopg.connect(db_url)  # noqa: E731
     run = jobs.run_recorded(connect, "intraday", lambda c: jobs.intraday(c, export_dir))
 
-    assert run.status == jobs.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     assert day.isoformat() in run.details["stale"]
     # The figures are those of the capture plus the late event, exactly.
     everything = tmp_path / "capture-and-late.jsonl"
@@ -417,19 +430,19 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
     late_wiki = (day, late["wiki"])
     assert [row[2:] for row in got["pages"] if (row[0], row[1]) == late_wiki] == top_pages[late_wiki]
     assert got["rollups"][0][:4] == (day, "final", False, 1951)
-    typed, raw = exports.day_path(export_dir, day), exports.raw_day_path(export_dir, day)
-    assert exports.parquet_rows(typed) == exports.parquet_rows(raw) == 1951
+    typed, raw = layout.day_path(export_dir, day), layout.raw_day_path(export_dir, day)
+    assert day_files.parquet_rows(typed) == day_files.parquet_rows(raw) == 1951
     keys = _row_keys(typed)
     assert keys == sorted(keys) and len(set(keys)) == 1951
     assert late["meta"]["id"] in {event_id for _, event_id in keys}
     assert _row_keys(raw) == keys  # the raw file pairs with the typed one row by row
-    assert exports.recorded_export(conn, day) is not None
-    assert rollup.stale_days(conn) == []
+    assert bookkeeping.recorded_export(conn, export_dir, day) is not None
+    assert bookkeeping.stale_days(conn) == []
 
     # Idempotent: rolling the day up again changes neither the files nor the figures.
     typed_bytes, raw_bytes, rows = typed.read_bytes(), raw.read_bytes(), summary_rows(conn)
     again = jobs.run_recorded(connect, "rollup", jobs.rollup_job(export_dir, [day]))
-    assert again.status == jobs.SUCCEEDED, again.error
+    assert again.status == JobStatus.SUCCEEDED, again.error
     assert (typed.read_bytes(), raw.read_bytes(), summary_rows(conn)) == (typed_bytes, raw_bytes, rows)
 
     # The re-created partition holds only rows the export has: retention drops it again.
@@ -447,7 +460,7 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
     result = rollup.rollup_day(conn, export_dir, day)
     assert isinstance(result, rollup.DayRollup) and result.events == 1951
     assert typed.read_bytes() == typed_bytes
-    assert rollup.stale_days(conn) == []
+    assert bookkeeping.stale_days(conn) == []
     dropped = retention.drop_expired_partitions(conn, export_dir, today=AFTER_ARRIVALS, retention_days=30)
     assert dropped.dropped == [day], dropped.kept
 
@@ -477,7 +490,7 @@ def test_rollup_command_reports_days_without_data(
     assert "no data for 2021-08-28" in result.output
     assert "1 of 3 days rolled up, 1,950 events" in result.output
     assert [row[:4] for row in summary_rows(conn)["rollups"]] == [(date(2021, 8, 27), "final", False, 1950)]
-    assert exports.exported_days(cli_env) == [date(2021, 8, 27)]
+    assert layout.exported_days(cli_env) == [date(2021, 8, 27)]
     with conn.transaction():
         details = conn.execute("SELECT status, details->'no_data' FROM job_runs").fetchone()
     assert details == ("succeeded", ["2021-08-26", "2021-08-28"])

@@ -22,6 +22,7 @@ from analytics.scheduler import (
     nightly_slot,
 )
 from teston.settings import DatabaseSettings
+from teston.statuses import JobStatus
 
 
 def test_slots_are_the_same_in_every_process() -> None:
@@ -66,8 +67,8 @@ def test_a_job_already_running_elsewhere_is_skipped_and_recorded(db_url: str) ->
     release.set()
     worker.join(10)
 
-    assert second.status == jobs.SKIPPED
-    assert runs[0].status == jobs.SUCCEEDED
+    assert second.status == JobStatus.SKIPPED
+    assert runs[0].status == JobStatus.SUCCEEDED
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             "SELECT status, rows, details->>'figure', finished_at IS NOT NULL FROM job_runs ORDER BY id"
@@ -80,7 +81,7 @@ def test_a_failing_job_is_recorded_with_its_error(db_url: str) -> None:
         raise ValueError("no such day")
 
     run = jobs.run_recorded(lambda: psycopg.connect(db_url), "t", broken)
-    assert run.status == jobs.FAILED
+    assert run.status == JobStatus.FAILED
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT status, error FROM job_runs").fetchone() == (
             "failed",
@@ -147,5 +148,5 @@ def test_the_pool_connects_only_when_a_job_runs(db_url: str, tmp_path: Path) -> 
     with connection_pool(db_url, settings, 1) as pool:
         assert _backends(db_url) == 0
         component = AnalyticsScheduler(pool.connection, Schedule(export_dir=tmp_path), workers=1)
-        assert component.run_intraday().status == jobs.SUCCEEDED
+        assert component.run_intraday().status == JobStatus.SUCCEEDED
         assert _backends(db_url) == 1

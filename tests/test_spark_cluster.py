@@ -22,7 +22,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from pyspark.sql import functions as F
 
-from analytics import exports, rollup, spark_engine
+from analytics import bookkeeping, exports, rollup, spark_engine
 from ingestion.replay import ingest_path
 
 DATA = Path(__file__).parent / "data"
@@ -176,7 +176,7 @@ def test_figures_are_exact_after_an_executor_is_killed_mid_job(
 ) -> None:
     for capture in ("2021-08-27_all-wikis_1950.jsonl", "2025-05-03_sample_144.jsonl"):
         assert ingest_path(db_url, DATA / capture).rejected == 0
-    days = rollup.raw_days(conn)
+    days = bookkeeping.raw_days(conn)
     files = {day: exports.export_day(conn, tmp_path / "exports", day).path for day in days}
     expected = rollup.figures_of_files(files)
 

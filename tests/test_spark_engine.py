@@ -17,7 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from analytics import jobs, rollup, spark_engine
+from analytics import bookkeeping, jobs, rollup, spark_engine
 from analytics.day_rows import TYPED_SCHEMA
 from ingestion.replay import ingest_path
 from teston.cli import app
@@ -56,7 +56,7 @@ def test_every_capture_gives_the_same_rows_on_both_engines(
 ) -> None:
     for capture in CAPTURES:
         assert ingest_path(db_url, capture).rejected == 0
-    days = rollup.raw_days(conn)
+    days = bookkeeping.raw_days(conn)
     assert len(days) >= len(CAPTURES)
     export_dir = tmp_path / "exports"
 
@@ -167,7 +167,7 @@ def test_rollup_command_on_spark(
     """`teston rollup --all --engine spark` (on the module's session: it uses a running one and leaves it)."""
     ingest_path(db_url, DATA / "2023-07-29_enwiki_100.jsonl")
     ingest_path(db_url, DATA / "2025-05-03_sample_144.jsonl")
-    days = rollup.raw_days(conn)
+    days = bookkeeping.raw_days(conn)
     roll_up(conn, tmp_path / "in-process", days)
     in_process = summary_tables(conn)
     monkeypatch.setenv("DB_ADDR", db_url)

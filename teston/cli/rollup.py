@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from analytics import jobs, rollup
+from analytics import bookkeeping, jobs, rollup
 from teston import database
 from teston.cli.common import read_settings
 from teston.settings import Settings
+from teston.statuses import JobStatus
 
 ENGINES = ("duckdb", "spark")
 
@@ -44,7 +45,7 @@ def _requested_days(day: str | None, first: str | None, last: str | None) -> lis
             f"--from {start} is after --to {end}; give the first day of the range to --from",
             param_hint="'--from' / '--to'",
         )
-    return rollup.days_between(start, end)
+    return bookkeeping.days_between(start, end)
 
 
 def rollup_command(
@@ -91,7 +92,7 @@ def _roll_up(settings: Settings, requested: list[date] | None, engine: rollup.Fi
         database.upgrade(url)
         if requested is None:
             with psycopg.connect(database.in_utc(url)) as conn:
-                days = rollup.raw_days(conn)
+                days = bookkeeping.raw_days(conn)
         else:
             days = requested
         if not days:
@@ -136,6 +137,6 @@ def _roll_up(settings: Settings, requested: list[date] | None, engine: rollup.Fi
         f"{len(results)} of {len(days)} days rolled up, {sum(r.events for r in results):,} events; "
         f"exports in {settings.export_dir}"
     )
-    if run.status != jobs.SUCCEEDED:
+    if run.status is not JobStatus.SUCCEEDED:
         typer.secho(f"teston: roll-up {run.status}: {run.error or run.details.get('reason')}", err=True)
         raise typer.Exit(1)
