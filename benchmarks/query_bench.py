@@ -36,6 +36,7 @@ from benchmarks.harness import Context, Figure, human_bytes, percentile
 from benchmarks.synthetic import EventFactory
 from teston.partitions import day_bounds, ensure_partitions, partition_name
 from teston.schema import RECENT_CHANGE_COLUMNS
+from teston.statuses import DayStatus
 
 STATS_TARGET_MS = 10.0
 RECENT_TARGET_MS = 20.0
@@ -138,7 +139,7 @@ SELECT %(day)s, wiki, rank, namespace, title, changes FROM (
 """,
     """
 INSERT INTO day_rollups (day, status, incomplete, events, wikis, max_received_at, computed_at)
-SELECT %(day)s, 'final', false, count(*), count(DISTINCT wiki), max(received_at), now() FROM {partition}
+SELECT %(day)s, %(status)s, false, count(*), count(DISTINCT wiki), max(received_at), now() FROM {partition}
 """,
 )
 
@@ -220,7 +221,9 @@ def _fill_day(
         conn.commit()
         conn.execute(sql.SQL("ANALYZE {}").format(partition))
         for statement in _SUMMARISE_DAY:
-            conn.execute(sql.SQL(statement).format(partition=partition), {"day": day})
+            conn.execute(
+                sql.SQL(statement).format(partition=partition), {"day": day, "status": DayStatus.FINAL}
+            )
         conn.commit()
 
 
