@@ -58,11 +58,23 @@ def _alembic_config(url: str) -> Config:
     return config
 
 
+# Session advisory lock held while migrating, so processes started together migrate one after the other
+# (the others then find the schema at head); a one-key lock, apart from the two-key stream and job locks.
+MIGRATION_LOCK = 0x7E57_0000
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to `revision`."""
+    """Apply migrations up to `revision`, one process at a time."""
+    import psycopg
     from alembic import command
 
-    command.upgrade(_alembic_config(url), revision)
+    with psycopg.connect(url, autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            command.upgrade(_alembic_config(url), revision)
+        finally:
+            with contextlib.suppress(psycopg.Error):  # closing the connection releases it anyway
+                lock.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
 def downgrade(url: str, revision: str) -> None:
