@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestion.bus.naming import parse_bus_url
 from teston import __version__
+from teston.redaction import redact
 from teston.roles import Role, parse_roles
 
 DEFAULT_STREAM_URL = "https://stream.wikimedia.org/v2/stream/recentchange"
@@ -269,6 +270,10 @@ def _variable_of(error: dict[str, Any], group: type[BaseSettings]) -> str:
     return str(alias or field)
 
 
+def _secret(variable: str) -> bool:
+    return variable == "DISCORD_TOKEN"
+
+
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
     """Read and validate every setting; raise SettingsError naming the offending variable."""
     groups: dict[str, Any] = {}
@@ -291,5 +296,8 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
             variable = _variable_of(dict(err), current)
             given = err.get("input")
             shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
-            problems.append(f"{variable}: {err['msg']}{shown}")
+            # A malformed DB_ADDR or DISCORD_TOKEN is still a secret: never echo a password or token.
+            problems.append(
+                redact(f"{variable}: {err['msg']}{shown}", [str(given)] if _secret(variable) else [])
+            )
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -34,7 +34,7 @@ def test_processes_started_together_on_a_fresh_home_all_succeed(tmp_path: Path) 
         for c in commands
     ]
     results = [(p, *p.communicate(timeout=240)) for p in processes]
-    for process, out, err in results:
+    for process, _out, err in results:
         assert process.returncode == 0, err
         assert "Traceback" not in err
     ingested = [int(re.search(r"ingested (\d+)", out).group(1)) for _, out, _ in results[:2]]  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
 """The `teston` command: a thin layer that reads settings once and calls the library.
 
 This module builds the Typer app from the command groups in the modules beside it (their order here is
-the order `teston --help` lists them) and turns database failures into one line.
+the order `teston --help` lists them) turns database failures into one line, and
+every other error into one line naming the log file that holds its trace.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import sqlalchemy.exc
 import typer
 
 from teston import __version__
-from teston.cli import ask, db, feed, health, ingest, rollup, service
+from teston.cli import ask, crash, db, feed, health, ingest, rollup, service
 from teston.embedded import EmbeddedPostgresError
+from teston.redaction import redact
 
 __all__ = ["app", "main"]
 
@@ -62,12 +64,19 @@ def main() -> None:
         cause = getattr(exc, "orig", None) or exc  # Alembic's engine wraps the psycopg error
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         typer.secho(
-            f"teston: cannot use PostgreSQL ({reason}); check DB_ADDR / DATABASE_URL, "
-            "or unset them to use the embedded server",
+            f"teston: cannot use PostgreSQL ({redact(reason, crash.configured_secrets())}); check DB_ADDR /"
+            " DATABASE_URL, or unset them to use the embedded server",
             err=True,
             fg="red",
         )
         raise SystemExit(1) from None
     except EmbeddedPostgresError as exc:
-        typer.secho(f"teston: the embedded PostgreSQL failed: {exc}", err=True, fg="red")
+        typer.secho(f"teston: the embedded PostgreSQL failed: {redact(str(exc))}", err=True, fg="red")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        typer.secho("teston: interrupted", err=True, fg="red")
+        raise SystemExit(130) from None
+    except Exception as exc:
+        # Whatever else escapes is a fault, not a situation to explain: one line, the trace in a log file.
+        crash.report(exc)
         raise SystemExit(1) from None

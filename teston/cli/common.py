@@ -11,7 +11,10 @@ import typer
 
 from ingestion.bus.engine import BusUnavailable
 from ingestion.writer import StreamBusy, WriterStopped
+from teston import redaction
 from teston.settings import Settings, SettingsError, load_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def read_settings() -> Settings:
@@ -21,12 +24,22 @@ def read_settings() -> Settings:
     except SettingsError as exc:
         typer.secho(f"teston: {exc}", err=True, fg="red")
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        redaction.install(handler, secrets_of(settings))
     return settings
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The configured secrets that must never be printed: the Discord token and a database password."""
+    secrets = [settings.discord.token.get_secret_value()] if settings.discord.token else []
+    if settings.database.url:
+        from psycopg.conninfo import conninfo_to_dict
+
+        password = conninfo_to_dict(settings.database.url).get("password")
+        if password:
+            secrets.append(str(password))
+    return secrets
 
 
 @contextlib.contextmanager

@@ -12,8 +12,15 @@ from teston.embedded import EmbeddedPostgres
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply the schema migrations."""
     settings = read_settings()
+    from alembic.util import CommandError
+
     with database.database_url(settings) as url:
-        database.upgrade(url, revision)
+        try:
+            database.upgrade(url, revision)
+        except CommandError as exc:
+            shipped = database.head_revision()
+            typer.secho(f"teston: {exc} (the newest revision is {shipped}, or use head)", err=True, fg="red")
+            raise typer.Exit(2) from None
         typer.echo(f"database at revision {database.current_revision(url)}")
 
 
