@@ -132,9 +132,26 @@ class IngestionService:
         }
         return healthy, details
 
+    async def claim_stream(self) -> None:
+        """Take the stream's lock now (`StreamBusy` if another ingester holds it), before any port is bound.
+
+        A second ingester of the stream is then told so, not that the metrics port the first one serves
+        is taken.
+        """
+        try:
+            await asyncio.to_thread(self._writer.read_cursor, self.source.stream)
+        except BaseException:
+            await asyncio.to_thread(self._writer.close)
+            raise
+
     async def start(self) -> None:
         if self._metrics_server is not None:
-            await self._metrics_server.start()
+            await self.claim_stream()
+            try:
+                await self._metrics_server.start()
+            except BaseException:
+                await asyncio.to_thread(self._writer.close)
+                raise
         self._started_at = time.monotonic()
         self._task = asyncio.create_task(self.pipeline.run(), name="ingestion")
 

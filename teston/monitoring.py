@@ -53,6 +53,10 @@ def metric_names(registry: CollectorRegistry) -> set[str]:
     }
 
 
+class MetricsPortBusy(OSError):
+    """The metrics endpoint's address cannot be bound (another process listens there)."""
+
+
 class MetricsServer:
     """Serves `/metrics` from a registry and `/healthz` from a health callback; port 0 means disabled.
 
@@ -62,8 +66,15 @@ class MetricsServer:
     name = "metrics"
 
     def __init__(
-        self, registry: CollectorRegistry, health: Health = always_healthy, *, host: str, port: int
+        self,
+        registry: CollectorRegistry,
+        health: Health = always_healthy,
+        *,
+        host: str,
+        port: int,
+        variable: str = "METRICS_PORT",
     ) -> None:
+        self.variable = variable  # the setting that chose the port, for the message when it is taken
         self._registry = registry
         self._health = health
         self._host = host
@@ -96,7 +107,15 @@ class MetricsServer:
         app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        try:
+            await web.TCPSite(self._runner, self._host, self._port).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise MetricsPortBusy(
+                f"{self.variable} {self._port} on {self._host} cannot be used ({exc.strerror or exc}); stop"
+                f" what listens there, or set {self.variable} to a free port (0 serves no metrics)"
+            ) from exc
         log.info("metrics on http://%s:%d/metrics", self._host, self._port)
 
     async def wait(self) -> None:

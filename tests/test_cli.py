@@ -120,3 +120,34 @@ def test_up_with_its_stream_held_by_another_ingester_is_one_red_line(
     assert "Traceback" not in result.stderr
     # Besides it, `up` only says that it runs without the bot (no DISCORD_TOKEN).
     assert _error_lines(result.stderr)[-1] == f"\x1b[31mteston: {' '.join(BUSY.split())}\x1b[0m"
+
+
+def test_up_with_its_metrics_port_taken_is_one_line_naming_metrics_port(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAM_URL", f"http://127.0.0.1:{_closed_port()}/v2/stream/recentchange")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("METRICS_PORT", str(port))
+        result = cli.invoke(app, ["up"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert _error_lines(result.stderr)[-1].startswith(
+        f"teston: METRICS_PORT {port} on 127.0.0.1 cannot be used ("
+    )
+
+
+def test_a_second_up_is_told_about_the_stream_before_the_metrics_port(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAM_URL", f"http://127.0.0.1:{_closed_port()}/v2/stream/recentchange")
+    monkeypatch.setattr(ResilientWriter, "read_cursor", _stream_busy)
+    with socket.socket() as taken:  # what the first `up` serves its metrics on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("METRICS_PORT", str(taken.getsockname()[1]))
+        result = cli.invoke(app, ["up"])
+    assert result.exit_code == 1
+    assert _error_lines(result.stderr)[-1] == f"teston: {' '.join(BUSY.split())}"

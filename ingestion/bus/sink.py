@@ -139,7 +139,9 @@ class BusSink:
         self._metrics_server: MetricsServer | None = None
         if metrics is not None and metrics_address is not None and metrics_address[1] != 0:
             host, port = metrics_address
-            self._metrics_server = MetricsServer(metrics.registry, self.health, host=host, port=port)
+            self._metrics_server = MetricsServer(
+                metrics.registry, self.health, host=host, port=port, variable="SINK_METRICS_PORT"
+            )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while running and, with a backlog on the bus, committing recently."""

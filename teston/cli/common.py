@@ -12,6 +12,7 @@ import typer
 from ingestion.bus.engine import BusUnavailable
 from ingestion.writer import StreamBusy, WriterStopped
 from teston import redaction
+from teston.monitoring import MetricsPortBusy
 from teston.settings import Settings, SettingsError, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -53,7 +54,7 @@ def ingestion_failures_exit() -> Iterator[None]:
     except BusUnavailable as exc:
         typer.secho(f"teston: the event bus is unavailable ({exc}); it will be resumed", err=True, fg="red")
         raise typer.Exit(1) from None
-    except StreamBusy as exc:
+    except (StreamBusy, MetricsPortBusy) as exc:
         # Not a fault to debug but a situation to resolve (another ingester holds the stream): no traceback.
         message = " ".join(str(exc).split())
         typer.secho(f"teston: {message}", err=True, fg="red")

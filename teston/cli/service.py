@@ -235,6 +235,9 @@ async def _run_up(settings: Settings, url: str, roles: frozenset[Role]) -> None:
                     components.extend(discord_bot(settings, url, registry, budget.bot))
             # Started first and stopped last, so the final figures can still be scraped while stopping.
             components.insert(0, metrics_server(settings, registry, checks))
+            if Role.INGEST in roles:
+                # Before the port: a second `up` is told who ingests the stream, not that the port is taken.
+                await ingestion.claim_stream()
             with stop_on_signals(stop):
                 await run_components(components, stop)
 
