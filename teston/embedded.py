@@ -15,8 +15,10 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -30,6 +32,21 @@ SYSTEM_USER = "teston-postgres"
 
 class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be initialised, started or stopped."""
+
+
+class EmbeddedServerGone(EmbeddedPostgresError):
+    """The embedded server this process used was stopped under it (`teston db stop --force`, say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerUser:
+    """Another process using the embedded server."""
+
+    pid: int
+    command: str
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} ({self.command or 'teston'})"
 
 
 def _bin_dir() -> Path:
@@ -70,6 +87,7 @@ class EmbeddedPostgres:
         self.settings = dict(settings or {})
         self.started_here = False
         self._use_handle: TextIO | None = None
+        self._user_handle: TextIO | None = None
         self._run_as: str | None = SYSTEM_USER if os.geteuid() == 0 else None
 
     # -- paths and users -------------------------------------------------------------------
@@ -172,14 +190,30 @@ class EmbeddedPostgres:
         return self.url
 
     # Each process using the server holds a shared lock on `.users` until it is done, so the last one
-    # out can tell that nobody else needs the server (an exclusive lock succeeds) and stop it.
+    # out can tell that nobody else needs the server (an exclusive lock succeeds) and stop it. It also
+    # holds a lock on a file of its own in `users/`, naming its pid and command, so `teston db stop` can
+    # say who would lose the server; a file whose lock nobody holds is left over from a killed process.
+    @property
+    def _users_dir(self) -> Path:
+        return self.data_dir / "users"
+
     def _register_use(self) -> None:
         if self._use_handle is None:
             self._use_handle = open(self.data_dir / ".users", "a")  # noqa: SIM115 (held until release)
             fcntl.flock(self._use_handle, fcntl.LOCK_SH)
+            self._users_dir.mkdir(exist_ok=True)
+            mine = open(self._users_dir / str(os.getpid()), "w")  # noqa: SIM115 (held until release)
+            fcntl.flock(mine, fcntl.LOCK_EX)
+            mine.write(" ".join(["teston", *sys.argv[1:]]) if sys.argv else "teston")
+            mine.flush()
+            self._user_handle = mine
 
     def _unregister_use(self) -> bool:
         """Drop this process's use; return True if no other process is using the server."""
+        mine, self._user_handle = self._user_handle, None
+        if mine is not None:
+            (self._users_dir / str(os.getpid())).unlink(missing_ok=True)
+            mine.close()
         handle, self._use_handle = self._use_handle, None
         if handle is None:
             return False
@@ -190,6 +224,24 @@ class EmbeddedPostgres:
         finally:
             handle.close()
         return True
+
+    def other_users(self) -> list[ServerUser]:
+        """The other processes using the server now (their pid and command)."""
+        users = []
+        for entry in sorted(self._users_dir.glob("*")) if self._users_dir.is_dir() else []:
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                with open(entry) as handle:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        users.append(ServerUser(int(entry.name), handle.read().strip()))
+                        continue
+                entry.unlink(missing_ok=True)  # its process ended without saying so
+            except FileNotFoundError:
+                continue
+        return users
 
     @property
     def _keep_running_marker(self) -> Path:
@@ -277,6 +329,14 @@ class EmbeddedPostgres:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def check_running(self) -> None:
+        """Raise `EmbeddedServerGone` if the server no longer runs (stopped under this process)."""
+        if not self.is_running():
+            raise EmbeddedServerGone(
+                f"the embedded PostgreSQL in {self.data_dir} was stopped while in use (`teston db stop"
+                " --force`?); what was not committed was not stored, and the next run resumes from there"
+            )
 
     def stop(self, *, mode: str = "fast") -> None:
         """Stop the server now, whoever uses it (`fast` rolls back open sessions and checkpoints)."""

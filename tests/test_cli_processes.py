@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
 
 from teston.embedded import EmbeddedPostgres
+from tests.fakestream import FakeEventStreams, read_capture
 
 DATA = Path(__file__).parent / "data"
 
@@ -44,3 +47,70 @@ def test_processes_started_together_on_a_fresh_home_all_succeed(tmp_path: Path) 
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert stored == (244,)
     assert len(revision) == 1
+
+
+def _stored(server: EmbeddedPostgres) -> int:
+    if server.port is None:
+        return 0
+    try:
+        with psycopg.connect(server.url, connect_timeout=5) as conn:
+            row = conn.execute("SELECT count(*) FROM recent_changes").fetchone()
+    except psycopg.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+async def test_db_stop_refuses_while_an_import_runs_and_the_import_stops_promptly_when_forced(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    recorded = read_capture(DATA / "2021-08-27_all-wikis_1950.sse")
+    async with FakeEventStreams(recorded, pace=0.02) as stream:
+        env = _env(
+            home, METRICS_PORT="0", INGEST_FLUSH_INTERVAL="100ms", TESTON_CONTACT="https://example.org/t"
+        )
+        ingest = await asyncio.create_subprocess_exec(
+            *_teston("ingest", "--source", stream.url),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            server = EmbeddedPostgres(home / "postgres")
+            deadline = time.monotonic() + 120
+            while await asyncio.to_thread(_stored, server) == 0:
+                assert time.monotonic() < deadline, "the import stored nothing"
+                await asyncio.sleep(0.2)
+
+            refused = await asyncio.to_thread(
+                subprocess.run, _teston("db", "stop"), env=env, capture_output=True, text=True, timeout=120
+            )
+            assert refused.returncode == 1
+            assert f"in use by pid {ingest.pid} (teston ingest --source {stream.url})" in refused.stderr
+            assert "--force" in refused.stderr
+            assert server.is_running()
+
+            forced = await asyncio.to_thread(
+                subprocess.run,
+                _teston("db", "stop", "--force"),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert forced.returncode == 0, forced.stderr
+            _, err = await asyncio.wait_for(ingest.communicate(), timeout=60)
+        finally:
+            if ingest.returncode is None:
+                ingest.kill()
+                await ingest.wait()
+    errors = err.decode()
+    assert ingest.returncode == 1
+    assert "Traceback" not in errors
+    last = errors.strip().splitlines()[-1]
+    assert last.startswith(f"teston: the embedded PostgreSQL in {home / 'postgres'} was stopped while in use")
+    with EmbeddedPostgres(home / "postgres") as again, psycopg.connect(again.url) as conn:
+        row = conn.execute("SELECT count(*) FROM recent_changes").fetchone()
+        cursor = conn.execute("SELECT last_event_id FROM stream_cursors").fetchone()
+    assert row is not None and row[0] > 0
+    assert cursor is not None  # what was stored is covered by the cursor, so a resume continues from there

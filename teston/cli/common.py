@@ -12,6 +12,7 @@ import typer
 from ingestion.bus.engine import BusUnavailable
 from ingestion.writer import StreamBusy, WriterStopped
 from teston import redaction
+from teston.embedded import EmbeddedServerGone
 from teston.monitoring import MetricsPortBusy
 from teston.settings import Settings, SettingsError, load_settings
 
@@ -53,6 +54,9 @@ def ingestion_failures_exit() -> Iterator[None]:
         raise typer.Exit(1) from None
     except BusUnavailable as exc:
         typer.secho(f"teston: the event bus is unavailable ({exc}); it will be resumed", err=True, fg="red")
+        raise typer.Exit(1) from None
+    except EmbeddedServerGone as exc:
+        typer.secho(f"teston: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
     except (StreamBusy, MetricsPortBusy) as exc:
         # Not a fault to debug but a situation to resolve (another ingester holds the stream): no traceback.

@@ -38,13 +38,25 @@ def db_url() -> None:
     typer.echo(url)
 
 
-def db_stop() -> None:
-    """Stop the embedded PostgreSQL server if it is running."""
+def db_stop(
+    force: bool = typer.Option(False, "--force", help="Stop it even while other TestON processes use it."),
+) -> None:
+    """Stop the embedded PostgreSQL server if it is running (refused while TestON processes use it)."""
     settings = read_settings()
     if settings.database.url:
         typer.echo("a database URL is configured; TestON does not manage that server", err=True)
         raise typer.Exit(1)
     server = EmbeddedPostgres(settings.embedded_data_dir)
     running = server.is_running()
+    users = server.other_users() if running else []
+    if users and not force:
+        named = ", ".join(str(user) for user in users)
+        typer.secho(
+            f"teston: the embedded PostgreSQL is in use by {named}; stop those first, or use --force"
+            " (they would stop with their last batch not committed)",
+            err=True,
+            fg="red",
+        )
+        raise typer.Exit(1)
     server.stop()
     typer.echo("embedded PostgreSQL stopped" if running else "embedded PostgreSQL was not running")

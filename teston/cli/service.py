@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import aiohttp
+import psycopg
 import typer
 from prometheus_client import CollectorRegistry
 
@@ -32,6 +34,7 @@ from ingestion.writer import ResilientWriter
 from teston import database
 from teston.cli.common import ingestion_failures_exit, read_settings
 from teston.connections import ConnectionBudget, TooFewConnections, share_connections
+from teston.embedded import EmbeddedPostgres
 from teston.monitoring import Health, MetricsServer, all_healthy
 from teston.roles import Role, configured_roles, missing_configuration
 from teston.runtime import Component, run_components, stop_on_signals
@@ -72,7 +75,7 @@ def ingestion_service(
         since=since,
         on_reconnect=metrics.count_reconnect,
     )
-    database_writer = ResilientWriter(connector(url), on_outage=metrics.count_outage)
+    database_writer = ResilientWriter(_connector(settings, url), on_outage=metrics.count_outage)
     writer: ClosingCommitter = database_writer
     if settings.bus.url is not None:
         # With a bus, valid events are published; quarantine and the cursor still go to PostgreSQL.
@@ -104,13 +107,28 @@ def sink_service(
     address, options = parse_bus_url(settings.bus.url), bus_options(settings.bus)
     return BusSink(
         functools.partial(open_consumer, address, options),
-        ResilientWriter(connector(url)),
+        ResilientWriter(_connector(settings, url)),
         WikiCatalog.load(),
         batch_size=settings.bus.sink_batch_size,
         idle_exit=idle_exit,
         metrics=SinkMetrics(CollectorRegistry()),
         metrics_address=(settings.ingest.metrics_host, metrics_port),
     )
+
+
+def _connector(settings: Settings, url: str) -> Callable[[], psycopg.Connection[Any]]:
+    """The writer's connection factory; with the embedded server, one that stops retrying once it is gone."""
+    connect = connector(url)
+    if settings.database.url:
+        return connect
+    server = EmbeddedPostgres(settings.embedded_data_dir)
+
+    def connect_while_running() -> psycopg.Connection[Any]:
+        # Not a connection error, so the writer does not retry: nobody will start this server again.
+        server.check_running()
+        return connect()
+
+    return connect_while_running
 
 
 def _schedule(settings: Settings) -> Schedule:
