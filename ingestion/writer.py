@@ -14,7 +14,8 @@ events only right after a resume), so they are copied straight into `recent_chan
 server over the rows, as a plain `COPY` of them would make. A row already stored makes that COPY fail on
 the primary key; the transaction is rolled back and the batch takes the slow path: the same bytes are
 copied into a per-connection temporary staging table and moved with one `INSERT … SELECT … ON CONFLICT
-DO NOTHING`.
+DO NOTHING`. Where the writer may (as a superuser), the direct COPY's transaction tells the server not to
+log its refusal: a duplicate replay would otherwise log an ERROR per batch.
 """
 
 from __future__ import annotations
@@ -455,6 +456,11 @@ def _nul_free(text: str) -> str:
 
 _COLUMNS = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
 
+# A direct COPY refused because a row is already stored is expected (a resume, a file replayed again) and
+# handled by the staging path: the server should not log an ERROR for it, once per batch of every replay.
+# For this transaction only; the staging path and everything else log as configured.
+_QUIET_REFUSALS = "SET LOCAL log_min_messages = fatal"
+
 
 def _copy_statement(table: str) -> sql.Composed:
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), _COLUMNS)
@@ -480,6 +486,8 @@ class BatchWriter:
         self._locked: set[str] = set()  # streams whose advisory lock this connection holds
         # Known while the connection works, to recognise its server process once the connection is lost.
         self.backend_pid = conn.info.backend_pid
+        # Only a superuser may change what the server logs (the embedded server's connections are one).
+        self._quiet_refusals = conn.info.parameter_status("is_superuser") == "on"
         self._prepare()
 
     def _prepare(self) -> None:
@@ -594,6 +602,8 @@ class BatchWriter:
     ) -> tuple[int, int]:
         """The usual case, in few round trips: COPY into the table, then arrivals and the cursor at once."""
         with self.conn.transaction():
+            if self._quiet_refusals:
+                self.conn.execute(_QUIET_REFUSALS)
             self.conn.execute(ANNOUNCE_ROWS)
             self._ensure_partitions(days)
             self._copy(self._copy_direct, rows.copy_data())

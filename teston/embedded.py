@@ -33,6 +33,16 @@ DATABASE_NAME = "teston"
 SUPERUSER = "postgres"
 # PostgreSQL refuses to run as root; when we are root the server runs as this system user.
 SYSTEM_USER = "teston-postgres"
+# The server's own log: collected into files of at most 10 MB, a new one at least daily; the oldest
+# beyond KEPT_LOGS are deleted at each start.
+LOGGING = {
+    "logging_collector": "on",
+    "log_directory": "log",  # relative to the data directory
+    "log_filename": "server-%Y%m%d-%H%M%S.log",
+    "log_rotation_size": "10MB",
+    "log_rotation_age": "1d",
+}
+KEPT_LOGS = 5
 # Who may connect, and how: the superuser's password for every connection, on TCP and on any socket.
 PG_HBA = """\
 # Written by TestON: every connection needs a password (kept in ../password, readable by its owner only).
@@ -378,7 +388,8 @@ class EmbeddedPostgres:
         if port is None or _port_in_use(port):
             port = _free_port()
         options = [f"-p {port}", "-h 127.0.0.1", "-c unix_socket_directories=''", "-c TimeZone=UTC"]
-        options += [f"-c {key}={value}" for key, value in self.settings.items()]
+        options += [f"-c {key}={value}" for key, value in {**LOGGING, **self.settings}.items()]
+        self._prune_logs()
         if self._run_as:
             self.log_file.touch()
             import pwd
@@ -404,6 +415,16 @@ class EmbeddedPostgres:
             tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
             raise EmbeddedPostgresError(f"{exc}\n{tail}") from None
         self._save_port(port)
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the running server writes its log (`server.log` only holds what precedes that)."""
+        return self.pgdata / LOGGING["log_directory"]
+
+    def _prune_logs(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            for old in sorted(self.log_dir.glob("server-*.log"))[:-KEPT_LOGS]:
+                old.unlink(missing_ok=True)
 
     def _ensure_database(self) -> None:
         import psycopg
