@@ -117,8 +117,8 @@ async def ingest_from_stream(url: str, stream_url: str, events: int) -> int:
     """Run the real ingest pipeline on the live-stream client until `events` events are committed."""
     from ingestion.client import EventStreamClient
     from ingestion.pipeline import IngestPipeline, PipelineOptions
+    from ingestion.resilient_writer import ResilientWriter
     from ingestion.service import connector
-    from ingestion.writer import ResilientWriter
     from teston.wikis import WikiCatalog
 
     catalog = WikiCatalog.load()

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from ingestion.batch import Batch, BatchOutcome, QuarantinedEvent, StreamCursor
+from ingestion.copy_rows import CopyRows
 from ingestion.events import Rejection, parse_event
 from ingestion.gaps import DEFAULT_TOLERANCE, IngestGap, detect_gap
 from ingestion.metrics import IngestMetrics
 from ingestion.sources import Delivery, Source
-from ingestion.writer import Batch, BatchOutcome, CopyRows, QuarantinedEvent, StreamCursor
 from teston.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ class IngestSummary:
     ingested: int = 0
     duplicates: int = 0
     canary: int = 0
-    rejected: int = 0
+    # Events sent to quarantine: refused by the parser, or rows the database refused (each counted once
+    # per run, whether or not `rejected_events` already held the same record).
+    quarantined: int = 0
     batches: int = 0
     gaps: list[IngestGap] = field(default_factory=list)
     seconds: float = 0.0
@@ -79,7 +82,7 @@ class IngestSummary:
 
     @property
     def events(self) -> int:
-        return self.ingested + self.duplicates + self.canary + self.rejected
+        return self.ingested + self.duplicates + self.canary + self.quarantined
 
     @property
     def events_per_second(self) -> float:
@@ -88,7 +91,7 @@ class IngestSummary:
     def describe(self) -> str:
         counts = (
             f"ingested {self.ingested}, duplicates {self.duplicates}, canary {self.canary}, "
-            f"rejected {self.rejected} in {self.seconds:.1f} s ({self.events_per_second:.0f} events/s)"
+            f"rejected {self.quarantined} in {self.seconds:.1f} s ({self.events_per_second:.0f} events/s)"
         )
         if self.already_at_end:
             return f"the file was already ingested to its end, nothing new stored: {counts}"
@@ -412,7 +415,8 @@ class IngestPipeline:
         summary.batches += 1
         summary.ingested += outcome.inserted
         summary.duplicates += outcome.duplicates
-        summary.rejected += len(batch.quarantined) + outcome.refused_rows
+        quarantined = len(batch.quarantined) + outcome.quarantined_rows
+        summary.quarantined += quarantined
         summary.gaps.extend(batch.gaps)
         if batch.last_event_time is not None and (
             summary.last_event_time is None or batch.last_event_time > summary.last_event_time
@@ -424,7 +428,7 @@ class IngestPipeline:
             metrics.commit_seconds.observe(outcome.seconds)
             metrics.inserted.inc(outcome.inserted)
             metrics.duplicates.inc(outcome.duplicates)
-            metrics.rejected.inc(len(batch.quarantined) + outcome.refused_rows)
+            metrics.rejected.inc(quarantined)
             metrics.gaps.inc(len(batch.gaps))
             metrics.count_events(sealed.kinds.elements())
             if self.source.live:
@@ -432,11 +436,11 @@ class IngestPipeline:
             if summary.last_event_time is not None:
                 metrics.last_event_time.set(summary.last_event_time.timestamp())
         log.debug(
-            "batch committed: %d rows, %d new, %d duplicates, %d quarantined in %.3fs",
-            outcome.inserted + outcome.duplicates + outcome.refused_rows,
+            "batch committed: %d events, %d new, %d duplicates, %d quarantined in %.3fs",
+            outcome.inserted + outcome.duplicates + quarantined,
             outcome.inserted,
             outcome.duplicates,
-            outcome.rejected,
+            quarantined,
             outcome.seconds,
         )
         if self.on_progress is not None:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingestion.pipeline import IngestPipeline, IngestSummary, PipelineOptions
+from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import connector
 from ingestion.sources import is_sse_capture, open_file_source
-from ingestion.writer import ResilientWriter
 from teston.wikis import WikiCatalog
 
 # Replays favour throughput over the 2-second freshness of the live stream: fewer, larger transactions.
@@ -40,8 +40,8 @@ def replay_problem(path: Path, summary: IngestSummary) -> str | None:
         return None
     read_as = "an SSE capture" if is_sse_capture(path) else "JSON Lines"
     refused = (
-        f"; its {summary.rejected:,} records are not events and were quarantined in rejected_events"
-        if summary.rejected
+        f"; its {summary.quarantined:,} records are not events and were quarantined in rejected_events"
+        if summary.quarantined
         else ""
     )
     return f"no events found in {path} (read as {read_as}{refused}); replays accept {ACCEPTED_FORMATS}"

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ingestion.writer import ResilientWriter, StreamBusy, StreamCursor
+from ingestion.batch import StreamCursor
+from ingestion.resilient_writer import ResilientWriter
+from ingestion.stream_lock import StreamBusy
 from teston.cli import app
 
 CAPTURE = Path(__file__).parent / "data" / "2023-07-29_enwiki_100.jsonl"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+from ingestion.batch import Batch, BatchOutcome, StreamCursor
+from ingestion.copy_rows import CopyRows
 from ingestion.pipeline import IngestPipeline, PipelineOptions
 from ingestion.sources import Delivery
-from ingestion.writer import Batch, BatchOutcome, CopyRows, StreamCursor
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 
@@ -49,7 +50,9 @@ class SlowCommitter:
         time.sleep(self.seconds)
         self.batches.append(batch)
         assert isinstance(batch.rows, CopyRows)
-        return BatchOutcome(inserted=len(batch.rows), duplicates=0, rejected=0, seconds=self.seconds)
+        return BatchOutcome(
+            inserted=len(batch.rows), duplicates=0, new_quarantine_records=0, seconds=self.seconds
+        )
 
     def give_up(self) -> None:
         pass

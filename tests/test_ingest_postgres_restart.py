@@ -13,8 +13,8 @@ import psycopg
 from ingestion.backoff import ReconnectPolicy
 from ingestion.client import EventStreamClient, user_agent
 from ingestion.pipeline import IngestPipeline, PipelineOptions
+from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import connector
-from ingestion.writer import ResilientWriter
 from teston import database
 from teston.embedded import EmbeddedPostgres
 from teston.wikis import WikiCatalog

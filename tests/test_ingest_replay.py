@@ -86,7 +86,7 @@ def test_compressed_files_replay_like_plain_ones(
     with original.open("rb") as plain, gzip.open(compressed, "wb") as packed:
         shutil.copyfileobj(plain, packed)
     summary = ingest_path(db_url, compressed, catalog=catalog, batch_size=300)
-    assert (summary.ingested, summary.duplicates, summary.rejected) == (1950, 0, 0)
+    assert (summary.ingested, summary.duplicates, summary.quarantined) == (1950, 0, 0)
     assert summary.batches == 7
     stored = [str(r[0]) for r in table(db_url, "SELECT event_id FROM recent_changes")]
     assert sorted(stored) == sorted(capture_ids())
@@ -219,7 +219,7 @@ def test_a_byte_order_mark_is_not_part_of_the_first_event(
 ) -> None:
     path = _written(tmp_path / name, BOM + original.read_bytes())
     summary = ingest_path(db_url, path, catalog=catalog)
-    assert (summary.ingested, summary.rejected) == (1950, 0)
+    assert (summary.ingested, summary.quarantined) == (1950, 0)
     assert table(db_url, "SELECT count(*) FROM rejected_events") == [(0,)]
 
 
@@ -263,7 +263,7 @@ def test_a_cut_short_sse_gz_stores_every_complete_event(
     complete = [e.data for e in decoder.feed(readable) if e.event == "message" and e.data]
     summary = ingest_path(db_url, path, catalog=catalog)
     assert summary.damage == "Compressed file ended before the end-of-stream marker was reached"
-    assert (summary.ingested, summary.rejected) == (len(complete), 0)
+    assert (summary.ingested, summary.quarantined) == (len(complete), 0)
     stored = sorted(str(r[0]) for r in table(db_url, "SELECT event_id FROM recent_changes"))
     assert stored == sorted(json.loads(data)["meta"]["id"] for data in complete)
 

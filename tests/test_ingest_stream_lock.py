@@ -16,21 +16,21 @@ import psycopg
 import pytest
 
 from ingestion.backoff import ReconnectPolicy
+from ingestion.batch import Batch
 from ingestion.events import ChangeRow
 from ingestion.pipeline import IngestPipeline
 from ingestion.replay import ingest_path
+from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import connector
 from ingestion.sources import open_file_source
-from ingestion.writer import (
+from ingestion.stream_lock import (
     STREAM_LOCK_CLASS,
-    Batch,
-    BatchWriter,
     LockHolder,
-    ResilientWriter,
     StreamBusy,
     stream_busy_message,
     stream_lock_key,
 )
+from ingestion.writer import BatchWriter
 from teston.embedded import EmbeddedPostgres
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR

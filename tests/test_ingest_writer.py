@@ -11,12 +11,16 @@ import psycopg
 import pytest
 
 from ingestion.backoff import ReconnectPolicy
+from ingestion.batch import Batch, QuarantinedEvent
+from ingestion.copy_rows import COPY_COLUMNS
 from ingestion.events import INGEST_COLUMNS, ChangeRow
 from ingestion.gaps import IngestGap
 from ingestion.pipeline import IngestPipeline, PipelineOptions
+from ingestion.resilient_writer import ResilientWriter, WriterStopped
 from ingestion.sources import open_file_source
-from ingestion.writer import Batch, BatchWriter, QuarantinedEvent, ResilientWriter, WriterStopped
+from ingestion.writer import BatchWriter
 from teston import partitions
+from teston.schema import RECENT_CHANGE_COLUMNS
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 
@@ -68,7 +72,7 @@ def test_a_batch_commits_rows_cursor_quarantine_gaps_and_arrivals(conn: psycopg.
         gaps=[gap],
     )
     outcome = writer.commit(batch)
-    assert (outcome.inserted, outcome.duplicates, outcome.rejected) == (2, 1, 1)
+    assert (outcome.inserted, outcome.duplicates, outcome.new_quarantine_records) == (2, 1, 1)
     assert outcome.days == {date(2021, 8, 27), date(2021, 8, 28)}
     assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (2,)
     assert conn.execute("SELECT raw FROM recent_changes WHERE event_time = %s", (day_two,)).fetchone() == (
@@ -89,7 +93,7 @@ def test_a_batch_commits_rows_cursor_quarantine_gaps_and_arrivals(conn: psycopg.
     # but the arrival times it does not touch.
     arrivals = conn.execute("SELECT day, last_received_at FROM day_arrivals ORDER BY day").fetchall()
     again = writer.commit(batch)
-    assert (again.inserted, again.duplicates, again.rejected) == (0, 3, 0)
+    assert (again.inserted, again.duplicates, again.new_quarantine_records) == (0, 3, 0)
     assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (2,)
     assert conn.execute("SELECT count(*) FROM rejected_events").fetchone() == (1,)
     assert conn.execute("SELECT count(*) FROM ingest_gaps").fetchone() == (1,)
@@ -113,7 +117,7 @@ def test_a_row_the_database_refuses_is_quarantined_and_the_rest_stored(conn: psy
     # jsonb refuses the \u0000 escape; the parser repairs it, but the writer must not depend on that.
     refused = change(moment, raw='{"title": "\\u0000"}')
     outcome = writer.commit(Batch(STREAM, [change(moment), refused, change(moment)], position="[7]"))
-    assert (outcome.inserted, outcome.refused_rows, outcome.rejected) == (2, 1, 1)
+    assert (outcome.inserted, outcome.quarantined_rows, outcome.new_quarantine_records) == (2, 1, 1)
     ((source, reason, payload),) = conn.execute(
         "SELECT source, reason, payload FROM rejected_events"
     ).fetchall()
@@ -142,7 +146,7 @@ def test_a_partition_dropped_after_it_was_seen_is_created_again(conn: psycopg.Co
     with conn.transaction():
         partitions.drop_partition(conn, date(2021, 8, 27))  # retention, behind the writer's back
     outcome = writer.commit(Batch(STREAM, [change(moment)], position="[2]"))
-    assert (outcome.inserted, outcome.refused_rows) == (1, 0)
+    assert (outcome.inserted, outcome.quarantined_rows) == (1, 0)
     assert conn.execute("SELECT count(*) FROM rejected_events").fetchone() == (0,)
 
 
@@ -176,7 +180,7 @@ def test_a_batch_overlapping_stored_rows_stores_only_the_new_ones(
     again = stored[0]._replace(raw='{"copy": "second"}')
     new = change(day_two)
     outcome = writer.commit(Batch(STREAM, [again, new], position="[2]", last_event_time=day_two))
-    assert (outcome.inserted, outcome.duplicates, outcome.rejected) == (1, 1, 0)
+    assert (outcome.inserted, outcome.duplicates, outcome.new_quarantine_records) == (1, 1, 0)
     assert "isolating" not in caplog.text
     stored_raw = dict(conn.execute("SELECT event_id, raw FROM recent_changes").fetchall())
     assert stored_raw == {stored[0].event_id: {"copy": "first"}, stored[1].event_id: {}, new.event_id: {}}
@@ -217,6 +221,12 @@ def test_a_batch_of_stored_rows_only_moves_the_cursor(conn: psycopg.Connection) 
     assert (outcome.inserted, outcome.duplicates) == (0, 3)
     assert conn.execute("SELECT last_event_id FROM stream_cursors").fetchone() == ("[2]",)
     assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (3,)
+
+
+def test_the_copy_fields_are_the_row_type_fields_and_the_schema_ingest_columns() -> None:
+    # One column list: the row type's fields, the encoder's field order and the table's columns agree.
+    assert COPY_COLUMNS == ChangeRow._fields == INGEST_COLUMNS
+    assert tuple(c for c in RECENT_CHANGE_COLUMNS if c != "received_at") == INGEST_COLUMNS
 
 
 def test_encoded_rows_read_back_as_they_were_written(conn: psycopg.Connection) -> None:
@@ -268,7 +278,7 @@ def test_a_row_that_does_not_fit_its_columns_is_quarantined(conn: psycopg.Connec
     moment = datetime(2021, 8, 27, 13, 20, tzinfo=UTC)
     too_long = change(moment, raw='{"length": {"old": 4294967296}}')._replace(length_old=2**32)
     outcome = writer.commit(Batch(STREAM, [change(moment), too_long], position="[1]"))
-    assert (outcome.inserted, outcome.refused_rows, outcome.rejected) == (1, 1, 1)
+    assert (outcome.inserted, outcome.quarantined_rows, outcome.new_quarantine_records) == (1, 1, 1)
     ((reason, payload),) = conn.execute("SELECT reason, payload FROM rejected_events").fetchall()
     assert reason.startswith("unencodable row: ")
     assert payload == too_long.raw
@@ -284,7 +294,7 @@ def test_refused_rows_are_found_among_many(conn: psycopg.Connection) -> None:
     stored = change(moment)
     writer.commit(Batch(STREAM, [stored]))
     outcome = writer.commit(Batch(STREAM, [*rows, stored], position="[9]"))
-    assert (outcome.inserted, outcome.duplicates, outcome.refused_rows) == (46, 1, 4)
+    assert (outcome.inserted, outcome.duplicates, outcome.quarantined_rows) == (46, 1, 4)
     payloads = sorted(payload for (payload,) in conn.execute("SELECT payload FROM rejected_events"))
     assert payloads == sorted(rows[n].raw for n in (0, 17, 18, 49))
     assert conn.execute("SELECT count(*) FROM recent_changes").fetchone() == (47,)

@@ -163,7 +163,7 @@ def test_capture_figures_are_exact(
 ) -> None:
     path = DATA / capture
     summary = ingest_path(db_url, path)
-    assert summary.rejected == 0
+    assert summary.quarantined == 0
     export_dir = tmp_path / "exports"
 
     results = [rollup.rollup_day(conn, export_dir, day) for day in bookkeeping.raw_days(conn)]

@@ -175,7 +175,7 @@ def test_figures_are_exact_after_an_executor_is_killed_mid_job(
     cluster: Cluster, db_url: str, conn: psycopg.Connection, tmp_path: Path
 ) -> None:
     for capture in ("2021-08-27_all-wikis_1950.jsonl", "2025-05-03_sample_144.jsonl"):
-        assert ingest_path(db_url, DATA / capture).rejected == 0
+        assert ingest_path(db_url, DATA / capture).quarantined == 0
     days = bookkeeping.raw_days(conn)
     files = {day: exports.export_day(conn, tmp_path / "exports", day).path for day in days}
     expected = rollup.figures_of_files(files)

@@ -55,7 +55,7 @@ def test_every_capture_gives_the_same_rows_on_both_engines(
     spark: Any, db_url: str, conn: psycopg.Connection, tmp_path: Path
 ) -> None:
     for capture in CAPTURES:
-        assert ingest_path(db_url, capture).rejected == 0
+        assert ingest_path(db_url, capture).quarantined == 0
     days = bookkeeping.raw_days(conn)
     assert len(days) >= len(CAPTURES)
     export_dir = tmp_path / "exports"

@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from ingestion.batch import Batch, BatchOutcome, QuarantinedEvent, StreamCursor
 from ingestion.bus.engine import BusPublisher, OutgoingMessage
-from ingestion.writer import Batch, BatchOutcome, CopyRows, QuarantinedEvent, ResilientWriter, StreamCursor
+from ingestion.copy_rows import CopyRows
+from ingestion.resilient_writer import ResilientWriter
 
 T = TypeVar("T")
 
@@ -70,17 +72,17 @@ class BusCommitter:
         duplicates = self._run(self._bus().publish(messages, self._give_up)) if messages else 0
         unencodable = [QuarantinedEvent(batch.stream, row.reason, row.payload) for row in rows.unencodable]
         quarantined = [*batch.quarantined, *unencodable]
-        rejected = 0
+        new_records = 0
         if quarantined or batch.gaps or batch.position is not None:
             rest = Batch(batch.stream, [], quarantined, batch.position, batch.last_event_time, batch.gaps)
-            rejected = self._writer.commit(rest).rejected
+            new_records = self._writer.commit(rest).new_quarantine_records
         published = len(messages) - duplicates
         return BatchOutcome(
             inserted=published,
             duplicates=rows.received - published - len(unencodable),
-            rejected=rejected,
+            new_quarantine_records=new_records,
             seconds=time.perf_counter() - started,
-            refused_rows=len(unencodable),
+            quarantined_rows=len(unencodable),
         )
 
     def give_up(self) -> None:

@@ -22,9 +22,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ingestion.batch import Batch, QuarantinedEvent
 from ingestion.bus.engine import BusConsumer, ReceivedMessage
+from ingestion.copy_rows import CopyRows
 from ingestion.events import ChangeRow, Rejection, parse_event
-from ingestion.writer import Batch, CopyRows, QuarantinedEvent, ResilientWriter
+from ingestion.resilient_writer import ResilientWriter
 from teston.monitoring import MetricsServer
 from teston.wikis import WikiCatalog
 
@@ -211,12 +213,12 @@ class BusSink:
         summary.inserted += outcome.inserted
         summary.duplicates += outcome.duplicates
         summary.canary += canary
-        summary.rejected += outcome.rejected
+        summary.rejected += outcome.new_quarantine_records
         if self._metrics is not None:
             self._metrics.received.inc(len(messages))
             self._metrics.inserted.inc(outcome.inserted)
             self._metrics.duplicates.inc(outcome.duplicates)
-            self._metrics.rejected.inc(outcome.rejected)
+            self._metrics.rejected.inc(outcome.new_quarantine_records)
         log.debug("sink batch: %d messages, %d new", len(messages), outcome.inserted)
 
     def _observe_lag(self, consumer: BusConsumer) -> None:

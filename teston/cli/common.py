@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import typer
 
 from ingestion.bus.engine import BusUnavailable
-from ingestion.writer import StreamBusy, WriterStopped
+from ingestion.resilient_writer import WriterStopped
+from ingestion.stream_lock import StreamBusy
 from teston import redaction
 from teston.embedded import EmbeddedServerGone
 from teston.monitoring import MetricsPortBusy

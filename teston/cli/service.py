@@ -29,8 +29,8 @@ from ingestion.bus.publisher import BusCommitter
 from ingestion.bus.sink import BusSink, SinkMetrics
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import PipelineOptions
+from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import ClosingCommitter, IngestionService, connector, open_source
-from ingestion.writer import ResilientWriter
 from teston import database
 from teston.cli.common import ingestion_failures_exit, read_settings
 from teston.connections import ConnectionBudget, TooFewConnections, share_connections

@@ -1,0 +1,271 @@
+"""Rows in PostgreSQL's binary COPY format: `CopyRows`, one batch's rows encoded as they are appended.
+
+The layout is PostgreSQL's "Binary Format" of COPY (https://www.postgresql.org/docs/current/sql-copy.html):
+a signature, then per row a 16-bit field count and per field a 32-bit length (-1 for NULL) followed by the
+type's binary send format, then a -1 field count. The fields are `INGEST_COLUMNS`, in that order (the
+fields of `ChangeRow`); each is encoded by the binary format of its column's type in `teston.schema`, so a
+new column needs no edit here.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ingestion.events import INGEST_COLUMNS
+from teston.partitions import day_of
+from teston.schema import RecentChange
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+_INT32 = struct.Struct("!i")
+_LENGTH = _INT32.pack
+_INT4_FIELD = struct.Struct("!ii").pack  # length 4, then an int4
+_INT8_FIELD = struct.Struct("!iq").pack  # length 8, then an int8 (or a timestamptz)
+_BOOL_FIELD = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00", None: _NULL}
+_ROW_START = len(INGEST_COLUMNS).to_bytes(2, "big")
+_UUID_LENGTH = _LENGTH(16)
+_JSONB_VERSION = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
+# timestamptz is microseconds since 2000-01-01 UTC.
+_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Encoding errors of a row that does not fit its columns (`parse_event` never returns one).
+_UNENCODABLE = (struct.error, UnicodeEncodeError, OverflowError, TypeError, AttributeError, ValueError)
+
+_COLUMN = {name: index for index, name in enumerate(INGEST_COLUMNS)}
+_TIME = _COLUMN["event_time"]
+_EVENT_ID = _COLUMN["event_id"]
+_WIKI = _COLUMN["wiki"]
+_RAW = _COLUMN["raw"]
+
+# Columns with few distinct values in a batch (the event second, the wiki, the type, flags...): each run
+# of them is encoded once per batch and distinct values, not once per row. A column missing here is
+# simply encoded for every row.
+_REPEATING = frozenset(
+    (
+        "event_time",
+        "wiki",
+        "server_name",
+        "lang",
+        "project",
+        "type",
+        "namespace",
+        "bot",
+        "minor",
+        "patrolled",
+        "log_type",
+        "log_action",
+    )
+)
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    data = value.encode()
+    return _LENGTH(len(data)) + data
+
+
+def _int4(value: int | None) -> bytes:
+    return _NULL if value is None else _INT4_FIELD(4, value)
+
+
+def _int8(value: int | None) -> bytes:
+    return _NULL if value is None else _INT8_FIELD(8, value)
+
+
+def _bool(value: bool | None) -> bytes:
+    return _BOOL_FIELD[value]
+
+
+def _timestamptz(value: datetime | None) -> bytes:
+    return _NULL if value is None else _INT8_FIELD(8, (value - _POSTGRES_EPOCH) // _MICROSECOND)
+
+
+def _uuid(value: UUID | None) -> bytes:
+    return _NULL if value is None else _UUID_LENGTH + value.bytes
+
+
+def _jsonb(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    document = value.encode()
+    return _LENGTH(len(document) + 1) + _JSONB_VERSION + document
+
+
+def _field_encoder(column_type: sa.types.TypeEngine[Any]) -> Callable[[Any], bytes]:
+    """The binary send format of a `recent_changes` column's type (BigInteger before its base Integer)."""
+    encoders: tuple[tuple[type[sa.types.TypeEngine[Any]], Callable[[Any], bytes]], ...] = (
+        (sa.DateTime, _timestamptz),
+        (sa.Uuid, _uuid),
+        (JSONB, _jsonb),
+        (sa.BigInteger, _int8),
+        (sa.Integer, _int4),
+        (sa.Boolean, _bool),
+        (sa.String, _text),
+    )
+    for kind, encoder in encoders:
+        if isinstance(column_type, kind):
+            return encoder
+    raise TypeError(f"no binary COPY encoding for column type {column_type!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """Consecutive fields of a row: their columns, how to pick and encode them, cached per batch or not."""
+
+    columns: tuple[str, ...]
+    pick: Callable[[Sequence[Any]], Any]
+    encode: Callable[[Any], bytes]
+    repeating: bool
+
+
+def _joined(encoders: Sequence[Callable[[Any], bytes]]) -> Callable[[tuple[Any, ...]], bytes]:
+    return lambda values: b"".join([encode(value) for encode, value in zip(encoders, values, strict=True)])
+
+
+def _segments() -> tuple[_Segment, ...]:
+    """The row's fields in `INGEST_COLUMNS` order, runs of repeating columns grouped."""
+    table_columns = sa.inspect(RecentChange).columns
+    runs: list[tuple[bool, list[int]]] = []
+    for index, name in enumerate(INGEST_COLUMNS):
+        repeating = name in _REPEATING
+        if runs and repeating and runs[-1][0]:
+            runs[-1][1].append(index)
+        else:
+            runs.append((repeating, [index]))
+    segments = []
+    for repeating, indexes in runs:
+        columns = tuple(INGEST_COLUMNS[i] for i in indexes)
+        encoders = [_field_encoder(table_columns[name].type) for name in columns]
+        if len(indexes) == 1:
+            segments.append(_Segment(columns, itemgetter(indexes[0]), encoders[0], repeating))
+        else:
+            segments.append(_Segment(columns, itemgetter(*indexes), _joined(encoders), repeating))
+    return tuple(segments)
+
+
+_SEGMENTS = _segments()
+# The columns a row's COPY fields are, in order: `INGEST_COLUMNS`, as the segments cover them.
+COPY_COLUMNS: tuple[str, ...] = tuple(name for segment in _SEGMENTS for name in segment.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class UnencodableRow:
+    """A row that cannot be written to its columns (a value out of range, text UTF-8 cannot carry)."""
+
+    reason: str
+    payload: str
+
+
+class CopyRows:
+    """One batch's rows, encoded for binary COPY as they are appended; later copies of an event dropped.
+
+    Row tuples kept until the commit would each hold a `UUID` that the cyclic garbage collector walks over
+    and over (see BENCHMARKS.md); it never looks at bytes, and the writer sends them as they are.
+    """
+
+    __slots__ = (
+        "_data",
+        "_ends",
+        "_first_times",
+        "_other_copies",
+        "_plan",
+        "received",
+        "times",
+        "unencodable",
+    )
+
+    def __init__(self, rows: Iterable[Sequence[Any]] = ()) -> None:
+        self._data = bytearray()
+        self._ends = array("q")  # where each row's bytes end in `_data`
+        # Event id (as an int) → the event time of its first copy; a primary key is both, so another
+        # time with the same id is another row (it has never happened, but the table would take it).
+        self._first_times: dict[int, datetime] = {}
+        self._other_copies: set[tuple[int, datetime]] = set()
+        # Per segment: how to pick its values from a row, how to encode them, and for a repeating
+        # segment its values → their encoded fields (None for the others).
+        self._plan: list[
+            tuple[Callable[[Sequence[Any]], Any], Callable[[Any], bytes], dict[Any, bytes] | None]
+        ] = [(segment.pick, segment.encode, {} if segment.repeating else None) for segment in _SEGMENTS]
+        self.received = 0  # rows appended, copies included
+        self.times: set[datetime] = set()  # distinct event times of the rows kept
+        self.unencodable: list[UnencodableRow] = []
+        for row in rows:
+            self.append(row)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @property
+    def days(self) -> set[date]:
+        """The UTC days of the rows kept (the partitions they go to)."""
+        return {day_of(moment) for moment in self.times}
+
+    def append(self, row: Sequence[Any]) -> None:
+        """Add a row in `INGEST_COLUMNS` order, unless a copy of it (same primary key) is already here."""
+        # The per-row path of the whole ingester: locals and cached encodings.
+        self.received += 1
+        moment = row[_TIME]
+        key = row[_EVENT_ID].int
+        first = self._first_times.get(key)
+        if first is None:
+            self._first_times[key] = moment
+        elif first == moment or (key, moment) in self._other_copies:
+            return
+        else:
+            self._other_copies.add((key, moment))
+        fields = [_ROW_START]
+        add = fields.append
+        try:
+            for pick, encode, cache in self._plan:
+                if cache is None:
+                    add(encode(pick(row)))
+                else:
+                    value = pick(row)
+                    encoded = cache.get(value)
+                    if encoded is None:
+                        encoded = cache[value] = encode(value)
+                    add(encoded)
+        except _UNENCODABLE as exc:
+            text = str(row[_RAW]).encode("utf-8", "backslashreplace").decode("utf-8")
+            self.unencodable.append(UnencodableRow(f"unencodable row: {type(exc).__name__}: {exc}", text))
+            return
+        self._data += b"".join(fields)
+        self._ends.append(len(self._data))
+        self.times.add(moment)
+
+    def copy_data(self, start: int = 0, stop: int | None = None) -> Iterator[bytes | memoryview]:
+        """The COPY stream of rows `start` to `stop` (all by default), signature and trailer included."""
+        stop = len(self._ends) if stop is None else stop
+        begin = self._ends[start - 1] if start else 0
+        yield _SIGNATURE
+        yield memoryview(self._data)[begin : self._ends[stop - 1] if stop else 0]
+        yield _TRAILER
+
+    def raw(self, index: int) -> str:
+        """Row `index`'s JSON text (its `raw` field), as for a quarantine record."""
+        return self._field(index, _RAW)[1:].decode()  # after jsonb's version byte
+
+    def routing(self, index: int) -> tuple[str, UUID]:
+        """Row `index`'s wiki and event id, as the bus routes and deduplicates it."""
+        wiki = self._field(index, _WIKI).decode()
+        return wiki, UUID(bytes=self._field(index, _EVENT_ID))
+
+    def _field(self, index: int, column: int) -> bytes:
+        position = (self._ends[index - 1] if index else 0) + 2
+        for _ in range(column):
+            (length,) = _INT32.unpack_from(self._data, position)
+            position += 4 + max(length, 0)
+        (length,) = _INT32.unpack_from(self._data, position)
+        return bytes(self._data[position + 4 : position + 4 + max(length, 0)])
