@@ -32,10 +32,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, NamedTuple, final
+from typing import Any, ClassVar, NamedTuple, final
 
 import msgspec
 
+from ingestion.event_shapes import JSON_DECODER, JSON_ENCODER, KNOWN_DECODER, RecentChangeFields
 from teston.schema import RECENT_CHANGE_COLUMNS
 from teston.wikis import WikiCatalog
 
@@ -62,19 +63,12 @@ LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 _EARLIEST_TIMESTAMP = int(EARLIEST_EVENT_TIME.timestamp())
 _LATEST_TIMESTAMP = int(LATEST_EVENT_TIME.timestamp())
 
-# PostgreSQL `numeric` (which `jsonb` stores numbers as) holds at most 131072 digits before the decimal
-# point and 16383 after it ("value overflows numeric format" otherwise).
-_MAX_NUMERIC_INTEGER_DIGITS = 131072
-_MAX_NUMERIC_FRACTION_DIGITS = 16383
 
 _NUL = "\0"
 _NUL_ESCAPE = "\\u0000"
 _REPLACEMENT = "\ufffd"
 
 _new_row = tuple.__new__
-
-Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]  # PostgreSQL `integer`
-Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # PostgreSQL `bigint`
 
 
 class ChangeRow(NamedTuple):
@@ -138,104 +132,6 @@ class Canary:
 CANARY = Canary()
 
 
-# -- the typed part of an event ---------------------------------------------------------------------
-# Optional fields everywhere: presence rules are checked after decoding, with reasons of our own.
-
-
-class _Meta(msgspec.Struct, gc=False):
-    id: uuid.UUID | None = None
-    domain: str | None = None
-
-
-class _Lengths(msgspec.Struct, gc=False):
-    old: Int32 | None = None
-    new: Int32 | None = None
-
-
-class _Revisions(msgspec.Struct, gc=False):
-    old: Int64 | None = None
-    new: Int64 | None = None
-
-
-class _RecentChange(msgspec.Struct, gc=False):
-    meta: _Meta | None = None
-    id: Int64 | None = None
-    type: str | None = None
-    namespace: Int32 | None = None
-    title: str | None = None
-    comment: str | None = None
-    timestamp: Int64 | None = None
-    user: str | None = None
-    bot: bool | None = None
-    minor: bool | None = None
-    patrolled: bool | None = None
-    length: _Lengths | None = None
-    revision: _Revisions | None = None
-    server_name: str | None = None
-    wiki: str | None = None
-    log_type: str | None = None
-    log_action: str | None = None
-
-
-def _postgres_number(literal: str) -> Decimal:
-    """A JSON number with a fraction or exponent, refused if `jsonb` could not store it."""
-    # Called by the JSON decoder for each such literal; recentchange events normally contain none.
-    number = Decimal(literal)
-    _sign, digits, exponent = number.as_tuple()
-    if not isinstance(exponent, int):  # NaN and infinities are not JSON, but be sure
-        raise ValueError(f"number {literal[:40]} is not finite")
-    if len(digits) + exponent > _MAX_NUMERIC_INTEGER_DIGITS or -exponent > _MAX_NUMERIC_FRACTION_DIGITS:
-        raise ValueError(f"number {literal[:40]} is beyond the range of PostgreSQL numeric")
-    return number
-
-
-# Every field today's and the 2018 events carry, for the fast path of `_parse`: the fields `_RecentChange`
-# does not look at are declared with the types they always have, and any other field, or any other
-# type, sends the event to the full decode. `log_params` is decoded as the full decode would (the float
-# hook included), since its shape varies.
-
-
-class _KnownMeta(_Meta, forbid_unknown_fields=True):
-    uri: str | None = None
-    request_id: str | None = None
-    dt: str | None = None
-    stream: str | None = None
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
-    schema_uri: str | None = None
-
-
-class _KnownLengths(_Lengths, forbid_unknown_fields=True):
-    pass
-
-
-class _KnownRevisions(_Revisions, forbid_unknown_fields=True):
-    pass
-
-
-class _KnownRecentChange(_RecentChange, forbid_unknown_fields=True):
-    meta: _KnownMeta | None = None
-    length: _KnownLengths | None = None
-    revision: _KnownRevisions | None = None
-    schema: str | None = msgspec.field(default=None, name="$schema")
-    server_url: str | None = None
-    server_script_path: str | None = None
-    parsedcomment: str | None = None
-    title_url: str | None = None
-    notify_url: str | None = None
-    log_id: int | None = None
-    log_params: Any = None
-    log_action_comment: str | None = None
-
-
-# The whole payload is decoded, not only the typed fields: that checks every number against `jsonb`'s
-# range and finds canaries before their fields are judged, and converting the result to the typed
-# struct costs less than a second, typed decode.
-_JSON_DECODER = msgspec.json.Decoder(float_hook=_postgres_number)
-_JSON_ENCODER = msgspec.json.Encoder(decimal_format="number")
-_KNOWN_DECODER = msgspec.json.Decoder(_KnownRecentChange, float_hook=_postgres_number)
-
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _EXPECTED_GOT = re.compile(r"Expected `([^`]*)`, got `([^`]*)`")
 
@@ -260,11 +156,11 @@ def _parse(payload: bytes | str, catalog: WikiCatalog) -> ChangeRow | Rejection 
             return _reject(f"invalid UTF-8: {exc.reason} at byte {exc.start}", payload)
     # The fast path, for an event of the known shape (nearly all of them): one typed decode, which only
     # answers when the full decode would give the same row or canary; anything else (an unknown field, a
-    # value of another type, an escaped NUL, an error) takes the full decode, which has the reasons. It
-    # saves a third of the parser's time.
+    # value of another type, an escaped NUL, an error) takes the full decode, which has the reasons. What
+    # it saves is in BENCHMARKS.md.
     if _NUL_ESCAPE not in text:
         try:
-            known = _KNOWN_DECODER.decode(source)
+            known = KNOWN_DECODER.decode(source)
         except Exception:  # the full decode says what is wrong
             pass
         else:
@@ -280,7 +176,7 @@ def _parse_document(
     """The full decode: the whole payload as untyped JSON, judged field by field."""
     try:
         # From bytes when given bytes: msgspec reads UTF-8, and would otherwise re-encode the text.
-        document = _JSON_DECODER.decode(source)
+        document = JSON_DECODER.decode(source)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         # Errors of untyped decoding locate themselves only as "$[...]"; that says nothing.
         message = str(exc).removesuffix(" - at `$[...]`")
@@ -305,17 +201,17 @@ def _parse_document(
     # re-encoded document instead of the original text.
     if _NUL_ESCAPE in text and _has_nul(document):
         document = _replace_nul(document)
-        text = _JSON_ENCODER.encode(document).decode("utf-8")
+        text = JSON_ENCODER.encode(document).decode("utf-8")
 
     try:
-        event = msgspec.convert(document, _RecentChange)
+        event = msgspec.convert(document, RecentChangeFields)
     except msgspec.ValidationError as exc:
         return _reject(_field_error(str(exc)), payload)
     return _row(event, text, catalog, payload)
 
 
 def _row(
-    event: _RecentChange, text: str, catalog: WikiCatalog, payload: bytes | str
+    event: RecentChangeFields, text: str, catalog: WikiCatalog, payload: bytes | str
 ) -> ChangeRow | Rejection:
     meta = event.meta
     if meta is None:
@@ -346,7 +242,8 @@ def _row(
         return _reject(f"missing wiki (server_name {server_name!r} is not a known wiki)", payload)
     length = event.length
     revision = event.revision
-    # `tuple.__new__` skips the keyword handling of the NamedTuple's own `__new__`: a tenth of the parse.
+    # `tuple.__new__` skips the keyword handling of the NamedTuple's own `__new__`, a measurable part of
+    # the parse (see BENCHMARKS.md).
     return _new_row(
         ChangeRow,
         (

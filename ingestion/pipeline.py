@@ -2,9 +2,9 @@
 
 Three stages run concurrently: the source fills a bounded queue of deliveries (when it is full the source
 stops reading, and TCP flow control slows the server), the batcher parses events and encodes their rows
-for COPY as it goes, and the committer writes one batch at a time on a worker thread while the next batch
-is being parsed. The worker thread has little Python to run (it sends bytes and waits for PostgreSQL), so
-it seldom waits for the interpreter lock the parser holds.
+for COPY as it goes (`ingestion.batching`), and the committer writes one batch at a time on a worker
+thread while the next batch is being parsed. The worker thread has little Python to run (it sends bytes
+and waits for PostgreSQL), so it seldom waits for the interpreter lock the parser holds.
 """
 
 from __future__ import annotations
@@ -13,16 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ingestion.batch import Batch, BatchOutcome, QuarantinedEvent, StreamCursor
-from ingestion.copy_rows import CopyRows
-from ingestion.events import Rejection, parse_event
-from ingestion.gaps import DEFAULT_TOLERANCE, IngestGap, detect_gap
+from ingestion.batch import Batch, BatchOutcome, StreamCursor
+from ingestion.batching import BatchBuilder, PendingBatch, SealedBatch
+from ingestion.gaps import DEFAULT_TOLERANCE, IngestGap
 from ingestion.metrics import IngestMetrics
 from ingestion.sources import Delivery, Source
 from teston.wikis import WikiCatalog
@@ -98,45 +96,23 @@ class IngestSummary:
         return counts
 
 
-@dataclass(slots=True)
-class _PendingBatch:
-    rows: CopyRows = field(default_factory=CopyRows)
-    quarantined: list[QuarantinedEvent] = field(default_factory=list)
-    canary: int = 0
-    gaps: list[IngestGap] = field(default_factory=list)
-    position: str | None = None
-    started: float = 0.0
-    # For the metrics only: (wiki, type) and event time of each row, copies included.
-    kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
-    event_times: list[datetime] = field(default_factory=list)
-
-    @property
-    def size(self) -> int:
-        return self.rows.received + len(self.quarantined) + self.canary
-
-    @property
-    def empty(self) -> bool:
-        return self.position is None and self.size == 0
-
-
-@dataclass(frozen=True, slots=True)
-class _SealedBatch:
-    batch: Batch
-    kinds: Counter[tuple[str, str]]
-    event_times: list[datetime]
-
-
 _END = object()
 
 
-async def _put_unless_failed(queue: asyncio.Queue[Any], item: object, consumer: asyncio.Task[Any]) -> None:
-    """Put into a bounded queue, but fail instead of waiting forever if its consumer has died."""
-    putter = asyncio.ensure_future(queue.put(item))
-    await asyncio.wait({putter, consumer}, return_when=asyncio.FIRST_COMPLETED)
-    if not putter.done():
-        putter.cancel()
-        consumer.result()  # raises the consumer's error
+async def _unless_committer_ended(
+    waiters: set[asyncio.Future[Any]], committer: asyncio.Task[None], timeout: float | None = None
+) -> set[asyncio.Future[Any]]:
+    """Wait for the first of `waiters` (or the timeout); if the committer ends first, raise its error.
+
+    The committer only ends on `_END` or an error, so a batcher waiting for it would otherwise wait forever.
+    """
+    done, _ = await asyncio.wait({*waiters, committer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if committer in done and not done & waiters:
+        for waiter in waiters:
+            waiter.cancel()
+        committer.result()  # raises the committer's error
         raise RuntimeError("batch committer stopped unexpectedly")
+    return done
 
 
 class IngestPipeline:
@@ -160,18 +136,12 @@ class IngestPipeline:
         self.on_progress = on_progress
         self.summary = IngestSummary()
         self._stop = asyncio.Event()
-        self._newest: datetime | None = None  # newest event time seen, the reference for gaps
-        self._check_gap = False
         self._committer_idle = asyncio.Event()  # the committer waits for a batch
         self.last_commit_at: float | None = None
 
     def stop(self) -> None:
         """Ask the run to finish: stop reading, commit what was received, return."""
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     async def run(self) -> IngestSummary:
         started = time.perf_counter()
@@ -190,17 +160,21 @@ class IngestPipeline:
             return self.summary
         if cursor is not None:
             log.info("resuming %s from %s", self.source.stream, cursor.position)
-            self._newest = cursor.last_event_time
-        else:
-            self._newest = self.options.since
+        self._builder = BatchBuilder(
+            self.source,
+            self._catalog,
+            gap_tolerance=self.options.gap_tolerance,
+            newest=cursor.last_event_time if cursor is not None else self.options.since,
+            count_kinds=self._metrics is not None,
+        )
         deliveries: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=self.options.queue_size)
-        batches: asyncio.Queue[_SealedBatch | object] = asyncio.Queue(maxsize=1)
+        batches: asyncio.Queue[SealedBatch | object] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read(cursor.position if cursor else None, deliveries))
         committer = asyncio.create_task(self._commit_all(batches))
         stopper = asyncio.create_task(self._stop_reader_on_request(reader))
         try:
             await self._batch_all(deliveries, batches, reader, committer)
-            await _put_unless_failed(batches, _END, committer)
+            await _unless_committer_ended({asyncio.ensure_future(batches.put(_END))}, committer)
             await committer
         finally:
             for task in (reader, stopper, committer):
@@ -240,7 +214,7 @@ class IngestPipeline:
     async def _batch_all(
         self,
         deliveries: asyncio.Queue[Delivery],
-        batches: asyncio.Queue[_SealedBatch | object],
+        batches: asyncio.Queue[SealedBatch | object],
         reader: asyncio.Task[None],
         committer: asyncio.Task[None],
     ) -> None:
@@ -251,7 +225,7 @@ class IngestPipeline:
         )
         idle = self._committer_idle
         idle.set()
-        pending = _PendingBatch()
+        pending = PendingBatch()
         while True:
             # A batch is due when it holds batch_size events or its oldest has waited flush_interval; it
             # goes as soon as the committer is free, and until then keeps growing (up to `largest`).
@@ -262,27 +236,23 @@ class IngestPipeline:
                 due = pending.size >= options.batch_size or loop.time() >= due_at
             if due and idle.is_set():
                 await self._hand_over(pending, batches)
-                pending = _PendingBatch()
+                pending = PendingBatch()
                 continue
             if not deliveries.empty() and not committer.done():
                 # The usual case when the stream runs ahead: take what is there without a wait.
                 pending = await self._take(deliveries.get_nowait(), pending, batches, committer, largest)
                 continue
             getter = asyncio.ensure_future(deliveries.get())
-            waiters: set[asyncio.Future[Any]] = {getter, reader, committer}
+            waiters: set[asyncio.Future[Any]] = {getter, reader}
             if due:  # and the committer busy: wait for either more events or the committer
                 committer_free = asyncio.ensure_future(idle.wait())
                 waiters.add(committer_free)
                 timeout = None
             else:
                 timeout = None if due_at is None else max(due_at - loop.time(), 0)
-            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done = await _unless_committer_ended(waiters, committer, timeout)
             if due:
                 committer_free.cancel()
-            if committer in done:
-                getter.cancel()
-                committer.result()
-                raise RuntimeError("batch committer stopped unexpectedly")
             if getter in done:
                 pending = await self._take(getter.result(), pending, batches, committer, largest)
                 continue
@@ -295,11 +265,11 @@ class IngestPipeline:
     async def _take(
         self,
         delivery: Delivery,
-        pending: _PendingBatch,
-        batches: asyncio.Queue[_SealedBatch | object],
+        pending: PendingBatch,
+        batches: asyncio.Queue[SealedBatch | object],
         committer: asyncio.Task[None],
         largest: int,
-    ) -> _PendingBatch:
+    ) -> PendingBatch:
         """Parse a delivery into the pending batch; return the batch pending after it."""
         now = asyncio.get_running_loop().time
         if delivery.damage is not None:
@@ -311,105 +281,51 @@ class IngestPipeline:
         start, count = 0, len(delivery.payloads)
         while start < count:
             end = min(start + largest - pending.size, count)
-            self._parse_into(pending, delivery, start, end)
+            self._builder.parse_into(pending, delivery, start, end)
             start = end
             if pending.size >= largest:
                 await self._hand_over_when_idle(pending, batches, committer)
-                pending = _PendingBatch(started=now())
+                pending = PendingBatch(started=now())
         if count == 0 and delivery.position is not None:
             pending.position = delivery.position
         return pending
 
-    async def _hand_over(self, pending: _PendingBatch, batches: asyncio.Queue[_SealedBatch | object]) -> None:
+    async def _hand_over(self, pending: PendingBatch, batches: asyncio.Queue[SealedBatch | object]) -> None:
         self._committer_idle.clear()
         batches.put_nowait(self._seal(pending))
         # Let the committer task start the commit now: the batcher, with deliveries queued, would
-        # otherwise parse on without yielding (up to 16 deliveries, tens of milliseconds) while
+        # otherwise parse on without yielding (up to 16 deliveries; BENCHMARKS.md has the cost) while
         # PostgreSQL waits for the batch.
         await asyncio.sleep(0)
 
     async def _hand_over_when_idle(
         self,
-        pending: _PendingBatch,
-        batches: asyncio.Queue[_SealedBatch | object],
+        pending: PendingBatch,
+        batches: asyncio.Queue[SealedBatch | object],
         committer: asyncio.Task[None],
     ) -> None:
         """Wait, parsing nothing more, until the committer is free (or has failed); then hand it the batch."""
-        idle = asyncio.ensure_future(self._committer_idle.wait())
-        await asyncio.wait({idle, committer}, return_when=asyncio.FIRST_COMPLETED)
-        if not idle.done():
-            idle.cancel()
-            committer.result()
-            raise RuntimeError("batch committer stopped unexpectedly")
+        await _unless_committer_ended({asyncio.ensure_future(self._committer_idle.wait())}, committer)
         await self._hand_over(pending, batches)
 
-    def _parse_into(self, pending: _PendingBatch, delivery: Delivery, start: int, end: int) -> None:
-        if delivery.resumed and start == 0:
-            self._check_gap = True
-        catalog = self._catalog
-        append = pending.rows.append
-        metrics = self._metrics is not None
-        lags = metrics and self.source.live
-        for index in range(start, end):
-            payload = delivery.payloads[index]
-            if not payload or payload.isspace():
-                continue  # a blank line in a JSON Lines file is not an event
-            result = parse_event(payload, catalog)
-            if isinstance(result, tuple):  # ChangeRow, a NamedTuple
-                append(result)
-                if metrics:
-                    pending.kinds[result.wiki, result.type] += 1
-                    if lags:
-                        pending.event_times.append(result.event_time)
-                if self._check_gap:
-                    self._check_gap = False
-                    self._record_gap(pending, result.event_time)
-            elif isinstance(result, Rejection):
-                origin = self.source.origin(delivery.first_record + index)
-                pending.quarantined.append(QuarantinedEvent(origin, result.reason, result.payload))
-            else:
-                pending.canary += 1
-        if end == len(delivery.payloads) and delivery.position is not None:
-            pending.position = delivery.position
+    def _seal(self, pending: PendingBatch) -> SealedBatch:
+        sealed = self._builder.seal(pending)
+        self.summary.canary += sealed.canary
+        if self._metrics is not None and sealed.canary:
+            self._metrics.canary.inc(sealed.canary)
+        return sealed
 
-    def _record_gap(self, pending: _PendingBatch, first_event_time: datetime) -> None:
-        gap = detect_gap(self.source.stream, self._newest, first_event_time, self.options.gap_tolerance)
-        if gap is not None:
-            log.warning(
-                "events from %s to %s are beyond the stream's retention and were lost",
-                gap.gap_from.isoformat(),
-                gap.gap_to.isoformat(),
-            )
-            pending.gaps.append(gap)
-
-    def _seal(self, pending: _PendingBatch) -> _SealedBatch:
-        newest = max(pending.rows.times) if pending.rows.times else None
-        if newest is not None and (self._newest is None or newest > self._newest):
-            self._newest = newest
-        self.summary.canary += pending.canary
-        if self._metrics is not None and pending.canary:
-            self._metrics.canary.inc(pending.canary)
-        batch = Batch(
-            stream=self.source.stream,
-            rows=pending.rows,
-            quarantined=pending.quarantined,
-            position=pending.position,
-            last_event_time=newest,
-            gaps=pending.gaps,
-        )
-        return _SealedBatch(batch, pending.kinds, pending.event_times)
-
-    async def _commit_all(self, batches: asyncio.Queue[_SealedBatch | object]) -> None:
+    async def _commit_all(self, batches: asyncio.Queue[SealedBatch | object]) -> None:
         while True:
             sealed = await batches.get()
             if sealed is _END:
                 return
-            assert isinstance(sealed, _SealedBatch)
+            assert isinstance(sealed, SealedBatch)
             outcome = await asyncio.to_thread(self._committer.commit, sealed.batch)
             self._account(sealed, outcome)
             self._committer_idle.set()
 
-    def _account(self, sealed: _SealedBatch, outcome: BatchOutcome) -> None:
+    def _account(self, sealed: SealedBatch, outcome: BatchOutcome) -> None:
         batch = sealed.batch
         summary = self.summary
         summary.batches += 1

@@ -25,8 +25,7 @@ _MAX_RETRY_DIGITS = 18
 
 
 class ServerSentEvent(NamedTuple):
-    """One dispatched event (a named tuple: made once per event, three times cheaper than a frozen
-    dataclass)."""
+    """One dispatched event (a named tuple: made once per event, cheaper than a frozen dataclass)."""
 
     data: str
     event: str = "message"
