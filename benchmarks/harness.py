@@ -8,6 +8,7 @@ with the lowest and highest round beside it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import importlib.util
@@ -139,10 +140,22 @@ def write_lines(path: Path, lines: Iterable[str]) -> int:
 
 def ingest_file(url: str, path: Path) -> int:
     """Load a JSON Lines file through the real ingest path (parse → COPY → commit); rows stored."""
-    from ingestion.replay import ingest_path
+    from ingestion.pipeline import IngestPipeline, PipelineOptions
+    from ingestion.resilient_writer import ResilientWriter
+    from ingestion.service import connector
+    from ingestion.sources import open_file_source
+    from teston.wikis import WikiCatalog
 
-    summary = ingest_path(url, path, batch_size=5000)
-    return summary.ingested
+    async def replay() -> int:
+        writer = ResilientWriter(connector(url))
+        options = PipelineOptions(batch_size=5000)
+        pipeline = IngestPipeline(open_file_source(path), writer, WikiCatalog.load(), options=options)
+        try:
+            return (await pipeline.run()).ingested
+        finally:
+            await asyncio.to_thread(writer.close)
+
+    return asyncio.run(replay())
 
 
 # -- a server of the benchmark's own ----------------------------------------------------------------

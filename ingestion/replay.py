@@ -1,21 +1,17 @@
-"""Loading a file of recorded events into PostgreSQL: the library call behind `teston ingest --source FILE`.
+"""What `teston ingest --source FILE` needs beyond the pipeline: the replay batch size and the verdict.
 
-Analytics and bot tests load the captures with `ingest_path(url, path)`; it stops at the end of the file
-and, thanks to the primary key and the file cursor, changes nothing when run twice. `replay_problem` says
-what a replay's counts alone would hide: a damaged file, or a file with no events in it at all.
+A replay is the ordinary pipeline over a file source (`ingestion.sources`), built by the CLI. It stops at
+the end of the file and, thanks to the primary key and the file cursor, changes nothing when run twice.
+`replay_problem` says what a replay's counts alone would hide: a damaged file, or a file with no events in
+it at all.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
-from ingestion.pipeline import IngestPipeline, IngestSummary, PipelineOptions
-from ingestion.resilient_writer import ResilientWriter
-from ingestion.service import connector
-from ingestion.sources import is_sse_capture, open_file_source
-from teston.wikis import WikiCatalog
+from ingestion.pipeline import IngestSummary
+from ingestion.sources import is_sse_capture
 
 # Replays favour throughput over the 2-second freshness of the live stream: fewer, larger transactions.
 REPLAY_BATCH_SIZE = 10_000
@@ -45,39 +41,3 @@ def replay_problem(path: Path, summary: IngestSummary) -> str | None:
         else ""
     )
     return f"no events found in {path} (read as {read_as}{refused}); replays accept {ACCEPTED_FORMATS}"
-
-
-async def ingest_file(
-    url: str,
-    path: Path,
-    *,
-    catalog: WikiCatalog | None = None,
-    options: PipelineOptions | None = None,
-    on_progress: Callable[[IngestSummary], None] | None = None,
-) -> IngestSummary:
-    """Ingest a `.jsonl[.gz]` or `.sse[.gz]` file into the database at `url`; return what happened."""
-    source = open_file_source(path)
-    writer = ResilientWriter(connector(url))
-    pipeline = IngestPipeline(
-        source,
-        writer,
-        catalog or WikiCatalog.load(),
-        options=options,
-        on_progress=on_progress,
-    )
-    try:
-        return await pipeline.run()
-    finally:
-        await asyncio.to_thread(writer.close)
-
-
-def ingest_path(
-    url: str,
-    path: Path,
-    *,
-    catalog: WikiCatalog | None = None,
-    batch_size: int = REPLAY_BATCH_SIZE,
-) -> IngestSummary:
-    """`ingest_file` for synchronous callers (not from inside a running event loop)."""
-    options = PipelineOptions(batch_size=batch_size)
-    return asyncio.run(ingest_file(url, path, catalog=catalog, options=options))

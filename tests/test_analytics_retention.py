@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 
 from analytics import exports, jobs, layout, retention, rollup
-from ingestion.replay import ingest_path
 from teston.partitions import existing_partition_days
+from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"
 OLD = date(2023, 7, 29)

@@ -22,12 +22,12 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics import bookkeeping, rollup
-from ingestion.replay import ingest_path
 from teston import database
 from teston.cli import app
 from teston.cli.service import discord_bot
 from teston.settings import load_settings
 from tests.bot_fixtures import CATALOG
+from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = [

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from analytics import bookkeeping, rollup
 from bot import charts
 from bot.charts import DailyCounts
-from ingestion.replay import ingest_path
 from teston.cli import app
 from tests.bot_fixtures import CATALOG
+from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = [

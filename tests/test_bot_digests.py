@@ -24,10 +24,10 @@ from analytics import rollup
 from bot.client import WikiBot
 from bot.commands import CommandCore
 from bot.digests import DigestPoster, due_days
-from ingestion.replay import ingest_file
 from teston.settings import DiscordSettings
 from tests.bot_fixtures import CATALOG
 from tests.fakediscord import FakeDiscord, Message, pytest_plugin, running
+from tests.replays import ingest_file
 
 fake_discord = pytest_plugin.fake_discord
 __all__ = ["fake_discord"]

@@ -33,12 +33,12 @@ from bot.app import DiscordBotService
 from bot.client import Backoff, WikiBot, is_transient, run_bot
 from bot.cog import SlowDownNotices
 from bot.commands import CommandCore
-from ingestion.replay import ingest_file
 from teston.cli import app
 from teston.runtime import run_components
 from teston.settings import DiscordSettings, load_settings
 from tests.bot_fixtures import CATALOG, insert_day_stats, insert_rollup, pool
 from tests.fakediscord import FakeDiscord, InteractionResult, Message, pointed_at, pytest_plugin, running
+from tests.replays import ingest_file
 
 fake_discord = pytest_plugin.fake_discord
 __all__ = ["fake_discord", "pool"]  # fixtures used by name

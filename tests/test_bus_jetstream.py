@@ -17,7 +17,6 @@ import nats.errors
 
 from ingestion.bus.naming import MESSAGE_ID_HEADER, STREAM_NAME, subject_for
 from ingestion.events import Rejection, parse_event
-from ingestion.replay import ingest_path
 from teston.wikis import WikiCatalog
 from tests.bus_fixtures import (
     NatsCluster,
@@ -30,6 +29,7 @@ from tests.bus_fixtures import (
     wait_until,
 )
 from tests.conftest import DATA_DIR
+from tests.replays import ingest_path
 
 CAPTURE = DATA_DIR / "2021-08-27_all-wikis_1950.jsonl"
 MALFORMED = DATA_DIR / "malformed" / "events.jsonl"

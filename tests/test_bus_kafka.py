@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ingestion.bus.naming import CONSUMER_NAME, TOPIC
 from ingestion.events import INGEST_COLUMNS
-from ingestion.replay import REPLAY_BATCH_SIZE, ingest_path
+from ingestion.replay import REPLAY_BATCH_SIZE
 from teston.cli.service import ingestion_service, sink_service
 from teston.runtime import run_components
 from teston.settings import Settings, load_settings
@@ -26,6 +26,7 @@ from tests.bus_fixtures import (
     quarantine,
     stored_rows,
 )
+from tests.replays import ingest_path
 from tests.test_bus_jetstream import capture_with_bad_events
 
 

@@ -17,11 +17,11 @@ import pytest
 
 from analytics import jobs
 from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule, connection_pool
-from ingestion.replay import ingest_path
 from teston.connections import TooFewConnections, share_connections
 from teston.settings import DatabaseSettings
 from tests.conftest import DATA_DIR
 from tests.fakestream import FakeEventStreams, read_capture
+from tests.replays import ingest_path
 
 
 def test_the_shares_fit_in_the_budget_and_give_every_part_one() -> None:

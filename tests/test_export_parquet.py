@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analytics import bookkeeping, day_files, day_rows, exports, layout
-from ingestion.replay import ingest_path
 from teston.schema import RECENT_CHANGE_COLUMNS
+from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"
 DAY = date(2024, 5, 1)

@@ -28,9 +28,9 @@ from bot.feeds.plan import NONCE_LENGTH
 from bot.feeds.poster import FeedPoster
 from bot.messages import Message as Post
 from bot.metrics import BotMetrics
-from ingestion.replay import ingest_file
 from tests.bot_fixtures import CATALOG, pool
 from tests.fakediscord import Channel, FakeDiscord, Message, PostAttempt, pytest_plugin, running
+from tests.replays import ingest_file
 from tests.test_bot_discord import NOW, SETTINGS
 
 fake_discord = pytest_plugin.fake_discord

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ingestion.replay import ingest_path
 from teston.cli import app
 from tests.bot_fixtures import CATALOG
+from tests.replays import ingest_path
 
 CAPTURE = Path(__file__).parent / "data" / "2021-08-27_all-wikis_1950.jsonl"
 

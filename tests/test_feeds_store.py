@@ -15,8 +15,8 @@ from bot.arguments import Command
 from bot.commands import CommandCore, Invoker
 from bot.feeds import store
 from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedCreated, FeedList, FeedRemoved
-from ingestion.replay import ingest_file, ingest_path
 from tests.bot_fixtures import CATALOG, NOW, insert_change, pool
+from tests.replays import ingest_file, ingest_path
 
 __all__ = ["pool"]  # fixture used by name
 

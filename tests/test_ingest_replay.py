@@ -15,12 +15,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ingestion.events import INGEST_COLUMNS, ChangeRow, Rejection, parse_event
-from ingestion.replay import ingest_path
 from ingestion.sources import file_fingerprint
 from ingestion.sse import SSEDecoder
 from teston.cli import app
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
+from tests.replays import ingest_path
 
 CAPTURE_SSE = DATA_DIR / "2021-08-27_all-wikis_1950.sse"
 CAPTURE_JSONL = DATA_DIR / "2021-08-27_all-wikis_1950.jsonl"

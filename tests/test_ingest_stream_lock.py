@@ -19,7 +19,6 @@ from ingestion.backoff import ReconnectPolicy
 from ingestion.batch import Batch
 from ingestion.events import ChangeRow
 from ingestion.pipeline import IngestPipeline
-from ingestion.replay import ingest_path
 from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import connector
 from ingestion.sources import open_file_source
@@ -34,6 +33,7 @@ from ingestion.writer import BatchWriter
 from teston.embedded import EmbeddedPostgres
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
+from tests.replays import ingest_path
 
 STREAM = "https://stream.example/recentchange"
 OTHER_STREAM = "https://stream.example/page-create"

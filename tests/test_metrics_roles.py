@@ -22,12 +22,12 @@ from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule
 from bot.app import DiscordBotService
 from bot.commands import CommandCore, Invoker
 from bot.metrics import BotMetrics
-from ingestion.replay import ingest_path
 from teston.monitoring import MetricsServer
 from teston.settings import load_settings
 from teston.statuses import JobStatus
 from tests.bot_fixtures import CATALOG, NOW, pool
 from tests.fakediscord import FakeDiscord, pointed_at, pytest_plugin
+from tests.replays import ingest_path
 
 fake_discord = pytest_plugin.fake_discord
 __all__ = ["fake_discord", "pool"]  # fixtures used by name

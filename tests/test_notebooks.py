@@ -16,8 +16,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from analytics import bookkeeping, rollup
-from ingestion.replay import ingest_path
 from tests.bot_fixtures import CATALOG
+from tests.replays import ingest_path
 
 ROOT = Path(__file__).parent.parent
 NOTEBOOKS = ROOT / "notebooks"

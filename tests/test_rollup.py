@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from analytics import bookkeeping, day_files, jobs, layout, retention, rollup
 from bot.queries import DayReading, read_day
-from ingestion.replay import ingest_path
 from teston.cli import app
 from teston.partitions import existing_partition_days
 from teston.statuses import DayStatus, JobStatus
+from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(p.name for p in DATA.glob("*.jsonl"))

@@ -23,7 +23,7 @@ from polars.testing import assert_frame_equal
 from pyspark.sql import functions as F
 
 from analytics import bookkeeping, exports, rollup, spark_engine
-from ingestion.replay import ingest_path
+from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"
 SPARK_HOME = Path(pyspark.__file__).parent

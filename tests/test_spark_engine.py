@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from analytics import bookkeeping, jobs, rollup, spark_engine
 from analytics.day_rows import TYPED_SCHEMA
-from ingestion.replay import ingest_path
 from teston.cli import app
+from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(DATA.glob("*.jsonl"))

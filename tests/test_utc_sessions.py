@@ -18,10 +18,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
-from ingestion.replay import ingest_path
 from teston import database
 from teston.cli import app
 from tests.bot_fixtures import CATALOG
+from tests.replays import ingest_path
 
 CAPTURE = Path(__file__).parent / "data" / "2023-07-29_enwiki_100.jsonl"
 
