@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingestion.replay import ingest_path
 from teston.embedded import LOGGING, EmbeddedPostgres
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR, ExternalServer
+from tests.replays import ingest_path
 
 CAPTURE = DATA_DIR / "2021-08-27_all-wikis_1950.sse"
 
