@@ -30,6 +30,7 @@ from bot.commands import CommandCore
 from bot.digests import DIGEST_INTERVAL, DigestPoster
 from bot.feeds.discord_channels import DiscordChannels
 from bot.feeds.poster import FeedPoster
+from bot.shards import ShardPlan
 from teston.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,11 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def shards_of(settings: DiscordSettings) -> ShardPlan:
+    """This process's shards from `SHARD_COUNT` and `SHARD_IDS`."""
+    return ShardPlan(count=settings.shard_count, ids=settings.shard_ids)
+
+
 class WikiBot(commands.Bot):
     """The bot: one cog of commands over the shared command core."""
 
@@ -112,6 +118,9 @@ class WikiBot(commands.Bot):
     ) -> None:
         intents = discord.Intents.default()
         intents.message_content = message_content
+        self.shard_plan = shards_of(settings)
+        if self.shard_plan.sharded:
+            options = {"shard_count": self.shard_plan.count, "shard_ids": self.shard_plan.ids, **options}
         super().__init__(
             command_prefix=commands.when_mentioned_or(settings.command_prefix),
             intents=intents,
@@ -127,7 +136,9 @@ class WikiBot(commands.Bot):
         self.was_ready = False
         # The daily digests need Discord, so the bot process posts them (None: this bot posts none).
         self.digest_poster = (
-            None if digest_interval is None else DigestPoster(core, self, interval=digest_interval)
+            None
+            if digest_interval is None
+            else DigestPoster(core, self, interval=digest_interval, owns=self.shard_plan.owns)
         )
         self._digest_task: asyncio.Task[None] | None = None
         self.feeds = feeds
@@ -187,7 +198,12 @@ class WikiBot(commands.Bot):
         self.was_ready = True
         if self.core.metrics is not None:
             self.core.metrics.connected(len(self.guilds))
-        log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))
+        log.info(
+            "connected to Discord as %s in %d servers (%s)",
+            self.user,
+            len(self.guilds),
+            self.shard_plan.describe(),
+        )
 
     async def on_resumed(self) -> None:
         if self.core.metrics is not None:
@@ -205,6 +221,16 @@ class WikiBot(commands.Bot):
         if isinstance(exception, commands.CommandNotFound) or context.cog is not None:
             return
         log.error("command error outside TestON's commands", exc_info=exception)
+
+
+class ShardedWikiBot(WikiBot, commands.AutoShardedBot):
+    """The bot on shards `SHARD_IDS` of `SHARD_COUNT`: Discord sends it only those shards' guilds."""
+
+
+def wiki_bot(core: CommandCore, settings: DiscordSettings, **options: Any) -> WikiBot:
+    """The bot for the settings: sharded with `SHARD_COUNT`, else one unsharded client."""
+    cls = ShardedWikiBot if settings.shard_count is not None else WikiBot
+    return cls(core, settings, **options)
 
 
 async def run_bot(
@@ -228,7 +254,7 @@ async def run_bot(
     failures = 0
     while True:
         # A fresh client each time: a closed discord.py client cannot be started again.
-        bot = WikiBot(core, settings, message_content=message_content, cooldown=cooldown, **options)
+        bot = wiki_bot(core, settings, message_content=message_content, cooldown=cooldown, **options)
         try:
             await _run(bot, token)
             return

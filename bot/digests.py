@@ -9,6 +9,7 @@ Each bot process runs a `DigestPoster`; before sending, a process claims `(diges
 `digest_posts` (see `bot.digest_store`), so however many processes run, each day is posted once. A claim
 whose process died before Discord accepted the post is taken over after `CLAIM_LEASE`; a process dying
 between Discord accepting the post and recording it would post that day again (the one duplicate window).
+With shards (`SHARD_IDS`), a process posts only the digests of the guilds on its shards (`bot.shards`).
 """
 
 from __future__ import annotations
@@ -82,12 +83,15 @@ class DigestPoster:
         interval: float = DIGEST_INTERVAL,
         clock: Callable[[], datetime] | None = None,
         claimer: str | None = None,
+        owns: Callable[[int | None], bool] | None = None,
     ) -> None:
         self.core = core
         self.client = client
         self.interval = interval
         self.clock = clock or core.clock
         self.claimer = claimer or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        # Whether this process serves a guild (its shard); another process posts the others' digests.
+        self.owns = owns or (lambda guild_id: True)
 
     async def run(self) -> None:
         """Post due digests until cancelled; a failed round is logged and the next one tried."""
@@ -100,12 +104,14 @@ class DigestPoster:
             await asyncio.sleep(self.interval)
 
     async def post_due(self) -> int:
-        """Post every due, unposted day of every digest; the number of posts sent."""
+        """Post every due, unposted day of every digest of this process's guilds; the number of posts sent."""
         now = self.clock()
         async with self.core.database.connection() as conn:
             digests = await digest_store.all_digests(conn)
         sent = 0
         for digest in digests:
+            if not self.owns(digest.guild_id):
+                continue
             days = due_days(now, digest.post_at, digest.created_at)
             if not days:
                 continue

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestion.bus.naming import parse_bus_url
@@ -121,11 +121,47 @@ class DiscordSettings(_Group):
     command_prefix: str = Field(default="!", min_length=1, max_length=5, validation_alias="COMMAND_PREFIX")
     # Guild to sync slash commands to immediately (global sync can take up to an hour to show).
     sync_guild_id: int | None = Field(default=None, validation_alias="DISCORD_SYNC_GUILD_ID")
+    # Several bot processes split Discord's shards: each runs `SHARD_IDS` of `SHARD_COUNT` (unset: one
+    # process, unsharded; a count alone: every shard in this process).
+    shard_count: int | None = Field(default=None, ge=1, le=10_000, validation_alias="SHARD_COUNT")
+    shard_ids: tuple[int, ...] | None = Field(default=None, validation_alias="SHARD_IDS")
 
-    @field_validator("token", mode="before")
+    @field_validator("token", "shard_count", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _id_list(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return (value,)
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        parts = [part.strip() for part in value.split(",")]
+        if not all(re.fullmatch(r"\d+", part) for part in parts):
+            raise ValueError("must be comma-separated shard numbers, e.g. 0,1")
+        return tuple(int(part) for part in parts)
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _within_count(cls, value: tuple[int, ...] | None, info: ValidationInfo) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        count = info.data.get("shard_count")
+        if count is None:
+            raise ValueError("needs SHARD_COUNT (the total number of shards across every bot process)")
+        if not value:
+            raise ValueError("must name at least one shard")
+        outside = sorted({i for i in value if not 0 <= i < count})
+        if outside:
+            raise ValueError(f"shard {outside[0]} is outside 0..{count - 1} (SHARD_COUNT={count})")
+        repeated = sorted({i for i in value if value.count(i) > 1})
+        if repeated:
+            raise ValueError(f"shard {repeated[0]} is listed more than once")
+        return value
 
 
 class IngestSettings(_Group):
