@@ -1,5 +1,9 @@
 """The gateway websocket: HELLO, IDENTIFY → READY + GUILD_CREATE, heartbeats, RESUME and dispatches.
 
+Sharding follows https://discord.com/developers/docs/events/gateway#sharding: IDENTIFY's `shard`
+`[shard_id, shard_count]` (default `[0, 1]`) makes one session per shard; a guild's events go only to
+the session of shard `(guild_id >> 22) % shard_count`, direct messages to shard 0.
+
 Opcodes and close codes follow https://discord.com/developers/docs/topics/opcodes-and-status-codes.
 Transport compression follows https://discord.com/developers/docs/events/gateway#transport-compression:
 with `compress=zlib-stream` every frame is the next chunk of one zlib stream, flushed with
@@ -57,6 +61,7 @@ class Close(IntEnum):
     NOT_AUTHENTICATED = 4003
     AUTHENTICATION_FAILED = 4004
     ALREADY_AUTHENTICATED = 4005
+    INVALID_SHARD = 4010
     INVALID_API_VERSION = 4012
     INVALID_INTENTS = 4013
     DISALLOWED_INTENTS = 4014
@@ -108,6 +113,7 @@ class Session:
     sent: list[dict[str, Any]] = field(default_factory=list)
     connection: Connection | None = None
     resumes: int = 0
+    shard: tuple[int, int] = (0, 1)  # (shard_id, shard_count)
 
 
 class Gateway:
@@ -118,13 +124,16 @@ class Gateway:
         token: str,
         allowed_privileged_intents: int,
         heartbeat_interval_ms: int,
+        recommended_shards: int = 1,
     ) -> None:
         self.world = world
+        self.recommended_shards = recommended_shards
         self.token = token
         self.allowed_privileged_intents = allowed_privileged_intents
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.url = ""  # set by the server once it knows its port
-        self.session: Session | None = None
+        self.sessions: dict[int, Session] = {}  # by shard id
+        # Set once every shard of the identified shard count has a session.
         self.identified = asyncio.Event()
         self.heartbeats = 0
         self.presence_updates: list[dict[str, Any]] = []
@@ -134,16 +143,40 @@ class Gateway:
         self._dispatch_lock = asyncio.Lock()
 
     @property
+    def session(self) -> Session | None:
+        """The session of shard 0 (the only one of an unsharded bot)."""
+        return self.sessions.get(0)
+
+    @property
+    def shard_count(self) -> int:
+        return next(iter(self.sessions.values())).shard[1] if self.sessions else 1
+
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard a guild's events go to (direct messages: shard 0)."""
+        return 0 if guild_id is None else (guild_id >> 22) % self.shard_count
+
+    def session_for(self, guild_id: int | None) -> Session | None:
+        return self.sessions.get(self.shard_of(guild_id))
+
+    @property
     def intents(self) -> int:
         if self.session is None:
             raise RuntimeError("fake Discord: no bot has identified on the gateway yet")
         return self.session.intents
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH with the session's next sequence number (kept for RESUME if offline)."""
-        session = self.session
+        """Send a DISPATCH to the shard of the event's guild, with that session's next sequence number."""
+        guild_id = data.get("id") if event == "GUILD_CREATE" else data.get("guild_id")
+        shard = self.shard_of(None if guild_id is None else int(guild_id))
+        session = self.sessions.get(shard)
         if session is None:
-            raise RuntimeError(f"fake Discord: cannot dispatch {event}, no bot has identified on the gateway")
+            raise RuntimeError(
+                f"fake Discord: cannot dispatch {event}, no bot has identified on shard {shard}"
+            )
+        await self._send(session, event, data)
+
+    async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        """Send a DISPATCH with the session's next sequence number (kept for RESUME if offline)."""
         # Numbering and sending happen under one lock so frames leave in sequence order even when
         # a test and a REST handler dispatch at the same time.
         async with self._dispatch_lock:
@@ -191,8 +224,9 @@ class Gateway:
             await self._receive(connection)
         finally:
             self._connections.discard(connection)
-            if self.session is not None and self.session.connection is connection:
-                self.session.connection = None
+            for session in self.sessions.values():
+                if session.connection is connection:
+                    session.connection = None
         return ws
 
     async def _receive(self, connection: Connection) -> None:
@@ -228,7 +262,7 @@ class Gateway:
             elif op is Op.PRESENCE_UPDATE:
                 self.presence_updates.append(data)
             elif op is Op.REQUEST_GUILD_MEMBERS:
-                await self._send_members(data or {})
+                await self._send_members(session, data or {})
             elif op is Op.VOICE_STATE_UPDATE:
                 log.warning("gateway: voice is not modelled; ignoring %s", data)
             else:
@@ -249,26 +283,50 @@ class Gateway:
         if intents & PRIVILEGED_INTENTS & ~self.allowed_privileged_intents:
             await connection.close(Close.DISALLOWED_INTENTS, "Disallowed intent(s).")
             return None
-        session = Session(id=secrets.token_hex(16), intents=intents, identify=data, connection=connection)
-        self.session = session
-        log.info("gateway: identified with intents %s", intents)
-        await self.dispatch(
+        shard = data.get("shard", [0, 1])
+        if not (
+            isinstance(shard, list)
+            and len(shard) == 2
+            and all(isinstance(n, int) for n in shard)
+            and 0 <= shard[0] < shard[1]
+            and (not self.sessions or shard[1] == self.shard_count)
+        ):
+            await connection.close(Close.INVALID_SHARD, "Invalid shard.")
+            return None
+        session = Session(
+            id=secrets.token_hex(16),
+            intents=intents,
+            identify=data,
+            connection=connection,
+            shard=(shard[0], shard[1]),
+        )
+        self.sessions[shard[0]] = session
+        log.info("gateway: shard %s identified with intents %s", shard, intents)
+        guilds = tuple(g for g in self.world.guilds() if self.shard_of(g.id) == shard[0])
+        await self._send(
+            session,
             "READY",
             ready_payload(
                 self.world,
                 session_id=session.id,
                 resume_gateway_url=self.url,
                 application_flags=application_flags(self.allowed_privileged_intents),
+                guilds=guilds,
+                shard=(shard[0], shard[1]) if "shard" in data else None,
             ),
         )
         if intents & Intent.GUILDS:
-            await self.dispatch("GUILD_CREATE", guild_create_payload(self.world, intents=intents))
-        self.identified.set()
+            for guild in guilds:
+                await self._send(
+                    session, "GUILD_CREATE", guild_create_payload(self.world, guild, intents=intents)
+                )
+        if len(self.sessions) == shard[1]:
+            self.identified.set()
         return session
 
     async def _resume(self, connection: Connection, data: dict[str, Any]) -> Session | None:
-        session = self.session
-        if session is None or data.get("session_id") != session.id or not self._token_ok(data.get("token")):
+        session = next((s for s in self.sessions.values() if s.id == data.get("session_id")), None)
+        if session is None or not self._token_ok(data.get("token")):
             # d=false: the session cannot be resumed, the client must IDENTIFY afresh.
             await connection.send({"op": int(Op.INVALID_SESSION), "d": False, "s": None, "t": None})
             return None
@@ -278,17 +336,19 @@ class Gateway:
         for payload in session.sent:
             if payload["s"] > last_seen:
                 await connection.send(payload)
-        await self.dispatch("RESUMED", {"_trace": ["fakediscord"]})
+        await self._send(session, "RESUMED", {"_trace": ["fakediscord"]})
         return session
 
-    async def _send_members(self, data: dict[str, Any]) -> None:
+    async def _send_members(self, session: Session, data: dict[str, Any]) -> None:
         user_ids = data.get("user_ids")
         if isinstance(user_ids, int | str):
             user_ids = [user_ids]
-        await self.dispatch(
+        await self._send(
+            session,
             "GUILD_MEMBERS_CHUNK",
             guild_members_chunk_payload(
                 self.world,
+                guild_id=int(data.get("guild_id") or self.world.guild.id),
                 query=str(data.get("query") or ""),
                 limit=int(data.get("limit") or 0),
                 user_ids=None if user_ids is None else [int(u) for u in user_ids],

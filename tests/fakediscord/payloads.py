@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Channel, ChannelType, Intent, Member, Message, Role, User
+from .models import Channel, ChannelType, Guild, Intent, Member, Message, Role, User
 from .world import World
 
 
@@ -94,12 +94,18 @@ def channel_payload(channel: Channel, world: World, *, permissions: int | None =
 
 
 def ready_payload(
-    world: World, *, session_id: str, resume_gateway_url: str, application_flags: int
+    world: World,
+    *,
+    session_id: str,
+    resume_gateway_url: str,
+    application_flags: int,
+    guilds: tuple[Guild, ...],
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     return {
         "v": 10,
         "user": {**user_payload(world.users.bot), "verified": True, "mfa_enabled": False, "flags": 0},
-        "guilds": [{"id": str(world.guild.id), "unavailable": True}],
+        "guilds": [{"id": str(guild.id), "unavailable": True} for guild in guilds],
         "session_id": session_id,
         "session_type": "normal",
         "resume_gateway_url": resume_gateway_url,
@@ -107,11 +113,12 @@ def ready_payload(
         "relationships": [],
         "presences": [],
         "application": {"id": str(world.application_id), "flags": application_flags},
+        **({"shard": list(shard)} if shard is not None else {}),
         "_trace": ["fakediscord"],
     }
 
 
-def guild_create_payload(world: World, *, intents: int) -> dict[str, Any]:
+def guild_create_payload(world: World, guild: Guild, *, intents: int) -> dict[str, Any]:
     # Per the GUILD_CREATE docs, without GUILD_PRESENCES the member list holds only the bot itself;
     # discord.py then asks for the rest with REQUEST_GUILD_MEMBERS if it has the members intent.
     if intents & Intent.GUILD_PRESENCES:
@@ -119,14 +126,14 @@ def guild_create_payload(world: World, *, intents: int) -> dict[str, Any]:
     else:
         members = [world.members[world.users.bot.id]]
     return {
-        "id": str(world.guild.id),
-        "name": world.guild.name,
+        "id": str(guild.id),
+        "name": guild.name,
         "icon": None,
         "splash": None,
         "discovery_splash": None,
         "banner": None,
         "description": None,
-        "owner_id": str(world.guild.owner_id),
+        "owner_id": str(guild.owner_id),
         "afk_channel_id": None,
         "afk_timeout": 300,
         "verification_level": 0,
@@ -138,13 +145,13 @@ def guild_create_payload(world: World, *, intents: int) -> dict[str, Any]:
         "premium_subscription_count": 0,
         "preferred_locale": "en-US",
         "features": [],
-        "system_channel_id": str(world.channels.general.id),
+        "system_channel_id": str(world.guild_channels(guild)[0].id),
         "system_channel_flags": 0,
         "rules_channel_id": None,
         "public_updates_channel_id": None,
         "application_id": None,
         "vanity_url_code": None,
-        "roles": [role_payload(role) for role in world.roles.all()],
+        "roles": [role_payload(role) for role in world.guild_roles(guild)],
         "emojis": [],
         "stickers": [],
         "joined_at": world.members[world.users.bot.id].joined_at,
@@ -152,7 +159,7 @@ def guild_create_payload(world: World, *, intents: int) -> dict[str, Any]:
         "unavailable": False,
         "member_count": len(world.members),
         "members": [member_payload(member) for member in members],
-        "channels": [channel_payload(channel, world) for channel in world.channels.all()],
+        "channels": [channel_payload(channel, world) for channel in world.guild_channels(guild)],
         "threads": [],
         "presences": [],
         "voice_states": [],
@@ -163,7 +170,13 @@ def guild_create_payload(world: World, *, intents: int) -> dict[str, Any]:
 
 
 def guild_members_chunk_payload(
-    world: World, *, query: str, limit: int, user_ids: list[int] | None, nonce: str | None
+    world: World,
+    *,
+    guild_id: int,
+    query: str,
+    limit: int,
+    user_ids: list[int] | None,
+    nonce: str | None,
 ) -> dict[str, Any]:
     members = [
         member
@@ -173,7 +186,7 @@ def guild_members_chunk_payload(
     if limit:
         members = members[:limit]
     payload: dict[str, Any] = {
-        "guild_id": str(world.guild.id),
+        "guild_id": str(guild_id),
         "members": [member_payload(member) for member in members],
         "chunk_index": 0,
         "chunk_count": 1,

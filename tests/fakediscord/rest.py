@@ -191,7 +191,7 @@ class RestApi:
 
     async def _announce(self, event: str, message: Message) -> None:
         """Dispatch MESSAGE_CREATE/UPDATE to the bot if its intents ask for that kind of message."""
-        session = self.gateway.session
+        session = self.gateway.session_for(message.guild_id)
         if session is None or message.ephemeral:
             return
         needed = Intent.GUILD_MESSAGES if message.guild_id is not None else Intent.DIRECT_MESSAGES
@@ -201,7 +201,7 @@ class RestApi:
         await self.gateway.dispatch(event, payload)
 
     async def _announce_delete(self, message: Message) -> None:
-        session = self.gateway.session
+        session = self.gateway.session_for(message.guild_id)
         if session is None or message.ephemeral:
             return
         data = {"id": str(message.id), "channel_id": str(message.channel_id)}
@@ -216,7 +216,9 @@ class RestApi:
 
     async def get_gateway_bot(self, request: web.Request) -> web.StreamResponse:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return json_response({"url": self.gateway.url, "shards": 1, "session_start_limit": limit})
+        return json_response(
+            {"url": self.gateway.url, "shards": self.gateway.recommended_shards, "session_start_limit": limit}
+        )
 
     async def get_me(self, request: web.Request) -> web.StreamResponse:
         me = {**user_payload(self.world.users.bot), "verified": True, "mfa_enabled": False, "flags": 0}
@@ -362,8 +364,8 @@ class RestApi:
         guild_id = request.match_info.get("guild_id")
         if guild_id is None:
             return None
-        if guild_id != str(self.world.guild.id):
-            # The bot is in exactly one guild; any other is one it lacks access to.
+        if not guild_id.isdigit() or self.world.guild_by_id(int(guild_id)) is None:
+            # A guild the bot is not in is one it lacks access to.
             raise ApiError(403, 50001, "Missing Access")
         return int(guild_id)
 

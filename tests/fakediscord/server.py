@@ -46,6 +46,7 @@ class FakeDiscord:
         allowed_privileged_intents: int = PRIVILEGED_INTENTS,
         heartbeat_interval_ms: int = 41_250,
         interaction_ack_deadline: float = 3.0,
+        recommended_shards: int = 1,
     ) -> None:
         self.token = token
         self.world = World()
@@ -55,6 +56,7 @@ class FakeDiscord:
             token=token,
             allowed_privileged_intents=allowed_privileged_intents,
             heartbeat_interval_ms=heartbeat_interval_ms,
+            recommended_shards=recommended_shards,
         )
         self._rest = RestApi(
             self.state,
@@ -77,13 +79,18 @@ class FakeDiscord:
         allowed_privileged_intents: int = PRIVILEGED_INTENTS,
         heartbeat_interval_ms: int = 41_250,
         interaction_ack_deadline: float = 3.0,
+        recommended_shards: int = 1,
     ) -> AsyncIterator[FakeDiscord]:
-        """Serve on 127.0.0.1 with an ephemeral port for the duration of the block."""
+        """Serve on 127.0.0.1 with an ephemeral port for the duration of the block.
+
+        `recommended_shards` is the shard count `GET /gateway/bot` answers.
+        """
         fake = cls(
             token=token,
             allowed_privileged_intents=allowed_privileged_intents,
             heartbeat_interval_ms=heartbeat_interval_ms,
             interaction_ack_deadline=interaction_ack_deadline,
+            recommended_shards=recommended_shards,
         )
         await fake._serve()
         try:
@@ -133,6 +140,13 @@ class FakeDiscord:
     @property
     def guild(self) -> Guild:
         return self.world.guild
+
+    def add_guild(self, guild_id: int, name: str) -> Channel:
+        """Add a guild (before the bot connects) with everyone in it; return its `general` channel.
+
+        Its events go to the gateway session of shard `(guild_id >> 22) % shard_count`.
+        """
+        return self.world.add_guild(guild_id, name)
 
     @property
     def application_id(self) -> int:
@@ -259,7 +273,10 @@ class FakeDiscord:
             raise ValueError(f"{author.username} is not a member of the guild")
         if len(content) > 2000:
             raise ValueError("Discord clients refuse messages over 2000 characters")
-        intents = self.gateway.intents  # raises a clear error if no bot is connected
+        session = self.gateway.session_for(channel.guild_id)
+        if session is None:
+            raise RuntimeError(f"fake Discord: no bot has identified on the shard of {channel.name!r}")
+        intents = session.intents
         message = self.state.add_user_message(
             author=author, channel=channel, content=content, reply_to=reply_to
         )

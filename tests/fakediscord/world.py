@@ -1,4 +1,4 @@
-"""The fake's one guild and the people in it, and how their permissions add up."""
+"""The fake's guilds and the people in them, and how their permissions add up."""
 
 from __future__ import annotations
 
@@ -58,7 +58,11 @@ class Channels:
 
 
 class World:
-    """A guild with an owner, a moderator holding Manage Server, a normal member (alice) and the bot."""
+    """A guild with an owner, a moderator holding Manage Server, a normal member (alice) and the bot.
+
+    `add_guild` adds more guilds (for sharding): the same people are members of each, with the same
+    guild-wide permissions, and each has one text channel, `general`.
+    """
 
     def __init__(self) -> None:
         self.guild = Guild(id=_fixed_id(1), name="TestON Guild", owner_id=_fixed_id(13))
@@ -93,11 +97,40 @@ class World:
         self.deleted_channel_ids: set[int] = set()
         # Channels where the bot may not send messages (a channel permission overwrite, in Discord).
         self.muted_channel_ids: set[int] = set()
+        self._more_guilds: dict[int, tuple[Guild, Channel]] = {}
+        self._next_channel = 100
 
     @property
     def application_id(self) -> int:
         # Applications created since 2020 share their id with their bot user.
         return self.users.bot.id
+
+    def add_guild(self, guild_id: int, name: str) -> Channel:
+        """Add guild `guild_id` with everyone in it; return its `general` channel."""
+        if guild_id == self.guild.id or guild_id in self._more_guilds:
+            raise ValueError(f"guild {guild_id} already exists")
+        guild = Guild(id=guild_id, name=name, owner_id=self.guild.owner_id)
+        general = Channel(id=_fixed_id(self._next_channel), name="general", guild_id=guild_id, position=0)
+        self._next_channel += 1
+        self._more_guilds[guild_id] = (guild, general)
+        return general
+
+    def guilds(self) -> tuple[Guild, ...]:
+        return (self.guild, *(guild for guild, _ in self._more_guilds.values()))
+
+    def guild_by_id(self, guild_id: int) -> Guild | None:
+        return next((g for g in self.guilds() if g.id == guild_id), None)
+
+    def guild_roles(self, guild: Guild) -> tuple[Role, ...]:
+        """The roles of `guild`: the first guild's, or only @everyone (whose id is the guild's)."""
+        if guild.id == self.guild.id:
+            return self.roles.all()
+        return (Role(id=guild.id, name="@everyone", permissions=EVERYONE_PERMISSIONS, position=0),)
+
+    def guild_channels(self, guild: Guild) -> tuple[Channel, ...]:
+        if guild.id == self.guild.id:
+            return self.channels.all()
+        return (self._more_guilds[guild.id][1],)
 
     def user(self, user_id: int) -> User | None:
         return next((u for u in self.users.all() if u.id == user_id), None)
@@ -109,6 +142,7 @@ class World:
         if channel_id in self.deleted_channel_ids:
             return None
         found = next((c for c in self.channels.all() if c.id == channel_id), None)
+        found = found or next((c for _, c in self._more_guilds.values() if c.id == channel_id), None)
         return found or next((c for c in self._dm_channels.values() if c.id == channel_id), None)
 
     def dm_channel(self, user: User) -> Channel:
