@@ -21,9 +21,11 @@ from PIL import Image
 from psycopg_pool import AsyncConnectionPool
 
 from analytics import rollup
-from bot.client import WikiBot
+from bot import digest_store
+from bot.client import ShardedWikiBot, WikiBot, wiki_bot
 from bot.commands import CommandCore
 from bot.digests import DigestPoster, due_days
+from bot.shards import ShardPlan, shard_of
 from teston.settings import DiscordSettings
 from tests.bot_fixtures import CATALOG
 from tests.fakediscord import FakeDiscord, Message, pytest_plugin, running
@@ -233,3 +235,64 @@ async def test_the_bot_process_runs_the_digest_loop(
     assert post.content.startswith("**Daily digest** of 'wikidata' for 2021-08-27 (UTC)")
     assert [m.id for m in fake_discord.bot_messages() if m.id > post.id] == [listed.id]
     assert listed.content.endswith("daily at 08:00 UTC, last posted for 2021-08-27")
+
+
+async def test_a_sharded_process_posts_only_the_digests_of_its_guilds(
+    fake_discord: FakeDiscord, make_core: Any, clock: Clock, rolled_up: str
+) -> None:
+    home_guild = fake_discord.guild.id
+    home_shard = shard_of(home_guild, 2)
+    # A guild on the other of two shards.
+    other_guild = ((home_guild >> 22) + 1) << 22
+    other_channel = fake_discord.add_guild(other_guild, "other")
+    assert shard_of(other_guild, 2) == 1 - home_shard
+    core_a, core_b = await make_core(), await make_core()
+    async with running(make_bot(core_a), fake_discord) as bot:
+        async with core_a.database.connection() as conn:
+            for guild_id, channel_id in (
+                (home_guild, fake_discord.channels.general.id),
+                (other_guild, other_channel.id),
+            ):
+                await digest_store.set_digest(
+                    conn,
+                    guild_id=guild_id,
+                    channel_id=channel_id,
+                    wiki="enwiki",
+                    post_at=time(0, 30),
+                    created_by=None,
+                    created_at=datetime(2021, 8, 27, 12, 0, tzinfo=UTC),
+                )
+        # One client stands for both processes: which digests a poster takes is decided by its shards.
+        posters = {
+            shard: DigestPoster(
+                core, bot, clock=clock, claimer=f"shard {shard}", owns=ShardPlan(2, (shard,)).owns
+            )
+            for shard, core in ((home_shard, core_a), (1 - home_shard, core_b))
+        }
+        clock.now = datetime(2021, 8, 28, 9, 0, tzinfo=UTC)
+        # The other guild's poster goes first: without shards it would take both digests.
+        assert await posters[1 - home_shard].post_due() == 1
+        assert await posters[home_shard].post_due() == 1
+        assert [await poster.post_due() for poster in posters.values()] == [0, 0]
+    with psycopg.connect(rolled_up) as conn:
+        claims = conn.execute(
+            "SELECT d.guild_id, p.claimed_by FROM digest_posts p JOIN digests d ON d.id = p.digest_id"
+            " ORDER BY d.guild_id"
+        ).fetchall()
+    assert sorted(claims) == sorted(
+        [(home_guild, f"shard {home_shard}"), (other_guild, f"shard {1 - home_shard}")]
+    )
+    for channel in (fake_discord.channels.general, other_channel):
+        [post] = [m for m in fake_discord.bot_messages(channel) if "Daily digest" in m.content]
+        assert post.content.startswith("**Daily digest** of 'en' for 2021-08-27 (UTC)")
+
+
+def test_a_sharded_bot_hands_its_shards_to_its_digest_poster() -> None:
+    sharded = DiscordSettings(_env_file=None, DISCORD_TOKEN="t", SHARD_COUNT=4, SHARD_IDS="2,3")  # type: ignore[call-arg]
+    core = CommandCore(database=None, catalog=CATALOG, prefix="!")  # type: ignore[arg-type]
+    bot = wiki_bot(core, sharded, digest_interval=60.0)
+    assert isinstance(bot, ShardedWikiBot) and (bot.shard_count, bot.shard_ids) == (4, (2, 3))
+    assert bot.digest_poster is not None
+    owned = [bot.digest_poster.owns(((1 << 30) + n) << 22) for n in range(4)]
+    assert owned == [False, False, True, True]
+    assert not isinstance(wiki_bot(core, SETTINGS, digest_interval=60.0), ShardedWikiBot)
