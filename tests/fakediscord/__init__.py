@@ -7,7 +7,9 @@
                 [reply] = await fake.wait_for_bot_messages(fake.channels.general, timeout=2)
 
 server.FakeDiscord is the test-facing API; discordpy holds the wiring to discord.py;
-pytest_plugin offers the same as a `fake_discord` fixture.
+pytest_plugin offers the same as a `fake_discord` fixture; `python -m tests.fakediscord.launch` runs
+TestON's command line pointed at a fake (a bot in a process of its own). `fake.add_guild` adds guilds;
+with a sharded bot each guild's events go to the session of its shard only.
 """
 
 from .discordpy import pointed_at, running
