@@ -140,6 +140,7 @@ async def bot_process(
         "SHARD_COUNT": "4",
         "SHARD_IDS": shard_ids,
         "LOG_LEVEL": "INFO",
+        "METRICS_PORT": "0",  # two processes on one machine: no /metrics needed here
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
