@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.answers import Answer, Help, Problem
 from bot.arguments import HelpRequest, UsageError, parse_command
-from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot
+from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot, shards_of
 from bot.commands import DEFAULT_RETENTION_DAYS, CommandCore, Invoker, utc_now
 from bot.feeds.poster import FeedPoster
 from bot.metrics import BotMetrics
@@ -129,6 +129,7 @@ class DiscordBotService:
             prefix=self._settings.discord.command_prefix,
             listen=lambda: psycopg.AsyncConnection.connect(database.in_utc(self._url), autocommit=True),
             metrics=self.metrics,
+            owns=shards_of(self._settings.discord).owns,
         )
         self._task = asyncio.create_task(self._run(core, feeds), name="discord bot")
 

@@ -82,8 +82,11 @@ class FeedPoster:
         read_chunk: int = READ_CHUNK,
         clock: Callable[[], float] = time.monotonic,
         metrics: BotMetrics | None = None,
+        owns: Callable[[int | None], bool] | None = None,
     ) -> None:
         self.database = database
+        # Whether this process serves a guild (its shard, `bot.shards`); other processes run the rest.
+        self.owns = owns or (lambda guild_id: True)
         self.metrics = metrics
         self.catalog = catalog
         self.prefix = prefix
@@ -111,7 +114,7 @@ class FeedPoster:
             while True:
                 try:
                     async with self.database.connection() as conn:
-                        active = {feed.id for feed in await store.active_feeds(conn)}
+                        active = {f.id for f in await store.active_feeds(conn) if self.owns(f.guild_id)}
                 except (psycopg.Error, OSError) as error:
                     log.warning("feeds: cannot read the feeds (%s); trying again shortly", error)
                     active = set(tasks)  # keep what runs; each feed retries on its own
