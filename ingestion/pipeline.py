@@ -102,12 +102,15 @@ _END = object()
 async def _unless_committer_ended(
     waiters: set[asyncio.Future[Any]], committer: asyncio.Task[None], timeout: float | None = None
 ) -> set[asyncio.Future[Any]]:
-    """Wait for the first of `waiters` (or the timeout); if the committer ends first, raise its error.
+    """Wait for the first of `waiters` (or the timeout); if the committer has failed, raise its error.
 
     The committer only ends on `_END` or an error, so a batcher waiting for it would otherwise wait forever.
+    A committer that ended well (it took `_END`) is no failure when a waiter is done too.
     """
     done, _ = await asyncio.wait({*waiters, committer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    if committer in done and not done & waiters:
+    if committer in done and (
+        committer.cancelled() or committer.exception() is not None or not done & waiters
+    ):
         for waiter in waiters:
             waiter.cancel()
         committer.result()  # raises the committer's error

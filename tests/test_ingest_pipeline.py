@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+
+import pytest
 
 from ingestion.batch import Batch, BatchOutcome, StreamCursor
 from ingestion.copy_rows import CopyRows
@@ -86,3 +89,25 @@ async def test_a_file_replay_keeps_to_the_batch_size() -> None:
     options = PipelineOptions(batch_size=100, backlog_batch_size=400)
     await IngestPipeline(source, committer, WikiCatalog.load(), options=options).run()
     assert [len(batch.rows) for batch in committer.batches] == [100] * 19 + [50]
+
+
+class FailingCommitter(SlowCommitter):
+    """Fails its second batch, as a database error no retry hides would."""
+
+    def commit(self, batch: Batch) -> BatchOutcome:
+        if self.batches:
+            raise RuntimeError("the database refused the batch")
+        return super().commit(batch)
+
+
+@pytest.mark.parametrize("live", [True, False])
+async def test_a_committer_failure_ends_the_run_with_its_error(live: bool) -> None:
+    # The source ends long before the failure, with deliveries still queued: the batcher must not wait
+    # (or spin) for a committer that has ended.
+    committer = FailingCommitter(0.2)
+    options = PipelineOptions(batch_size=100, backlog_batch_size=100, queue_size=64, flush_interval=10)
+    pipeline = IngestPipeline(RecordedStream(live=live), committer, WikiCatalog.load(), options=options)
+    with pytest.raises(RuntimeError, match="the database refused the batch"):
+        await asyncio.wait_for(pipeline.run(), timeout=60)
+    assert [len(batch.rows) for batch in committer.batches] == [100]
+    assert pipeline.summary.ingested == 100
