@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from enum import StrEnum
 
-from bot.arguments import Command, Scope, TopList
 from bot.charts import ChartData
 from bot.feeds.answers import FeedAnswer
+from bot.requests import Command, Scope, TopList
 from teston.statuses import DayStatus
 from teston.wikis import Wiki
 

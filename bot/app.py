@@ -17,11 +17,12 @@ from discord.ext import commands
 from psycopg_pool import AsyncConnectionPool
 
 from bot.answers import Answer, Help, Problem
-from bot.arguments import HelpRequest, UsageError, parse_command
+from bot.arguments import parse_command
 from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot, shards_of
 from bot.commands import DEFAULT_RETENTION_DAYS, CommandCore, Invoker, utc_now
 from bot.feeds.poster import FeedPoster
 from bot.metrics import BotMetrics
+from bot.requests import HelpRequest, UsageError
 from teston import database
 from teston.settings import Settings
 from teston.wikis import WikiCatalog

@@ -24,7 +24,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from bot.arguments import without_format_characters
+from bot.argument_text import without_format_characters
 from bot.cog import NO_MENTIONS, WikiCommands
 from bot.commands import CommandCore
 from bot.digests import DIGEST_INTERVAL, DigestPoster

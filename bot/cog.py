@@ -18,13 +18,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import arguments
+from bot import argument_text, lookup_arguments, report_arguments, subscription_arguments
 from bot.answers import Answer, Failure, Problem
-from bot.arguments import Command, Request, UsageError
 from bot.commands import CommandCore, Invoker
 from bot.messages import Message, Reply
 from bot.metrics import FAILURE, PROBLEM, RATE_LIMITED, UNKNOWN_COMMAND
 from bot.rendering import discord_reply, language_choices
+from bot.requests import Command, DigestsRequest, Request, UsageError, WatchesRequest
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class WikiCommands(commands.Cog, name="TestON"):
     ) -> None:
         await self._run(
             ctx,
-            lambda: arguments.recent_request(
+            lambda: lookup_arguments.recent_request(
                 language, count, include_bots=bool(bots), include_categorize=bool(categorize)
             ),
         )
@@ -142,7 +142,7 @@ class WikiCommands(commands.Cog, name="TestON"):
         language="Wiki language code; default: yours, the server's, or en",
     )
     async def stats(self, ctx: commands.Context[Any], day: str, language: str | None = None) -> None:
-        await self._run(ctx, lambda: arguments.stats_request(day, language, today=self.core.today()))
+        await self._run(ctx, lambda: lookup_arguments.stats_request(day, language, today=self.core.today()))
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(  # type: ignore[arg-type]
@@ -155,13 +155,13 @@ class WikiCommands(commands.Cog, name="TestON"):
     async def setlang(
         self, ctx: commands.Context[Any], language: str | None = None, server: bool | None = None
     ) -> None:
-        await self._run(ctx, lambda: arguments.setlang_request(language, for_guild=bool(server)))
+        await self._run(ctx, lambda: lookup_arguments.setlang_request(language, for_guild=bool(server)))
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(name="help", description="TestON's commands and how to use them.")  # type: ignore[arg-type]
     @app_commands.describe(command="One command to explain")
     async def help(self, ctx: commands.Context[Any], command: HelpTopic | None = None) -> None:
-        await self._run(ctx, lambda: arguments.help_request(command))
+        await self._run(ctx, lambda: lookup_arguments.help_request(command))
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(name="chart", description="A chart of a wiki's changes (PNG).")  # type: ignore[arg-type]
@@ -172,7 +172,9 @@ class WikiCommands(commands.Cog, name="TestON"):
     async def chart(
         self, ctx: commands.Context[Any], languages: str | None = None, period: str | None = None
     ) -> None:
-        await self._run(ctx, lambda: arguments.chart_request(languages, period, today=self.core.today()))
+        await self._run(
+            ctx, lambda: report_arguments.chart_request(languages, period, today=self.core.today())
+        )
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(name="top", description="A day's most edited pages or most active editors.")  # type: ignore[arg-type]
@@ -189,7 +191,9 @@ class WikiCommands(commands.Cog, name="TestON"):
         day: str | None = None,
         kind: TopListName | None = None,
     ) -> None:
-        await self._run(ctx, lambda: arguments.top_request(language, day, kind, today=self.core.today()))
+        await self._run(
+            ctx, lambda: report_arguments.top_request(language, day, kind, today=self.core.today())
+        )
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(  # type: ignore[arg-type]
@@ -201,7 +205,7 @@ class WikiCommands(commands.Cog, name="TestON"):
         at="When to post, HH:MM UTC (default 00:30)",
     )
     async def digest(self, ctx: commands.Context[Any], language: str, at: str | None = None) -> None:
-        await self._run(ctx, lambda: arguments.digest_request(language, at))
+        await self._run(ctx, lambda: subscription_arguments.digest_request(language, at))
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(  # type: ignore[arg-type]
@@ -210,12 +214,12 @@ class WikiCommands(commands.Cog, name="TestON"):
     @app_commands.rename(target="digest")
     @app_commands.describe(target="The digest's number (see /digests) or its language in this channel")
     async def undigest(self, ctx: commands.Context[Any], target: str) -> None:
-        await self._run(ctx, lambda: arguments.undigest_request(target))
+        await self._run(ctx, lambda: subscription_arguments.undigest_request(target))
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(name="digests", description="This server's daily digests.")  # type: ignore[arg-type]
     async def digests(self, ctx: commands.Context[Any]) -> None:
-        await self._run(ctx, arguments.DigestsRequest)
+        await self._run(ctx, DigestsRequest)
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(  # type: ignore[arg-type]
@@ -226,19 +230,19 @@ class WikiCommands(commands.Cog, name="TestON"):
         filters="type=edit|new|log|categorize ns=0,4 bots minor=no min=500 title=Prefix user=Name anon",
     )
     async def watch(self, ctx: commands.Context[Any], language: str, *, filters: str | None = None) -> None:
-        await self._run(ctx, lambda: arguments.watch_request(language, filters))
+        await self._run(ctx, lambda: subscription_arguments.watch_request(language, filters))
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(name="unwatch", description="Stop one of this server's feeds.")  # type: ignore[arg-type]
     @app_commands.rename(feed_id="id")
     @app_commands.describe(feed_id="The feed's number, as !watches shows it")
     async def unwatch(self, ctx: commands.Context[Any], feed_id: int) -> None:
-        await self._run(ctx, lambda: arguments.unwatch_request(feed_id))
+        await self._run(ctx, lambda: subscription_arguments.unwatch_request(feed_id))
 
     @commands.dynamic_cooldown(_cooldown_of, commands.BucketType.user)
     @commands.hybrid_command(name="watches", description="This server's feeds and their state.")  # type: ignore[arg-type]
     async def watches(self, ctx: commands.Context[Any]) -> None:
-        await self._run(ctx, arguments.WatchesRequest)
+        await self._run(ctx, WatchesRequest)
 
     @recent.autocomplete("language")
     @stats.autocomplete("language")
@@ -328,7 +332,7 @@ class WikiCommands(commands.Cog, name="TestON"):
             # The text is the whole truth for a text command: answer it exactly as `teston ask` would.
             return await self.core.answer_text(self._command_text(ctx), invoker_of(ctx))
         log.info("argument error in /%s: %s", ctx.command, error)
-        command = arguments.command_named(ctx.command.name) if ctx.command else None
+        command = argument_text.command_named(ctx.command.name) if ctx.command else None
         return Problem("Those options cannot be used.", command or Command.HELP)
 
 

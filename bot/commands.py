@@ -43,7 +43,11 @@ from bot.answers import (
     RecentChanges,
     TopEntries,
 )
-from bot.arguments import (
+from bot.argument_text import shown
+from bot.arguments import parse_command
+from bot.feeds.commands import answer_feed_request
+from bot.metrics import BotMetrics
+from bot.requests import (
     ChartRequest,
     Command,
     DigestRequest,
@@ -62,11 +66,7 @@ from bot.arguments import (
     UsageError,
     WatchesRequest,
     WatchRequest,
-    parse_command,
-    shown,
 )
-from bot.feeds.commands import answer_feed_request
-from bot.metrics import BotMetrics
 from teston.wikis import UnknownWiki, Wiki, WikiCatalog
 
 log = logging.getLogger(__name__)

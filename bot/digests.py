@@ -26,10 +26,10 @@ import discord
 
 from bot import digest_store
 from bot.answers import Chart, DayStats, NoStats
-from bot.arguments import ChartRequest, StatsRequest
 from bot.commands import CommandCore, Invoker
 from bot.messages import Attachment, Message
 from bot.rendering import discord_reply
+from bot.requests import ChartRequest, StatsRequest
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from bot.answers import (
     RecentChanges,
     TopEntries,
 )
-from bot.arguments import Command
 from bot.feeds.answers import FeedCreated, FeedList, FeedRemoved
+from bot.requests import Command
 
 OK = "ok"
 PROBLEM = "problem"

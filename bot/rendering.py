@@ -30,7 +30,6 @@ from bot.answers import (
     RecentChanges,
     TopPage,
 )
-from bot.arguments import PREFIX_USAGE, SLASH_USAGE, SUMMARIES, Command, Scope
 from bot.feeds.answers import FeedCreated, FeedList, FeedRemoved
 from bot.feeds.replies import feed_plain, feed_reply
 from bot.links import contributions_url, diff_url, page_url
@@ -50,6 +49,7 @@ from bot.messages import (
     split_lines,
 )
 from bot.report_rendering import REPORT_ANSWERS, report_reply, report_text
+from bot.requests import PREFIX_USAGE, SLASH_USAGE, SUMMARIES, Command, Scope
 from teston.statuses import DayStatus
 from teston.wikis import Wiki
 

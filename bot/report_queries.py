@@ -15,8 +15,8 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from bot.answers import DayFigures, DayRollup, TopEntry
-from bot.arguments import TopList
 from bot.charts import HOURS, DailyCounts
+from bot.requests import TopList
 from teston.statuses import DayStatus
 
 _COUNT_COLUMNS = tuple(f.name for f in fields(DailyCounts))

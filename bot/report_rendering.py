@@ -19,7 +19,6 @@ from bot.answers import (
     TopEntries,
     TopEntry,
 )
-from bot.arguments import TopList
 from bot.links import contributions_url, page_url
 from bot.markdown import clean, clip, escape, link
 from bot.messages import (
@@ -33,6 +32,7 @@ from bot.messages import (
     embeds_from_lines,
     pack,
 )
+from bot.requests import TopList
 from teston.statuses import DayStatus
 
 ReportAnswer = RangeStats | Chart | NoChart | TopEntries | DigestSet | DigestsRemoved | DigestList

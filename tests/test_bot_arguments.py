@@ -6,7 +6,10 @@ from datetime import date
 
 import pytest
 
-from bot.arguments import (
+from bot.argument_text import shown
+from bot.arguments import parse_command
+from bot.lookup_arguments import help_request, recent_request, setlang_request, stats_request
+from bot.requests import (
     Command,
     HelpRequest,
     RecentRequest,
@@ -14,12 +17,6 @@ from bot.arguments import (
     SetLanguageRequest,
     StatsRequest,
     UsageError,
-    help_request,
-    parse_command,
-    recent_request,
-    setlang_request,
-    shown,
-    stats_request,
 )
 
 TODAY = date(2025, 5, 3)

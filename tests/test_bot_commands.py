@@ -21,9 +21,9 @@ from bot.answers import (
     Problem,
     RecentChanges,
 )
-from bot.arguments import Command, Scope
 from bot.commands import DATABASE_TROUBLE, CommandCore, Invoker
 from bot.rendering import plain_text
+from bot.requests import Command, Scope
 from teston.statuses import DayStatus
 from tests.bot_fixtures import (
     CATALOG,

@@ -21,7 +21,6 @@ from bot.answers import (
     RecentChanges,
     TopPage,
 )
-from bot.arguments import Command, Scope
 from bot.links import diff_url, page_url
 from bot.markdown import escape
 from bot.messages import (
@@ -34,6 +33,7 @@ from bot.messages import (
     split_lines,
 )
 from bot.rendering import busiest_hour, discord_reply, language_choices, plain_text
+from bot.requests import Command, Scope
 from teston.statuses import DayStatus
 from teston.wikis import WikiCatalog
 

@@ -7,7 +7,11 @@ from datetime import date, time
 import pytest
 
 from bot.answers import Problem
-from bot.arguments import (
+from bot.arguments import parse_command
+from bot.lookup_arguments import stats_request
+from bot.rendering import discord_reply, plain_text
+from bot.report_arguments import chart_request, top_request
+from bot.requests import (
     ChartRequest,
     Command,
     DigestRequest,
@@ -17,14 +21,8 @@ from bot.arguments import (
     TopRequest,
     UndigestRequest,
     UsageError,
-    chart_request,
-    digest_request,
-    parse_command,
-    stats_request,
-    top_request,
-    undigest_request,
 )
-from bot.rendering import discord_reply, plain_text
+from bot.subscription_arguments import digest_request, undigest_request
 
 TODAY = date(2021, 8, 27)
 

@@ -8,13 +8,15 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bot.answers import Change
-from bot.arguments import Command, UsageError, WatchRequest, parse_command, unwatch_request, watch_request
+from bot.arguments import parse_command
 from bot.feeds.filters import DEFAULT_FILTER, FeedFilter, FilterError, parse_filter_words, parse_filters
 from bot.feeds.matching import FeedChange, is_anonymous, matches
 from bot.feeds.plan import Advance, Backlog, Post, Skip, next_step, nonce, resent_step
 from bot.feeds.posts import change_embed, changes_message, fitting, plain_post, skipped_line
 from bot.messages import EMBED_TOTAL_LIMIT
 from bot.rendering import discord_reply
+from bot.requests import Command, UsageError, WatchRequest
+from bot.subscription_arguments import unwatch_request, watch_request
 from tests.bot_fixtures import CATALOG
 
 TODAY = date(2025, 5, 3)

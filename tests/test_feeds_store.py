@@ -11,10 +11,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from bot.answers import Problem
-from bot.arguments import Command
 from bot.commands import CommandCore, Invoker
 from bot.feeds import store
 from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedCreated, FeedList, FeedRemoved
+from bot.requests import Command
 from tests.bot_fixtures import CATALOG, NOW, insert_change, pool
 from tests.replays import ingest_file, ingest_path
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot.arguments import Command, FeedRequest, UnwatchRequest, UsageError, WatchesRequest, WatchRequest
 from bot.feeds import store
 from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedAnswer, FeedCreated, FeedList, FeedRemoved
+from bot.requests import Command, FeedRequest, UnwatchRequest, UsageError, WatchesRequest, WatchRequest
 from teston.wikis import Wiki, WikiCatalog
 
 if TYPE_CHECKING:

@@ -8,10 +8,12 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from bot.arguments import Command, WatchRequest, parse_watch, tokenize
+from bot.argument_text import tokenize
 from bot.feeds import store
 from bot.feeds.matching import FeedChange, matches
 from bot.feeds.posts import plain_post
+from bot.requests import Command, WatchRequest
+from bot.subscription_arguments import parse_watch
 from teston.partitions import day_bounds
 from teston.wikis import Wiki, WikiCatalog
 

@@ -13,10 +13,11 @@ import typer
 
 from bot.answers import Answer, Failure, Problem
 from bot.app import answer_once, answer_without_database
-from bot.arguments import Scope, without_format_characters
+from bot.argument_text import without_format_characters
 from bot.commands import Invoker
 from bot.rendering import discord_reply, plain_text
 from bot.report_rendering import attachments_of
+from bot.requests import Scope
 from teston import database
 from teston.cli.common import read_settings
 from teston.settings import Settings

@@ -8,8 +8,8 @@ from datetime import date
 import psycopg
 import typer
 
-from bot.arguments import UsageError, WatchRequest
 from bot.feeds.preview import Preview, preview_day, watch_arguments
+from bot.requests import UsageError, WatchRequest
 from teston import database
 from teston.cli.ask import _schema_is_current
 from teston.cli.common import read_settings
