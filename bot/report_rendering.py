@@ -33,19 +33,12 @@ from bot.messages import (
     pack,
 )
 from bot.requests import TopList
+from bot.text_formats import format_number, format_signed
 from teston.statuses import DayStatus
 
 ReportAnswer = RangeStats | Chart | NoChart | TopEntries | DigestSet | DigestsRemoved | DigestList
 REPORT_ANSWERS = (RangeStats, Chart, NoChart, TopEntries, DigestSet, DigestsRemoved, DigestList)
 NAME_LIMIT = 120
-
-
-def _number(value: int) -> str:
-    return f"{value:,}"
-
-
-def _signed(value: int) -> str:
-    return f"+{value:,}" if value > 0 else f"{value:,}".replace("-", "−") if value < 0 else "0"
 
 
 # --- ranges ---------------------------------------------------------------------------------------
@@ -86,22 +79,22 @@ def range_rows(answer: RangeStats) -> list[tuple[str, str]]:
     """The summed breakdown, as (label, value) pairs shared by both renderings."""
     f = answer.figures
     rows = [
-        ("Edits", _number(f.edits)),
-        ("New pages", _number(f.new_pages)),
-        ("Log actions", _number(f.log_actions)),
-        ("Category changes", _number(f.categorize)),
-        ("Bots", _number(f.bot_changes)),
-        ("Humans", _number(f.human_changes)),
-        ("Anonymous", _number(f.anonymous_changes)),
-        ("Bytes added", _signed(f.bytes_added)),
-        ("Bytes removed", _signed(-abs(f.bytes_removed))),
-        ("Net bytes", _signed(f.net_bytes)),
+        ("Edits", format_number(f.edits)),
+        ("New pages", format_number(f.new_pages)),
+        ("Log actions", format_number(f.log_actions)),
+        ("Category changes", format_number(f.categorize)),
+        ("Bots", format_number(f.bot_changes)),
+        ("Humans", format_number(f.human_changes)),
+        ("Anonymous", format_number(f.anonymous_changes)),
+        ("Bytes added", format_signed(f.bytes_added)),
+        ("Bytes removed", format_signed(-abs(f.bytes_removed))),
+        ("Net bytes", format_signed(f.net_bytes)),
     ]
     if f.other_types:
-        rows.insert(4, ("Other", _number(f.other_types)))
+        rows.insert(4, ("Other", format_number(f.other_types)))
     if answer.distinct_counted:
-        rows.append(("Editors (distinct over the range)", _number(f.distinct_editors)))
-        rows.append(("Pages changed (distinct over the range)", _number(f.distinct_pages)))
+        rows.append(("Editors (distinct over the range)", format_number(f.distinct_editors)))
+        rows.append(("Pages changed (distinct over the range)", format_number(f.distinct_pages)))
     else:
         rows.append(("Editors, pages (distinct)", "not counted, see note"))
     return rows
@@ -121,7 +114,7 @@ def chart_caption(answer: Chart) -> str:
         if answer.data.stacked and not answer.hourly
         else ""
     )
-    return f"Changes on {where} {period}{kinds}: {_number(answer.data.total())} in all."
+    return f"Changes on {where} {period}{kinds}: {format_number(answer.data.total())} in all."
 
 
 def no_chart_line(answer: NoChart) -> str:
@@ -155,12 +148,12 @@ def top_entry_markdown(answer: TopEntries, entry: TopEntry) -> str:
     else:
         target = contributions_url(answer.wiki.server_name, clean(entry.name))
     bot = " (bot)" if entry.bot else ""
-    return f"{entry.rank}. {link(escape(name), target)}{bot} — {_number(entry.changes)}"
+    return f"{entry.rank}. {link(escape(name), target)}{bot} — {format_number(entry.changes)}"
 
 
 def top_entry_plain(entry: TopEntry) -> str:
     bot = " (bot)" if entry.bot else ""
-    return f"{entry.rank}. {clean(entry.name)}{bot} — {_number(entry.changes)}"
+    return f"{entry.rank}. {clean(entry.name)}{bot} — {format_number(entry.changes)}"
 
 
 # --- digests ----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from bot.answers import (
     TopPage,
 )
 from bot.links import diff_url, page_url
+from bot.lookup_rendering import busiest_hour
 from bot.markdown import escape
 from bot.messages import (
     EMBED_DESCRIPTION_LIMIT,
@@ -32,7 +33,7 @@ from bot.messages import (
     pack,
     split_lines,
 )
-from bot.rendering import busiest_hour, discord_reply, language_choices, plain_text
+from bot.rendering import discord_reply, language_choices, plain_text
 from bot.requests import Command, Scope
 from teston.statuses import DayStatus
 from teston.wikis import WikiCatalog
