@@ -1,0 +1,123 @@
+"""The lookups in the command core: `!recent`, `!stats` for one day, and `!setLang`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot import queries
+from bot.answers import (
+    LEFT_OUT_COUNTED,
+    TOP_PAGES_SHOWN,
+    Absence,
+    DayStats,
+    LanguageDefaults,
+    LanguageSet,
+    NoStats,
+    RecentChanges,
+)
+from bot.requests import Command, RecentRequest, Scope, SetLanguageRequest, StatsRequest, UsageError
+
+if TYPE_CHECKING:
+    from bot.commands import CommandCore, Invoker
+
+# The original bot's answer when nobody chose a language.
+FALLBACK_LANGUAGE = "en"
+
+
+async def answer_recent(core: CommandCore, request: RecentRequest, invoker: Invoker) -> RecentChanges:
+    async with core.database.connection() as conn:
+        await queries.limit_statement_time(conn, core.query_timeout)
+        wiki = await core.wiki_for(conn, Command.RECENT, request.language, invoker)
+        changes = await queries.latest_changes(
+            conn,
+            wiki.dbname,
+            request.count,
+            include_bots=request.include_bots,
+            include_categorize=request.include_categorize,
+        )
+        # Nothing stored: the summary tables, kept after retention, say whether there ever was.
+        newest_day = None if changes else await queries.newest_counted_day(conn, wiki.dbname)
+        # Nothing shown, yet maybe bot or category changes were left out: every stored change of the
+        # wiki is one of those then, so counting the wiki's changes counts them.
+        filtered = not (request.include_bots and request.include_categorize)
+        left_out = (
+            await queries.count_changes(conn, wiki.dbname, at_most=LEFT_OUT_COUNTED + 1)
+            if filtered and not changes
+            else 0
+        )
+    return RecentChanges(
+        wiki=wiki,
+        changes=tuple(changes),
+        count=request.count,
+        include_bots=request.include_bots,
+        include_categorize=request.include_categorize,
+        asked=request.asked,
+        newest_day=newest_day,
+        retention_days=None if changes else core.retention_days,
+        left_out=left_out,
+    )
+
+
+async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoker) -> DayStats | NoStats:
+    async with core.database.connection() as conn:
+        await queries.limit_statement_time(conn, core.query_timeout)
+        wiki = await core.wiki_for(conn, Command.STATS, request.language, invoker)
+        day = await queries.read_day(conn, wiki.dbname, request.day, pages=TOP_PAGES_SHOWN)
+    if day.figures is not None:
+        return DayStats(
+            wiki=wiki,
+            day=request.day,
+            figures=day.figures,
+            top_pages=tuple(day.top_pages),
+            rollup=day.rollup,
+        )
+    if day.rollup is not None:
+        absence = Absence.NONE_SEEN
+    elif day.has_arrivals:
+        absence = Absence.NOT_ROLLED_UP
+    else:
+        absence = Absence.NOT_COLLECTED
+    return NoStats(
+        wiki=wiki,
+        day=request.day,
+        absence=absence,
+        rollup=day.rollup,
+        is_today=request.day == core.today(),
+    )
+
+
+async def answer_setlang(
+    core: CommandCore, request: SetLanguageRequest, invoker: Invoker
+) -> LanguageSet | LanguageDefaults:
+    if request.language is None:
+        async with core.database.connection() as conn:
+            user, guild = await core.defaults(conn, invoker)
+        return LanguageDefaults(
+            user=user,
+            guild=guild,
+            effective=user or guild or core.catalog.resolve(FALLBACK_LANGUAGE),
+            in_guild=invoker.guild_id is not None,
+        )
+    wiki = core.resolve(Command.SETLANG, request.language)
+    if request.scope is Scope.GUILD:
+        if invoker.guild_id is None:
+            raise UsageError(
+                Command.SETLANG,
+                "A server's default can only be set inside that server.",
+                missing=Scope.GUILD,
+            )
+        if not invoker.can_manage_guild:
+            raise UsageError(
+                Command.SETLANG,
+                "Only members with the Manage Server permission can set the server's default.",
+            )
+        async with core.database.connection() as conn:
+            await queries.set_guild_language(conn, invoker.guild_id, wiki.dbname, invoker.user_id)
+        return LanguageSet(wiki=wiki, scope=Scope.GUILD)
+    if invoker.user_id is None:
+        raise UsageError(
+            Command.SETLANG, "Only a Discord user can have a default language.", missing=Scope.USER
+        )
+    async with core.database.connection() as conn:
+        await queries.set_user_language(conn, invoker.user_id, wiki.dbname)
+    return LanguageSet(wiki=wiki, scope=Scope.USER)
