@@ -53,10 +53,6 @@ async def digests_of(conn: AsyncConnection[Any], guild_id: int | None, channel_i
     return await _digests(conn, "WHERE d.guild_id = %s", (guild_id,))
 
 
-async def count_in_guild(conn: AsyncConnection[Any], guild_id: int | None, channel_id: int) -> int:
-    return len(await digests_of(conn, guild_id, channel_id))
-
-
 async def set_digest(
     conn: AsyncConnection[Any],
     *,
