@@ -40,7 +40,7 @@ RATE_LIMITED = "rate_limited"
 OUTCOMES = (OK, PROBLEM, FAILURE, RATE_LIMITED)
 # Commands that could not even be named (a text that is no command at all).
 UNKNOWN_COMMAND = "unknown"
-# The command core answers in milliseconds (BENCHMARKS.md: p99 3–7 ms); Discord gives up after 3 s.
+# The command core answers in milliseconds (see BENCHMARKS.md); Discord gives up after 3 s.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
