@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from analytics import layout
 from analytics.day_rows import RAW_SCHEMA, TYPED_SCHEMA
+from teston.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ _UNIQUE_TEXT = frozenset({"raw"})
 Replace = Callable[[Path, Path], None]
 
 
-class ExportError(RuntimeError):
+class ExportError(AnalyticsError):
     """An export could not be written or did not match PostgreSQL; the previous export is untouched."""
 
 

@@ -21,6 +21,7 @@ import pyarrow.csv as pa_csv
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from teston.errors import TestonError
 from teston.partitions import day_bounds
 
 # The typed columns of `recent_changes`, in table order, with their Arrow types. `raw` (the event's
@@ -62,6 +63,10 @@ RAW_SCHEMA = pa.schema(
 TYPED_COLUMNS: tuple[str, ...] = tuple(TYPED_SCHEMA.names)
 
 _CSV_BLOCK_BYTES = 4 << 20
+
+
+class TransactionInProgress(TestonError):
+    """A day's snapshot was asked for on a connection already inside a transaction."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,7 @@ def stream_day(
 def day_transaction(conn: psycopg.Connection) -> Iterator[None]:
     """A read-only REPEATABLE READ transaction: one snapshot for a day's rows, count and arrivals."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise RuntimeError("day_transaction needs a connection that is not inside a transaction")
+        raise TransactionInProgress("day_transaction needs a connection that is not inside a transaction")
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         yield

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 import traceback
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -25,12 +24,10 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from analytics import bookkeeping, retention, rollup
+from teston.locks import job_lock_key
 from teston.statuses import JobStatus
 
 log = logging.getLogger(__name__)
-
-# First key of the two-key advisory lock space for jobs; the second is a hash of the job's kind.
-_JOB_LOCK_CLASS = 0x7E57_0002
 
 Connect = Callable[[], contextlib.AbstractContextManager[psycopg.Connection]]
 
@@ -54,12 +51,6 @@ class JobRun:
     rows: int | None
     details: dict[str, Any]
     error: str | None
-
-
-def _lock_key(kind: str) -> int:
-    # crc32 is stable across processes and versions (unlike Python's hash); fold it into int4.
-    value = zlib.crc32(kind.encode())
-    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _record(
@@ -143,9 +134,7 @@ def run_recorded(
     unrecorded: tuple[int, JobStatus, int, float, dict[str, Any], str | None] | None = None
     with connect() as conn:
         with conn.transaction():
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", (_JOB_LOCK_CLASS, _lock_key(kind))
-            ).fetchone()
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", job_lock_key(kind)).fetchone()
         if not (row and row[0]):
             details = base | {"reason": "running in another process"}
             run_id = _record(conn, kind, JobStatus.SKIPPED, day=day, details=details)
@@ -181,7 +170,7 @@ def run_recorded(
         finally:
             if _usable(conn):
                 with conn.transaction():
-                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_JOB_LOCK_CLASS, _lock_key(kind)))
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", job_lock_key(kind))
             # Otherwise the session, and the lock with it, is gone.
     if unrecorded is not None:
         with connect() as conn:

@@ -32,6 +32,7 @@ import psycopg
 from analytics import aggregates, bookkeeping, exports
 from analytics.bookkeeping import DayExport
 from analytics.day_files import parquet_rows
+from teston.errors import AnalyticsError
 from teston.schema import DAILY_FIGURES
 from teston.statuses import DayStatus
 
@@ -43,6 +44,10 @@ _SUMMARY_TABLES = ("daily_wiki_stats", "daily_top_pages", "daily_top_editors")
 # Rows per shard of the per-page and per-editor figures: a day of 1M events is computed whole; larger
 # days are sharded to bound memory (BENCHMARKS.md, "Roll-up").
 ROWS_PER_SHARD = 1_000_000
+
+
+class FiguresMismatch(AnalyticsError):
+    """A day's computed figures do not count the rows the day has; nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,7 @@ def record_figures(
     """Check the figures against the day's rows and replace the day's summary rows with them."""
     day, rows = staged.day, staged.file.rows
     if figures.events != rows:
-        raise RuntimeError(f"{day}: figures count {figures.events} changes but the day has {rows} rows")
+        raise FiguresMismatch(f"{day}: figures count {figures.events} changes but the day has {rows} rows")
     incomplete = bookkeeping.day_has_gap(conn, day)
     write_figures(
         conn,

@@ -31,6 +31,7 @@ from bot.digests import DIGEST_INTERVAL, DigestPoster
 from bot.feeds.discord_channels import DiscordChannels
 from bot.feeds.poster import FeedPoster
 from bot.shards import ShardPlan
+from teston.errors import BotError
 from teston.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ AUTHENTICATION_FAILED = 4004
 PERMANENT_CLOSE_CODES = frozenset({AUTHENTICATION_FAILED, 4010, 4011, 4012, 4013, 4014})
 
 
-class BotUnavailable(Exception):
+class BotUnavailable(BotError):
     """The bot cannot run until someone changes its configuration; the message says what to change."""
 
 

@@ -23,9 +23,14 @@ from ingestion.batching import BatchBuilder, PendingBatch, SealedBatch
 from ingestion.gaps import DEFAULT_TOLERANCE, IngestGap
 from ingestion.metrics import IngestMetrics
 from ingestion.sources import Delivery, Source
+from teston.errors import IngestionError
 from teston.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
+
+
+class CommitterStopped(IngestionError):
+    """The batch committer ended without an error while batches still waited for it."""
 
 
 class BatchCommitter(Protocol):
@@ -114,7 +119,7 @@ async def _unless_committer_ended(
         for waiter in waiters:
             waiter.cancel()
         committer.result()  # raises the committer's error
-        raise RuntimeError("batch committer stopped unexpectedly")
+        raise CommitterStopped("batch committer stopped unexpectedly")
     return done
 
 

@@ -14,6 +14,7 @@ from ingestion.backoff import Failure, ReconnectPolicy
 from ingestion.batch import Batch, BatchOutcome, StreamCursor
 from ingestion.stream_lock import StreamBusy
 from ingestion.writer import BatchWriter
+from teston.errors import IngestionError
 
 T = TypeVar("T")
 
@@ -26,7 +27,7 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-class WriterStopped(RuntimeError):
+class WriterStopped(IngestionError):
     """The writer was asked to give up while the database was unreachable; the batch was not committed."""
 
 

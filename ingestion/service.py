@@ -25,6 +25,7 @@ from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import BatchCommitter, IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.sources import Source, is_url, open_file_source
 from teston import database
+from teston.errors import NotStarted
 from teston.monitoring import MetricsServer
 from teston.wikis import WikiCatalog
 
@@ -158,7 +159,7 @@ class IngestionService:
     async def wait(self) -> IngestSummary:
         """Return when the source has ended (a file replay) or the pipeline failed."""
         if self._task is None:
-            raise RuntimeError("the ingestion service was not started")
+            raise NotStarted("the ingestion service was not started")
         return await asyncio.shield(self._task)
 
     async def stop(self) -> None:

@@ -7,15 +7,17 @@ second EventStreams connection (Wikimedia allows two per IP) and move the same c
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
+from teston.errors import IngestionError
+from teston.locks import stream_lock_key
 
-class StreamBusy(RuntimeError):
+
+class StreamBusy(IngestionError):
     """Another ingester is already writing this stream: two would both move its cursor.
 
     The message says who holds it (PostgreSQL backend, client, since when) and how to proceed.
@@ -25,19 +27,6 @@ class StreamBusy(RuntimeError):
         super().__init__(message)
         self.stream = stream
         self.holder_pid = holder_pid
-
-
-# The lock is two int4 keys: a class of TestON's own (the partitions' DDL lock is the one-key 0x7E57_0001,
-# which PostgreSQL keeps apart from two-key locks; analytics jobs use class 0x7E57_0002), and the stream's
-# CRC-32, stable across processes, machines and PostgreSQL versions (unlike Python's `hash` or the
-# server's internal `hashtext`). Two streams sharing a CRC-32 would only exclude each other.
-STREAM_LOCK_CLASS = 0x7E57_0003
-
-
-def stream_lock_key(stream: str) -> tuple[int, int]:
-    """The two int4 keys of `pg_try_advisory_lock(int4, int4)` for a stream."""
-    value = zlib.crc32(stream.encode())
-    return STREAM_LOCK_CLASS, value - (1 << 32) if value >= 1 << 31 else value
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from ingestion.batch import Batch, BatchOutcome, QuarantinedEvent, StreamCursor
 from ingestion.copy_rows import CopyRows
 from ingestion.events import INGEST_COLUMNS
 from ingestion.stream_lock import release_stream_locks, take_stream_lock
+from teston.locks import ARRIVAL_KEY
 from teston.partitions import PARENT_TABLE, ensure_partitions
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,12 @@ STAGING_TABLE = "ingest_staging"
 ROW_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError)
 
 
-# Held from before a transaction draws arrival numbers until it commits (a transaction-level lock is
-# released after the commit is visible): a reader that sees arrival n never later sees a smaller one
-# appear. A one-key lock, like the partition DDL lock (`teston.partitions`); jobs use two-key locks.
-ARRIVAL_LOCK_KEY = 0x7E57_0010
+# `ARRIVAL_KEY` is held from before a transaction draws arrival numbers until it commits (a
+# transaction-level lock is released after the commit is visible): a reader that sees arrival n never
+# later sees a smaller one appear.
 # Feeds LISTEN on this channel; PostgreSQL delivers the notification only if the transaction commits.
 CHANGES_CHANNEL = "recent_changes"
-ANNOUNCE_ROWS = f"SELECT pg_advisory_xact_lock({ARRIVAL_LOCK_KEY}), pg_notify('{CHANGES_CHANNEL}', '')"
+ANNOUNCE_ROWS = f"SELECT pg_advisory_xact_lock({ARRIVAL_KEY}), pg_notify('{CHANGES_CHANNEL}', '')"
 
 # Every row was stored, so every day of the batch received rows; the cursor moves in the same statement.
 _ARRIVALS = sql.SQL(

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from teston.errors import ConfigurationError
+
 # The ingester's (or a sink's) writer holds one connection (reopened after an outage, never two at once).
 INGESTION_CONNECTIONS = 1
 # The schedule runs at most two jobs at once (a long nightly export beside the intraday refresh).
 MAX_ANALYTICS_CONNECTIONS = 2
 
 
-class TooFewConnections(ValueError):
+class TooFewConnections(ConfigurationError, ValueError):
     """`DB_MAX_OPEN_CONNS` is below one connection per part that is to run."""
 
 

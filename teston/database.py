@@ -12,6 +12,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from teston.embedded import EmbeddedPostgres
+from teston.locks import MIGRATION_KEY
 from teston.settings import DatabaseSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -58,23 +59,18 @@ def _alembic_config(url: str) -> Config:
     return config
 
 
-# Session advisory lock held while migrating, so processes started together migrate one after the other
-# (the others then find the schema at head); a one-key lock, apart from the two-key stream and job locks.
-MIGRATION_LOCK = 0x7E57_0000
-
-
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to `revision`, one process at a time."""
+    """Apply migrations up to `revision`, one process at a time (the others then find the schema at head)."""
     import psycopg
     from alembic import command
 
     with psycopg.connect(url, autocommit=True) as lock:
-        lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_KEY,))
         try:
             command.upgrade(_alembic_config(url), revision)
         finally:
             with contextlib.suppress(psycopg.Error):  # closing the connection releases it anyway
-                lock.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+                lock.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_KEY,))
 
 
 def downgrade(url: str, revision: str) -> None:

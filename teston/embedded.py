@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
 
+from teston.errors import DatabaseError
+
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "teston"
@@ -52,7 +54,7 @@ host all all ::1/128 scram-sha-256
 """
 
 
-class EmbeddedPostgresError(RuntimeError):
+class EmbeddedPostgresError(DatabaseError):
     """The embedded server could not be initialised, started or stopped."""
 
 

@@ -17,6 +17,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from teston.errors import TestonError
+
 log = logging.getLogger(__name__)
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
@@ -53,7 +55,7 @@ def metric_names(registry: CollectorRegistry) -> set[str]:
     }
 
 
-class MetricsPortBusy(OSError):
+class MetricsPortBusy(TestonError, OSError):
     """The metrics endpoint's address cannot be bound (another process listens there)."""
 
 

@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import psycopg
 from psycopg import sql
 
+from teston.locks import PARTITION_DDL_KEY
+
 PARENT_TABLE = "recent_changes"
 _NAME = re.compile(r"^recent_changes_p(\d{8})$")
-# Serialises partition DDL between processes: two ingesters creating the same day must not collide.
-_DDL_LOCK_KEY = 0x7E57_0001
 
 
 def partition_name(day: date) -> str:
@@ -66,7 +66,7 @@ def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> set[dat
     wanted = set(days)
     if not wanted:
         return set()
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_DDL_KEY,))
     missing = wanted - existing_partition_days(conn)
     for day in sorted(missing):
         conn.execute(create_partition_sql(day))
@@ -74,5 +74,5 @@ def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> set[dat
 
 
 def drop_partition(conn: psycopg.Connection, day: date) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_DDL_KEY,))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(partition_name(day))))

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestion.bus.naming import parse_bus_url
 from teston import __version__
+from teston.errors import ConfigurationError
 from teston.redaction import redact
 from teston.roles import Role, parse_roles
 
@@ -36,7 +37,7 @@ _DURATION_UNITS = {
 }
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError, ValueError):
     """A setting is missing or malformed; the message names the environment variable."""
 
 

@@ -212,5 +212,5 @@ def test_a_merge_refuses_an_export_file_that_does_not_match_its_record(
 
 def test_export_needs_a_connection_outside_a_transaction(conn: psycopg.Connection, tmp_path: Path) -> None:
     conn.execute("SELECT 1")
-    with pytest.raises(RuntimeError, match="not inside a transaction"):
+    with pytest.raises(day_rows.TransactionInProgress, match="not inside a transaction"):
         exports.export_day(conn, tmp_path, DAY)

@@ -22,15 +22,10 @@ from ingestion.pipeline import IngestPipeline
 from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import connector
 from ingestion.sources import open_file_source
-from ingestion.stream_lock import (
-    STREAM_LOCK_CLASS,
-    LockHolder,
-    StreamBusy,
-    stream_busy_message,
-    stream_lock_key,
-)
+from ingestion.stream_lock import LockHolder, StreamBusy, stream_busy_message
 from ingestion.writer import BatchWriter
 from teston.embedded import EmbeddedPostgres
+from teston.locks import STREAM_CLASS, stream_lock_key
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 from tests.replays import ingest_path
@@ -102,7 +97,7 @@ def writer_for(db_url: str) -> Iterator[WriterFactory]:
 
 def test_the_lock_key_is_two_int4_stable_and_per_stream() -> None:
     namespace, key = stream_lock_key(STREAM)
-    assert namespace == STREAM_LOCK_CLASS == 0x7E57_0003
+    assert namespace == STREAM_CLASS == 0x7E57_0003
     assert (namespace, key) == stream_lock_key(STREAM)
     assert key != stream_lock_key(OTHER_STREAM)[1]
     for stream in (STREAM, OTHER_STREAM, "file:/tmp/a.jsonl", ""):

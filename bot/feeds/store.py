@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from bot.answers import Change
 from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedRow
 from bot.feeds.matching import FeedChange
+from teston.locks import feeds_lock_key
 
 _FEED_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(FeedRow))
 _CHANGE_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(Change))
@@ -41,9 +42,7 @@ async def create_feed(
 ) -> FeedRow:
     """A new feed starting after the wiki's newest stored change; `TooManyFeeds` past the limit."""
     # Serialises `!watch` within a server, so two at once cannot both pass the limit.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('teston-feeds:' || %s, 0))", (guild_id,)
-    )
+    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", feeds_lock_key(guild_id))
     cursor = await conn.execute("SELECT count(*) FROM feeds WHERE guild_id = %s", (guild_id,))
     (count,) = await cursor.fetchone() or (0,)
     if count >= MAX_FEEDS_PER_GUILD:

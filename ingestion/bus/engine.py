@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ingestion.bus.naming import BusAddress, BusEngine
+from teston.errors import IngestionError
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class BusOptions:
     publish_timeout: timedelta = timedelta(seconds=5)
 
 
-class BusUnavailable(RuntimeError):
+class BusUnavailable(IngestionError):
     """The bus could not take the events and the run was asked to stop: nothing after the cursor is lost."""
 
 

@@ -27,6 +27,7 @@ from ingestion.bus.engine import BusConsumer, ReceivedMessage
 from ingestion.copy_rows import CopyRows
 from ingestion.events import ChangeRow, Rejection, parse_event
 from ingestion.resilient_writer import ResilientWriter
+from teston.errors import NotStarted
 from teston.monitoring import MetricsServer
 from teston.wikis import WikiCatalog
 
@@ -165,7 +166,7 @@ class BusSink:
 
     async def wait(self) -> SinkSummary:
         if self._task is None:
-            raise RuntimeError("the sink was not started")
+            raise NotStarted("the sink was not started")
         return await asyncio.shield(self._task)
 
     async def stop(self) -> None:

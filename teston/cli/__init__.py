@@ -1,8 +1,8 @@
 """The `teston` command: a thin layer that reads settings once and calls the library.
 
 This module builds the Typer app from the command groups in the modules beside it (their order here is
-the order `teston --help` lists them) turns database failures into one line, and
-every other error into one line naming the log file that holds its trace.
+the order `teston --help` lists them), turns database failures and every `TestonError` into one line,
+and every other error into one line naming the log file that holds its trace.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import typer
 from teston import __version__
 from teston.cli import ask, crash, db, feed, health, ingest, rollup, service
 from teston.embedded import EmbeddedPostgresError
+from teston.errors import TestonError
 from teston.redaction import redact
 
 __all__ = ["app", "main"]
@@ -72,6 +73,11 @@ def main() -> None:
         raise SystemExit(1) from None
     except EmbeddedPostgresError as exc:
         typer.secho(f"teston: the embedded PostgreSQL failed: {redact(str(exc))}", err=True, fg="red")
+        raise SystemExit(1) from None
+    except TestonError as exc:
+        # A situation to resolve, not a fault to debug: its message says what happened, in one line.
+        message = " ".join(str(exc).split())
+        typer.secho(f"teston: {redact(message, crash.configured_secrets())}", err=True, fg="red")
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         typer.secho("teston: interrupted", err=True, fg="red")
