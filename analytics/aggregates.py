@@ -11,6 +11,7 @@ from datetime import date
 
 import polars as pl
 
+from teston.editors import ANONYMOUS_USER_PATTERN
 from teston.partitions import day_bounds
 from teston.schema import DAILY_FIGURES
 
@@ -22,34 +23,6 @@ EDIT_TYPES = ("edit", "new")
 TOP_PAGE_COLUMNS = ("day", "wiki", "rank", "namespace", "title", "changes")
 TOP_EDITOR_COLUMNS = ("day", "wiki", "rank", "user_name", "bot", "changes")
 NAMED_TYPES = ("edit", "new", "log", "categorize")
-
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
-_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
-_HEXTET = r"[0-9A-Fa-f]{1,4}"
-
-
-def _ipv6_pattern() -> str:
-    """Every spelling Python's `ipaddress.IPv6Address` accepts, as one regex without look-arounds.
-
-    Eight hextets, or six and a dotted IPv4 tail; `::` stands for one or more zero hextets and may
-    appear once; an optional `%zone` follows.
-    """
-    spellings = []
-    for tail, groups in (("", 8), (_IPV4, 6)):
-        full = ":".join([_HEXTET] * groups)
-        spellings.append(f"{full}:{tail}" if tail else full)
-        for left in range(groups):
-            for right in range(groups - left):
-                head = ":".join([_HEXTET] * left)
-                body = ":".join([_HEXTET] * right)
-                if tail:
-                    body = f"{body}:{tail}" if body else tail
-                spellings.append(f"{head}::{body}")
-    return "(?:" + "|".join(spellings) + r")(?:%[^%]+)?"
-
-
-# A logged-out editor is named by their IP address; since 2025 by a temporary account `~YYYY-…`.
-ANONYMOUS_USER_PATTERN = rf"^(?:{_IPV4}|{_ipv6_pattern()}|~[0-9]{{4}}-.*)$"
 
 
 def is_anonymous(user_name: pl.Expr) -> pl.Expr:

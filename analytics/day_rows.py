@@ -148,11 +148,10 @@ def _split(batch: pa.RecordBatch, include_raw: bool) -> tuple[pa.RecordBatch, pa
 def snapshot_of_day(conn: psycopg.Connection, day: date) -> DaySnapshot:
     """Row count and latest arrival of a day, as seen by the connection's current transaction."""
     start, end = day_bounds(day)
-    row = conn.execute(
+    [row] = conn.execute(
         "SELECT count(*), max(received_at) FROM recent_changes WHERE event_time >= %s AND event_time < %s",
         (start, end),
-    ).fetchone()
-    assert row is not None
+    ).fetchall()
     return DaySnapshot(rows=int(row[0]), max_received_at=row[1])
 
 

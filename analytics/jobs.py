@@ -63,7 +63,7 @@ def _record(
     error: str | None = None,
 ) -> int:
     with conn.transaction():
-        row = conn.execute(
+        [row] = conn.execute(
             """
             INSERT INTO job_runs (kind, day, status, started_at, finished_at, duration_ms, details, error)
             VALUES (%(kind)s, %(day)s, %(status)s, now(), CASE WHEN %(status)s <> %(running)s THEN now() END,
@@ -78,8 +78,7 @@ def _record(
                 "details": Jsonb(details),
                 "error": error,
             },
-        ).fetchone()
-    assert row is not None
+        ).fetchall()
     return int(row[0])
 
 

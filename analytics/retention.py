@@ -71,14 +71,13 @@ def _reason_to_keep(conn: psycopg.Connection, export_dir: Path, day: date) -> st
     if on_disk != recorded.rows:
         return f"export file holds {on_disk} rows, {recorded.rows} recorded"
     start, end = day_bounds(day)
-    row = conn.execute(
+    [row] = conn.execute(
         """
         SELECT (SELECT count(*) FROM recent_changes WHERE event_time >= %s AND event_time < %s),
                (SELECT last_received_at FROM day_arrivals WHERE day = %s)
         """,
         (start, end, day),
-    ).fetchone()
-    assert row is not None
+    ).fetchall()
     in_postgres, last_arrival = int(row[0]), row[1]
     if in_postgres > recorded.rows:
         return f"PostgreSQL holds {in_postgres} rows, the export {recorded.rows}"

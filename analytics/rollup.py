@@ -28,6 +28,7 @@ from typing import Any
 
 import polars as pl
 import psycopg
+from psycopg import sql
 
 from analytics import aggregates, bookkeeping, exports
 from analytics.bookkeeping import DayExport
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 _STATS_COLUMNS = ("day", "wiki", *DAILY_FIGURES, "hourly_changes")
 # Every table holding a day's figures: replaced or removed together.
 _SUMMARY_TABLES = ("daily_wiki_stats", "daily_top_pages", "daily_top_editors")
+_DELETE_DAY = sql.SQL("DELETE FROM {} WHERE day = %s")
 # Rows per shard of the per-page and per-editor figures: a day of 1M events is computed whole; larger
 # days are sharded to bound memory (BENCHMARKS.md, "Roll-up").
 ROWS_PER_SHARD = 1_000_000
@@ -159,7 +161,7 @@ def write_figures(
     stats_rows = [(*row, computed_at) for row in figures.wiki_stats.select(_STATS_COLUMNS).iter_rows()]
     with conn.transaction():
         for table in _SUMMARY_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE day = %s", (day,))
+            conn.execute(_DELETE_DAY.format(sql.Identifier(table)), (day,))
         with conn.cursor() as cur:
             _insert_rows(cur, "daily_wiki_stats", (*_STATS_COLUMNS, "computed_at"), stats_rows)
             top_pages = figures.top_pages.select(aggregates.TOP_PAGE_COLUMNS).iter_rows()
@@ -181,9 +183,12 @@ def write_figures(
 def _insert_rows(
     cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    cur.executemany(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", rows
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
     )
+    cur.executemany(query, rows)
 
 
 def remove_empty_rollup(conn: psycopg.Connection, day: date) -> bool:
@@ -194,7 +199,7 @@ def remove_empty_rollup(conn: psycopg.Connection, day: date) -> bool:
         ).fetchone()
         if removed:
             for table in _SUMMARY_TABLES:
-                conn.execute(f"DELETE FROM {table} WHERE day = %s", (day,))
+                conn.execute(_DELETE_DAY.format(sql.Identifier(table)), (day,))
     return removed is not None
 
 

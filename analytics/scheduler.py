@@ -126,14 +126,13 @@ class AnalyticsScheduler:
         run = jobs.run_recorded(self._connect, kind, work, slot=slot)
         if self._metrics is not None:
             self._metrics.observe_run(run, perf_counter() - started)
-            self._observe_final_day()
+            self._observe_final_day(self._metrics)
         return run
 
-    def _observe_final_day(self) -> None:
-        assert self._metrics is not None
+    def _observe_final_day(self, metrics: JobMetrics) -> None:
         # A database too busy to say is no reason to fail the job that just ran; the next run tries again.
         with contextlib.suppress(psycopg.Error), self._connect() as conn:
-            self._metrics.set_newest_final_day(bookkeeping.newest_final_day(conn))
+            metrics.set_newest_final_day(bookkeeping.newest_final_day(conn))
 
     def run_intraday(self) -> jobs.JobRun:
         now = self._clock()

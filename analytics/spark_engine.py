@@ -24,12 +24,13 @@ from pyspark.sql import functions as F
 
 from analytics import aggregates
 from analytics.rollup import DayFigures
+from teston import editors
 from teston.schema import DAILY_FIGURES
 
 log = logging.getLogger(__name__)
 
 # Java's `$` also matches before a final line break; `\z` is the end of the text, as `$` is in Polars.
-ANONYMOUS_USER_PATTERN = aggregates.ANONYMOUS_USER_PATTERN.removesuffix("$") + r"\z"
+ANONYMOUS_USER_PATTERN = editors.ANONYMOUS_USER_PATTERN.removesuffix("$") + r"\z"
 
 # The types of the frames `aggregates` gives, so that both engines' frames compare equal.
 _STATS_SCHEMA = pl.Schema(

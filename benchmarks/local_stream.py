@@ -54,7 +54,7 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
 
 
 async def _serve_file(path: Path, port: int) -> None:
-    body = path.read_bytes()
+    body = await asyncio.to_thread(path.read_bytes)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

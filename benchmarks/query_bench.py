@@ -107,7 +107,7 @@ FROM bench_templates t WHERE t.wiki = %(wiki)s ORDER BY t.id LIMIT 1
 _ANONYMOUS = r"(user_name ~ '^[0-9.]+$' OR user_name LIKE '%%:%%' OR user_name LIKE '~%%')"
 _HOURLY = ", ".join(f"count(*) FILTER (WHERE hour = {hour})" for hour in range(24))
 _SUMMARISE_DAY = (
-    f"""
+    """
 INSERT INTO daily_wiki_stats
 SELECT %(day)s, wiki, count(*),
        count(*) FILTER (WHERE type = 'edit'), count(*) FILTER (WHERE type = 'new'),
@@ -121,11 +121,11 @@ SELECT %(day)s, wiki, count(*),
        coalesce(sum(greatest(coalesce(length_old, 0) - length_new, 0)), 0),
        coalesce(sum(length_new - coalesce(length_old, 0)), 0),
        count(DISTINCT user_name), count(DISTINCT (namespace, title)),
-       ARRAY[{_HOURLY}], now()
+       ARRAY[{hourly}], now()
 FROM (
     SELECT wiki, type, bot, namespace, title, user_name, length_old, length_new,
-           extract(hour FROM event_time AT TIME ZONE 'UTC')::integer AS hour, {_ANONYMOUS} AS anonymous
-    FROM {{partition}}
+           extract(hour FROM event_time AT TIME ZONE 'UTC')::integer AS hour, {anonymous} AS anonymous
+    FROM {partition}
 ) AS day_rows
 GROUP BY wiki
 """,
@@ -222,7 +222,10 @@ def _fill_day(
         conn.execute(sql.SQL("ANALYZE {}").format(partition))
         for statement in _SUMMARISE_DAY:
             conn.execute(
-                sql.SQL(statement).format(partition=partition), {"day": day, "status": DayStatus.FINAL}
+                sql.SQL(statement).format(
+                    partition=partition, hourly=sql.SQL(_HOURLY), anonymous=sql.SQL(_ANONYMOUS)
+                ),
+                {"day": day, "status": DayStatus.FINAL},
             )
         conn.commit()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.harness import Context, Figure, ingest_file, write_lines
 from benchmarks.synthetic import EventFactory
@@ -43,7 +44,7 @@ def run(context: Context) -> list[Figure]:
                 (name,),
             ).fetchone()
             (raw_column,) = conn.execute(
-                f"SELECT avg(pg_column_size(raw)) FROM {name}"  # name is ours: recent_changes_pYYYYMMDD
+                sql.SQL("SELECT avg(pg_column_size(raw)) FROM {}").format(sql.Identifier(name))
             ).fetchone() or (0,)
             conn.commit()  # the exporter opens its own snapshot on an idle connection
             from analytics.exports import export_day

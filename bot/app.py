@@ -29,8 +29,9 @@ from teston.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
 
+# A help text that names the variable, no secret.
 NO_TOKEN_HELP = (
-    "DISCORD_TOKEN is not set, so the Discord bot is not running. To get a token: "
+    "DISCORD_TOKEN is not set, so the Discord bot is not running. To get a token: "  # noqa: S105
     "https://discord.com/developers/applications → New Application → Bot → Reset Token; put it in "
     "DISCORD_TOKEN (environment or .env) and invite the bot with the applications.commands and bot "
     'scopes. Meanwhile any command works on the terminal: teston ask "!stats 2021-08-27 en", '

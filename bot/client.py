@@ -46,8 +46,9 @@ ENABLE_MESSAGE_CONTENT = (
 )
 
 
+# A message that names the variable, no secret.
 BAD_TOKEN = (
-    "Discord refused the token in DISCORD_TOKEN (it is wrong, or was reset), so the Discord bot is not "
+    "Discord refused the token in DISCORD_TOKEN (it is wrong, or was reset), so the Discord bot is not "  # noqa: S105
     "running. Put the bot's current token in DISCORD_TOKEN (https://discord.com/developers/applications "
     "→ your application → Bot → Reset Token) and restart TestON."
 )

@@ -71,8 +71,7 @@ async def set_digest(
         " RETURNING id, xmax = 0",
         (guild_id, channel_id, wiki, post_at, created_by, created_at),
     )
-    row = await cursor.fetchone()
-    assert row is not None
+    [row] = await cursor.fetchall()
     [digest] = await _digests(conn, "WHERE d.id = %s", (row[0],))
     return digest, bool(row[1])
 

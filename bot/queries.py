@@ -101,8 +101,7 @@ async def read_day(conn: AsyncConnection[Any], wiki: str, day: date, *, pages: i
     """The day's roll-up, `wiki`'s figures and top `pages` pages, and whether the day has arrivals."""
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(_READ_DAY, {"day": day, "wiki": wiki, "pages": pages})
-        row = await cursor.fetchone()
-    assert row is not None  # the statement always returns its one row
+        [row] = await cursor.fetchall()  # the statement always returns its one row
     rollup = (
         None
         if row["status"] is None

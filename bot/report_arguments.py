@@ -28,11 +28,8 @@ MAX_CHART_WIKIS = 5
 _DAYS_SHAPE = re.compile(r"(\d+)d", re.IGNORECASE)
 
 
-def parse_last_days(command: Command, text: str, *, today: date) -> tuple[date, date]:
+def last_days(command: Command, days: int, *, today: date) -> tuple[date, date]:
     """`<N>d`: the N days up to and including today."""
-    match = _DAYS_SHAPE.fullmatch(text)
-    assert match is not None
-    days = int(match.group(1))
     if not 1 <= days <= MAX_PERIOD_DAYS:
         raise UsageError(command, f"The number of days must be from 1 to {MAX_PERIOD_DAYS}.")
     return today - timedelta(days=days - 1), today
@@ -56,8 +53,8 @@ def chart_period(text: str, *, today: date) -> ChartRequest:
     if RANGE_MARK in text:
         first, last = parse_range(Command.CHART, text, today=today, max_days=MAX_PERIOD_DAYS)
         return ChartRequest(first=first, last=last)
-    if _DAYS_SHAPE.fullmatch(text):
-        first, last = parse_last_days(Command.CHART, text, today=today)
+    if (shape := _DAYS_SHAPE.fullmatch(text)) is not None:
+        first, last = last_days(Command.CHART, int(shape.group(1)), today=today)
         return ChartRequest(first=first, last=last)
     day = parse_day(text, today=today, command=Command.CHART)
     return ChartRequest(first=day, last=day, hourly=True)

@@ -62,8 +62,7 @@ async def range_days(conn: AsyncConnection[Any], wiki: str, first: date, last: d
         " FROM day_rollups WHERE day BETWEEN %s AND %s",
         (DayStatus.PARTIAL, first, last),
     )
-    counts = await status.fetchone()
-    assert counts is not None
+    [counts] = await status.fetchall()
     days = [DayFigures(**{**row, "hourly_changes": tuple(row["hourly_changes"] or ())}) for row in rows]
     return RangeReading(days=days, partial_days=int(counts[0]), incomplete_days=int(counts[1]))
 
@@ -108,10 +107,9 @@ async def distinct_counts(
                 " WHERE wiki = %s AND event_time >= %s AND event_time < %s",
                 (wiki, start, end),
             )
-            row = await cursor.fetchone()
+            [row] = await cursor.fetchall()
     except psycopg.errors.QueryCanceled:
         return None
-    assert row is not None
     return DistinctCounts(rows=int(row[0]), editors=int(row[1]), pages=int(row[2]))
 
 

@@ -162,8 +162,8 @@ def _parse(payload: bytes | str, catalog: WikiCatalog) -> ChangeRow | Rejection 
         try:
             known = KNOWN_DECODER.decode(source)
         except Exception:  # the full decode says what is wrong
-            pass
-        else:
+            known = None
+        if known is not None:
             if known.meta is not None and known.meta.domain == "canary":
                 return CANARY
             return _row(known, text, catalog, payload)

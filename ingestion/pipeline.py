@@ -105,14 +105,14 @@ _END = object()
 
 
 async def _unless_committer_ended(
-    waiters: set[asyncio.Future[Any]], committer: asyncio.Task[None], timeout: float | None = None
+    waiters: set[asyncio.Future[Any]], committer: asyncio.Task[None], within: float | None = None
 ) -> set[asyncio.Future[Any]]:
-    """Wait for the first of `waiters` (or the timeout); if the committer has failed, raise its error.
+    """Wait for the first of `waiters` (or `within` seconds); if the committer has failed, raise its error.
 
     The committer only ends on `_END` or an error, so a batcher waiting for it would otherwise wait forever.
     A committer that ended well (it took `_END`) is no failure when a waiter is done too.
     """
-    done, _ = await asyncio.wait({*waiters, committer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait({*waiters, committer}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     if committer in done and (
         committer.cancelled() or committer.exception() is not None or not done & waiters
     ):
@@ -326,9 +326,8 @@ class IngestPipeline:
     async def _commit_all(self, batches: asyncio.Queue[SealedBatch | object]) -> None:
         while True:
             sealed = await batches.get()
-            if sealed is _END:
+            if not isinstance(sealed, SealedBatch):  # `_END`, the only other item
                 return
-            assert isinstance(sealed, SealedBatch)
             outcome = await asyncio.to_thread(self._committer.commit, sealed.batch)
             self._account(sealed, outcome)
             self._committer_idle.set()

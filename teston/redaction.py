@@ -22,7 +22,7 @@ _DISCORD_TOKEN = re.compile(r"\b[A-Za-z0-9_-]{23,30}\.[A-Za-z0-9_-]{6}\.[A-Za-z0
 def _url_password(match: re.Match[str]) -> str:
     # The placeholder of a usage example (`postgresql://user:password@host`) is no secret.
     password = match.group(2)
-    return match.group(0) if password == "password" else f"{match.group(1)}{MASK}{match.group(3)}"
+    return match.group(0) if password == "password" else f"{match.group(1)}{MASK}{match.group(3)}"  # noqa: S105
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

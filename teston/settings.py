@@ -16,8 +16,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingestion.bus.naming import parse_bus_url
 from teston import __version__
+from teston.bus_address import parse_bus_url
 from teston.errors import ConfigurationError
 from teston.redaction import redact
 from teston.roles import Role, parse_roles

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -124,11 +125,14 @@ def insert_day_stats(
         "distinct_pages": 0,
         **figures,
     }
-    names = ", ".join(columns)
-    marks = ", ".join(["%s"] * len(columns))
+    query = sql.SQL(
+        "INSERT INTO daily_wiki_stats (day, wiki, changes, hourly_changes, computed_at, {}) "
+        "VALUES (%s, %s, %s, %s, %s, {})"
+    ).format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(sql.Placeholder() * len(columns))
+    )
     conn.execute(
-        f"INSERT INTO daily_wiki_stats (day, wiki, changes, hourly_changes, computed_at, {names}) "
-        f"VALUES (%s, %s, %s, %s, %s, {marks})",
+        query,
         (
             day,
             wiki,

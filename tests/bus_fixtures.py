@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ingestion.events import INGEST_COLUMNS
 from tests.conftest import TEMPLATE_DB, with_database
@@ -221,9 +222,10 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 
 
 def stored_rows(db_url: str) -> list[tuple[object, ...]]:
-    columns = ", ".join(INGEST_COLUMNS)
+    columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
     with psycopg.connect(db_url) as conn:
-        return sorted(conn.execute(f"SELECT {columns} FROM recent_changes").fetchall(), key=str)
+        query = sql.SQL("SELECT {} FROM recent_changes").format(columns)
+        return sorted(conn.execute(query).fetchall(), key=str)
 
 
 def quarantine(db_url: str) -> list[tuple[str, str, str]]:

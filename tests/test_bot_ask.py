@@ -106,7 +106,7 @@ def captured(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
             rollup.rollup_day(conn, tmp_path / "exports", day)
     monkeypatch.setenv("DB_ADDR", db_url)
     monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "exports"))
-    yield db_url
+    return db_url
 
 
 def ask(*arguments: str) -> tuple[int, str]:
@@ -315,4 +315,5 @@ def test_an_unreachable_database_is_one_line_naming_the_setting(command: list[st
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
-    assert "DB_ADDR / DATABASE_URL" in line and "Connection refused" in line
+    assert "DB_ADDR / DATABASE_URL" in line
+    assert "Connection refused" in line

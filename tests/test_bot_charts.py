@@ -62,7 +62,7 @@ def captured(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
             rollup.rollup_day(conn, tmp_path / "exports", day)
     monkeypatch.setenv("DB_ADDR", db_url)
     monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "exports"))
-    yield db_url
+    return db_url
 
 
 def ask(*arguments: str) -> tuple[int, str]:

@@ -98,7 +98,8 @@ async def test_setting_the_guild_default_needs_manage_server_and_a_server(core: 
 
 async def test_unknown_languages_get_suggestions(core: CommandCore) -> None:
     answer = await core.answer_text("!setLang enn", ALICE)
-    assert isinstance(answer, Problem) and answer.command is Command.SETLANG
+    assert isinstance(answer, Problem)
+    assert answer.command is Command.SETLANG
     assert answer.problem.startswith("Unknown language 'enn'. Did you mean 'en'")
     assert await core.answer_text("!recent @everyone", ALICE) == Problem(
         "Unknown language '@everyone'.", Command.RECENT
@@ -108,7 +109,8 @@ async def test_unknown_languages_get_suggestions(core: CommandCore) -> None:
 async def test_languages_are_resolved_by_the_catalog(core: CommandCore) -> None:
     for text, dbname in (("zh-hans", "zhwiki"), ("be-tarask", "be_x_oldwiki"), ("wikidata", "wikidatawiki")):
         answer = await core.answer_text(f"!setLang {text}", ALICE)
-        assert isinstance(answer, LanguageSet) and answer.wiki.dbname == dbname
+        assert isinstance(answer, LanguageSet)
+        assert answer.wiki.dbname == dbname
 
 
 # --- !recent ---------------------------------------------------------------------------------------
@@ -172,7 +174,8 @@ async def test_recent_after_retention_dropped_a_wikis_changes_says_so(
     en = await core.answer_text("!recent en", ALICE)
     de = await core.answer_text("!recent de", ALICE)
 
-    assert isinstance(en, RecentChanges) and isinstance(de, RecentChanges)
+    assert isinstance(en, RecentChanges)
+    assert isinstance(de, RecentChanges)
     assert (en.changes, en.newest_day, en.retention_days) == ((), date(2025, 3, 1), 30)
     assert plain_text(en, prefix="!") == (
         "No changes recorded on en.wikipedia.org in the last 30 days "
@@ -196,14 +199,17 @@ async def test_recent_finding_only_bot_or_category_changes_says_how_to_see_them(
     conn.commit()
 
     hidden = await core.answer_text("!recent be-tarask 2", ALICE)
-    assert isinstance(hidden, RecentChanges) and hidden.changes == ()
+    assert isinstance(hidden, RecentChanges)
+    assert hidden.changes == ()
     assert hidden.left_out == 3
     assert plain_text(hidden, prefix="!") == (
         "No changes recorded on be-tarask.wikipedia.org other than bot changes or category changes: "
         "3 were left out; !recent be-tarask 2 all shows them."
     )
     shown = await core.answer_text("!recent be-tarask 2 all", ALICE)
-    assert isinstance(shown, RecentChanges) and len(shown.changes) == 2 and shown.left_out == 0
+    assert isinstance(shown, RecentChanges)
+    assert len(shown.changes) == 2
+    assert shown.left_out == 0
     # With category changes already included, the bots are what is left out.
     bots_only = await core.answer_text("!recent be-tarask categorize", ALICE)
     assert plain_text(bots_only, prefix="!") == (
@@ -218,7 +224,8 @@ async def test_invisible_format_characters_do_not_change_a_command(
     insert_change(conn, event_time=seconds(1), title="visible")
     conn.commit()
     plain = await core.answer_text("!recent en 5", ALICE)
-    assert isinstance(plain, RecentChanges) and [c.title for c in plain.changes] == ["visible"]
+    assert isinstance(plain, RecentChanges)
+    assert [c.title for c in plain.changes] == ["visible"]
     # A zero-width space after the name, a byte order mark, a word joiner, a soft hyphen, a joiner and a
     # direction mark: Unicode category Cf, invisible when pasted.
     for text in ("!recent\u200b en 5", "\ufeff!recent en\u2060 5", "!re\u00adcent\u200d en 5\u200e"):
@@ -240,7 +247,8 @@ def test_latest_changes_query_uses_the_wiki_index(conn: psycopg.Connection) -> N
     )
     # An ordered Append reads the newest day's partition first and stops at the limit: a rare wiki
     # costs one index probe per day kept, never a scan of the days' rows.
-    assert "Merge Append" not in plan and "Append" in plan, plan
+    assert "Merge Append" not in plan, plan
+    assert "Append" in plan, plan
     assert "Presorted Key: recent_changes.event_time" in plan, plan
     assert plan.count("Index Cond: (wiki = 'enwiki'::text)") == 3, plan
     scans = [line for line in plan.splitlines() if "Index Scan" in line]
@@ -264,9 +272,11 @@ async def test_stats_reads_the_summary_tables(core: CommandCore, conn: psycopg.C
     assert isinstance(answer, DayStats)
     assert (answer.figures.changes, answer.figures.edits, answer.figures.bot_changes) == (1234, 1000, 34)
     assert [(p.rank, p.title, p.changes) for p in answer.top_pages] == [(1, "Main Page", 9), (2, "B", 3)]
-    assert answer.rollup is not None and answer.rollup.status is DayStatus.FINAL
+    assert answer.rollup is not None
+    assert answer.rollup.status is DayStatus.FINAL
     german = await core.answer_text("!stats 2025-02-04 de", ALICE)
-    assert isinstance(german, DayStats) and german.figures.changes == 7
+    assert isinstance(german, DayStats)
+    assert german.figures.changes == 7
 
 
 async def test_stats_without_data_says_why(core: CommandCore, conn: psycopg.Connection) -> None:
@@ -275,13 +285,15 @@ async def test_stats_without_data_says_why(core: CommandCore, conn: psycopg.Conn
     conn.commit()
 
     never = await core.answer_text("!stats 2025-02-04 en", ALICE)
-    assert isinstance(never, NoStats) and never.absence is Absence.NOT_COLLECTED
+    assert isinstance(never, NoStats)
+    assert never.absence is Absence.NOT_COLLECTED
     quiet = await core.answer_text("!stats 2025-02-05 en", ALICE)
-    assert isinstance(quiet, NoStats) and quiet.absence is Absence.NONE_SEEN
+    assert isinstance(quiet, NoStats)
+    assert quiet.absence is Absence.NONE_SEEN
     interrupted = await core.answer_text("!stats 2025-02-06 en", ALICE)
-    assert (
-        isinstance(interrupted, NoStats) and interrupted.rollup is not None and interrupted.rollup.incomplete
-    )
+    assert isinstance(interrupted, NoStats)
+    assert interrupted.rollup is not None
+    assert interrupted.rollup.incomplete
 
 
 async def test_stats_of_a_day_collected_but_not_rolled_up(
@@ -290,7 +302,8 @@ async def test_stats_of_a_day_collected_but_not_rolled_up(
     conn.execute("INSERT INTO day_arrivals (day, last_received_at) VALUES (%s, now())", (date(2025, 2, 7),))
     conn.commit()
     answer = await core.answer_text("!stats 2025-02-07 en", ALICE)
-    assert isinstance(answer, NoStats) and answer.absence is Absence.NOT_ROLLED_UP
+    assert isinstance(answer, NoStats)
+    assert answer.absence is Absence.NOT_ROLLED_UP
 
 
 async def test_stats_of_today_are_partial(core: CommandCore, conn: psycopg.Connection) -> None:
@@ -301,7 +314,8 @@ async def test_stats_of_today_are_partial(core: CommandCore, conn: psycopg.Conne
     conn.commit()
     answer = await core.answer_text("!stats today", ALICE)
     assert isinstance(answer, DayStats)
-    assert answer.rollup is not None and answer.rollup.status is DayStatus.PARTIAL
+    assert answer.rollup is not None
+    assert answer.rollup.status is DayStatus.PARTIAL
     assert answer.figures.computed_at == computed
 
 

@@ -111,7 +111,8 @@ async def test_chart_is_sent_as_a_png_file(fake_discord: FakeDiscord, make_core:
     assert reply.attachments[0]["filename"] == "teston-enwiki-2021-08-27.png"
     assert png_size(fake_discord, reply) == (1000, 500)
     answer = slash.message
-    assert answer is not None and not answer.ephemeral
+    assert answer is not None
+    assert not answer.ephemeral
     total = capture_count("enwiki") + capture_count("dewiki")
     assert answer.content.endswith(f"from 2021-08-20 to 2021-08-27, per UTC day: {total:,} in all.")
     assert png_size(fake_discord, answer) == (1000, 500)
@@ -144,18 +145,23 @@ async def test_digest_commands_and_their_mistakes(fake_discord: FakeDiscord, mak
         "Digest #1: this channel will post yesterday's figures and chart for 'en'"
     )
     assert "every day at 00:30 UTC" in created.content
-    assert moved.content.startswith("Digest #1: this channel now posts") and "06:45 UTC" in moved.content
+    assert moved.content.startswith("Digest #1: this channel now posts")
+    assert "06:45 UTC" in moved.content
     general = fake_discord.channels.general.id
     assert listed.content == f"Daily digests:\n#1: 'en' in <#{general}> daily at 06:45 UTC, not posted yet"
-    assert unknown.content.startswith("Unknown language 'xx'.") and unknown.content.endswith("[HH:MM]")
+    assert unknown.content.startswith("Unknown language 'xx'.")
+    assert unknown.content.endswith("[HH:MM]")
     assert missing.content == "There is no digest number 99. Usage: !undigest <id|lang>"
     assert bad_time.content == "'24:00' is not a time of day. Usage: !digest <lang> [HH:MM]"
     # Identity numbers may skip (moving a digest used one up); the listing names the digest's own.
-    assert slash.message is not None and slash.message.content.startswith("Digest #")
+    assert slash.message is not None
+    assert slash.message.content.startswith("Digest #")
     [refusal] = slash_refused.responses
-    assert refusal.ephemeral and (refusal.content or "").endswith("Usage: /digest language:<code> [time]")
+    assert refusal.ephemeral
+    assert (refusal.content or "").endswith("Usage: /digest language:<code> [time]")
     assert stopped.content.startswith("Stopped digest #1: 'en'")
-    assert listing.message is not None and listing.message.ephemeral
+    assert listing.message is not None
+    assert listing.message.ephemeral
     [only] = listing.message.content.splitlines()[1:]
     assert only.startswith(slash.message.content.split(":")[0].removeprefix("Digest ") + ": 'de' in <#")
 
@@ -291,7 +297,8 @@ def test_a_sharded_bot_hands_its_shards_to_its_digest_poster() -> None:
     sharded = DiscordSettings(_env_file=None, DISCORD_TOKEN="t", SHARD_COUNT=4, SHARD_IDS="2,3")  # type: ignore[call-arg]
     core = CommandCore(database=None, catalog=CATALOG, prefix="!")  # type: ignore[arg-type]
     bot = wiki_bot(core, sharded, digest_interval=60.0)
-    assert isinstance(bot, ShardedWikiBot) and (bot.shard_count, bot.shard_ids) == (4, (2, 3))
+    assert isinstance(bot, ShardedWikiBot)
+    assert (bot.shard_count, bot.shard_ids) == (4, (2, 3))
     assert bot.digest_poster is not None
     owned = [bot.digest_poster.owns(((1 << 30) + n) << 22) for n in range(4)]
     assert owned == [False, False, True, True]

@@ -447,7 +447,9 @@ async def test_bad_arguments_get_one_usage_line(
     [reply] = await ask(fake_discord, text)
     assert reply.content == expected
     assert reply.embeds == []
-    assert reply.mention_everyone is False and reply.mention_ids == [] and reply.mention_role_ids == []
+    assert reply.mention_everyone is False
+    assert reply.mention_ids == []
+    assert reply.mention_role_ids == []
 
 
 async def test_slash_errors_are_private(fake_discord: FakeDiscord, bot: WikiBot) -> None:
@@ -464,7 +466,8 @@ async def test_slash_errors_are_private(fake_discord: FakeDiscord, bot: WikiBot)
 async def test_mentions_in_arguments_never_ping(fake_discord: FakeDiscord, bot: WikiBot) -> None:
     role = fake_discord.roles.moderators
     [reply] = await ask(fake_discord, f"!setLang <@&{role.id}>")
-    assert reply.mention_role_ids == [] and reply.mention_everyone is False
+    assert reply.mention_role_ids == []
+    assert reply.mention_everyone is False
     assert "<@&" not in reply.content
 
 
@@ -510,15 +513,18 @@ async def test_per_user_cooldown(fake_discord: FakeDiscord, core: CommandCore) -
         # Both were handled (as cooldowns), so any reply to them would have been sent by now.
         errors = await handled.wait_for(third, fourth)
     assert all(isinstance(error, commands.CommandOnCooldown) for error in errors)
-    assert first.embeds and other_user.embeds
+    assert first.embeds
+    assert other_user.embeds
     assert second.content.startswith("Slow down a little: try again in ")
     # One notice per cooldown: later commands within it are ignored rather than answered in public.
     replied_to = {str((m.message_reference or {}).get("message_id")) for m in fake_discord.bot_messages()}
-    assert str(third.id) not in replied_to and str(fourth.id) not in replied_to
+    assert str(third.id) not in replied_to
+    assert str(fourth.id) not in replied_to
     assert [m.id for m in fake_discord.bot_messages() if m.id > second.id] == [other_user.id]
     # A slash command is always answered, privately.
     [notice] = slash.responses
-    assert notice.ephemeral and (notice.content or "").startswith("Slow down a little")
+    assert notice.ephemeral
+    assert (notice.content or "").startswith("Slow down a little")
 
 
 def test_slow_down_notices_once_per_cooldown_and_per_user() -> None:
@@ -667,7 +673,8 @@ async def test_a_refused_token_is_one_error_and_the_rest_of_up_keeps_running(
     assert bystander.events == ["start", "stop"]
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1, caplog.text
-    assert errors[0].exc_info is None and "\n" not in errors[0].getMessage()
+    assert errors[0].exc_info is None
+    assert "\n" not in errors[0].getMessage()
     assert "Discord refused the token in DISCORD_TOKEN" in errors[0].getMessage()
     assert "The rest of TestON keeps running." in errors[0].getMessage()
     assert "MTIz.wrong.token" not in caplog.text
@@ -810,7 +817,8 @@ async def test_an_unexpected_error_is_one_friendly_line(
         )
     expected = "Something went wrong answering that; it has been logged. Please try again later."
     assert prefix_reply.content == expected
-    assert result.responses[0].content == expected and result.responses[0].ephemeral
+    assert result.responses[0].content == expected
+    assert result.responses[0].ephemeral
     assert "bug in a dependency" in caplog.text  # logged with its traceback, never shown in chat
     assert "Traceback" not in prefix_reply.content
 

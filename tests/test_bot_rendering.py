@@ -190,7 +190,8 @@ def test_recent_entries_escape_wiki_text_and_never_form_mentions() -> None:
     assert "[\\*Bold\\* (x)](https://en.wikipedia.org/wiki/%2ABold%2A_%28x%29)" in description
     assert "[@\u200beveryone](https://en.wikipedia.org/wiki/Special:Contributions/%40everyone)" in description
     assert "\\[free nitro\\](https://evil.example) \\<@\u200b&1\\> @\u200bhere \\# big" in description
-    assert "@everyone" not in description and "@here" not in description
+    assert "@everyone" not in description
+    assert "@here" not in description
     assert message.content == "The 1 newest change on en.wikipedia.org, newest first."
 
 

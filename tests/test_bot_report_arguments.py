@@ -145,7 +145,8 @@ def test_every_bad_argument_gets_one_usage_line(text: str, command: Command, pro
     }[command]
     assert line == f"{problem} Usage: {usage}"
     [message] = discord_reply(Problem(problem, command), prefix="!", slash=True).messages
-    assert message.content.count("\n") == 0 and "Usage: /" in message.content
+    assert message.content.count("\n") == 0
+    assert "Usage: /" in message.content
 
 
 def test_slash_options_are_checked_like_text() -> None:

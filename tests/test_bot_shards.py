@@ -31,10 +31,11 @@ def guild_id_on(shard: int, count: int) -> int:
 def test_a_guild_is_on_the_shard_discord_computes() -> None:
     assert shard_of(81384788765712384, 1) == 0
     # 197038439483310086 was made 46977624770 ms after Discord's epoch (its top 42 bits).
-    assert shard_of(197038439483310086, 1000) == 770 and shard_of(197038439483310086, 4) == 2
+    assert shard_of(197038439483310086, 1000) == 770
+    assert shard_of(197038439483310086, 4) == 2
     assert [shard_of(guild_id_on(n, 4), 4) for n in range(4)] == [0, 1, 2, 3]
     assert shard_of(None, 4) == 0  # direct messages come on shard 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shard_count must be at least 1"):
         shard_of(1, 0)
 
 
@@ -45,7 +46,8 @@ def test_a_process_owns_the_guilds_of_its_shards() -> None:
     first, second = ShardPlan(4, (0, 1)), ShardPlan(4, (2, 3))
     assert [first.owns(g) for g in [*guilds, None]] == [True, True, False, False, True]
     assert [second.owns(g) for g in [*guilds, None]] == [False, False, True, True, False]
-    assert first.describe() == "shards 0,1 of 4" and ShardPlan().describe() == "unsharded"
+    assert first.describe() == "shards 0,1 of 4"
+    assert ShardPlan().describe() == "unsharded"
 
 
 def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:

@@ -8,14 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ingestion.bus.naming import (
-    BusAddress,
-    BusEngine,
     message_source,
-    parse_bus_url,
     stream_replicas,
     subject_for,
     subject_token,
 )
+from teston.bus_address import BusAddress, BusEngine, parse_bus_url
 from teston.cli import app
 from teston.roles import Role, configured_roles, missing_configuration, parse_roles
 from teston.settings import SettingsError, load_settings
@@ -112,7 +110,8 @@ def test_roles_without_their_configuration_are_refused() -> None:
 
 def test_bus_settings_are_read_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(None)
-    assert settings.bus.url is None and settings.roles is None
+    assert settings.bus.url is None
+    assert settings.roles is None
     monkeypatch.setenv("BUS_URL", "nats://h1:4222,nats://h2:4222")
     monkeypatch.setenv("BUS_DUPLICATE_WINDOW", "5m")
     monkeypatch.setenv("BUS_MAX_AGE", "")
@@ -121,7 +120,8 @@ def test_bus_settings_are_read_and_validated(monkeypatch: pytest.MonkeyPatch) ->
     settings = load_settings(None)
     assert settings.bus.url == "nats://h1:4222,nats://h2:4222"
     assert settings.bus.duplicate_window == timedelta(minutes=5)
-    assert settings.bus.max_age is None and settings.bus.max_bytes == 1_000_000
+    assert settings.bus.max_age is None
+    assert settings.bus.max_bytes == 1_000_000
     assert settings.roles == {Role.SINK, Role.SCHEDULER}
 
     monkeypatch.setenv("BUS_URL", "amqp://h1:5672")

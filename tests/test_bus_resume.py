@@ -109,7 +109,8 @@ async def test_killed_ingester_resumes_after_the_last_acknowledged_event(
     assert "teston_bus_pending_messages " in metrics
     assert "teston_bus_oldest_pending_age_seconds " in metrics
     inserted = re.search(r"^teston_sink_inserted_events_total (\S+)$", metrics, re.M)
-    assert inserted is not None and float(inserted.group(1)) == len(recorded)
+    assert inserted is not None
+    assert float(inserted.group(1)) == len(recorded)
 
 
 def _scrape(port: int) -> str:

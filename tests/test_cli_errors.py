@@ -29,7 +29,8 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_an_unusable_home_is_one_line_naming_the_log_file(tmp_path: Path) -> None:
     result = _run("db", "url", TESTON_HOME="/proc/nope", TMPDIR=str(tmp_path))
     assert result.returncode == 1
-    assert "Traceback" not in result.stderr and "│" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "│" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     log_file = tmp_path / f"teston-{os.getuid()}" / "teston.log"
@@ -100,4 +101,5 @@ def test_log_records_are_masked_before_they_are_written(caplog: object) -> None:
     finally:
         logger.removeHandler(handler)
     assert records[0] == "connecting to postgresql://u:***@h/d with ***"
-    assert "pw99" not in records[1] and "password=***" in records[1]
+    assert "pw99" not in records[1]
+    assert "password=***" in records[1]

@@ -112,5 +112,6 @@ async def test_db_stop_refuses_while_an_import_runs_and_the_import_stops_promptl
     with EmbeddedPostgres(home / "postgres") as again, psycopg.connect(again.url) as conn:
         row = conn.execute("SELECT count(*) FROM recent_changes").fetchone()
         cursor = conn.execute("SELECT last_event_id FROM stream_cursors").fetchone()
-    assert row is not None and row[0] > 0
+    assert row is not None
+    assert row[0] > 0
     assert cursor is not None  # what was stored is covered by the cursor, so a resume continues from there

@@ -35,9 +35,12 @@ def test_the_shares_fit_in_the_budget_and_give_every_part_one() -> None:
                 continue
             budget = share_connections(max_open, **running)
             assert budget.total <= max_open
-            assert (budget.ingestion >= 1) == ingestion and budget.ingestion <= 1
-            assert (budget.sink >= 1) == sink and budget.sink <= 1
-            assert (budget.analytics >= 1) == analytics and budget.analytics <= 2
+            assert (budget.ingestion >= 1) == ingestion
+            assert budget.ingestion <= 1
+            assert (budget.sink >= 1) == sink
+            assert budget.sink <= 1
+            assert (budget.analytics >= 1) == analytics
+            assert budget.analytics <= 2
             assert (budget.bot >= 1) == bot
             if bot:
                 assert budget.total == max_open  # what is left goes to the bot's pool

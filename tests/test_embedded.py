@@ -36,7 +36,8 @@ def test_data_survives_a_restart_and_the_port_is_reused(tmp_path: Path) -> None:
         with psycopg.connect(again.url) as conn:
             assert conn.execute("SELECT n FROM kept").fetchone() == (42,)
             version = conn.execute("SHOW server_version_num").fetchone()
-    assert version is not None and int(version[0]) >= 160000
+    assert version is not None
+    assert int(version[0]) >= 160000
     assert not again.is_running()
 
 
@@ -56,7 +57,8 @@ def test_the_last_process_out_stops_the_server_not_the_one_that_started_it(tmp_p
     starter.start()
     user = EmbeddedPostgres(tmp_path / "pg")
     user.start()
-    assert starter.started_here and not user.started_here
+    assert starter.started_here
+    assert not user.started_here
     starter.release()  # e.g. `teston rollup` ends while `teston up` still ingests
     assert user.is_running()
     with psycopg.connect(user.url) as conn:

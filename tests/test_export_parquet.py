@@ -13,6 +13,7 @@ import polars as pl
 import psycopg
 import pyarrow.parquet as pq
 import pytest
+from psycopg import sql
 
 from analytics import bookkeeping, day_files, day_rows, exports, layout
 from teston.schema import RECENT_CHANGE_COLUMNS
@@ -82,15 +83,17 @@ def test_export_writes_verified_files_that_read_back_identically(
     assert result.path == layout.day_path(export_dir, DAY)
     assert layout.exported_days(export_dir) == [DAY]
     recorded = bookkeeping.recorded_export(conn, export_dir, DAY)
-    assert recorded is not None and recorded.rows == 5 and recorded.verified_at is not None
+    assert recorded is not None
+    assert recorded.rows == 5
+    assert recorded.verified_at is not None
     assert recorded.max_received_at == result.max_received_at
     # No temporary file is left beside the export.
     assert sorted(p.name for p in result.path.parent.iterdir()) == ["part-0.parquet"]
 
     # Every typed value is the one PostgreSQL holds, in (event_time, event_id) order.
-    columns = ", ".join(day_rows.TYPED_COLUMNS)
+    columns = sql.SQL(", ").join(map(sql.Identifier, (*day_rows.TYPED_COLUMNS, "raw")))
     expected = conn.execute(
-        f"SELECT {columns}, raw FROM recent_changes ORDER BY event_time, event_id"
+        sql.SQL("SELECT {} FROM recent_changes ORDER BY event_time, event_id").format(columns)
     ).fetchall()
     table = pq.read_table(result.path)
     assert table.schema == day_rows.TYPED_SCHEMA
@@ -105,8 +108,8 @@ def test_export_writes_verified_files_that_read_back_identically(
     # DuckDB and Polars read the dataset through the layout's glob with the same count.
     glob = layout.dataset_glob(export_dir)
     with duckdb.connect() as duck:
-        query = f"SELECT count(*), min(date) FROM read_parquet('{glob}', hive_partitioning = true)"
-        assert duck.execute(query).fetchone() == (5, DAY)
+        query = "SELECT count(*), min(date) FROM read_parquet(?, hive_partitioning = true)"
+        assert duck.execute(query, [glob]).fetchone() == (5, DAY)
     assert pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item() == 5
 
 
@@ -117,7 +120,8 @@ def test_re_export_gives_identical_bytes(db_url: str, conn: psycopg.Connection, 
     typed, raw = first.path.read_bytes(), first.raw_path.read_bytes() if first.raw_path else b""
     second = exports.export_day(conn, export_dir, DAY)
     assert second.path.read_bytes() == typed
-    assert second.raw_path is not None and second.raw_path.read_bytes() == raw
+    assert second.raw_path is not None
+    assert second.raw_path.read_bytes() == raw
 
 
 def test_a_day_without_rows_exports_an_empty_file(conn: psycopg.Connection, tmp_path: Path) -> None:
@@ -174,7 +178,8 @@ def test_late_rows_are_merged_into_an_export_whose_partition_was_dropped(
     keys = _keys(merged.path)
     assert keys == sorted(keys)
     assert {event_id for _, event_id in keys} == {e["meta"]["id"] for e in [*exported, *late]}
-    assert merged.raw_path is not None and _keys(merged.raw_path) == keys
+    assert merged.raw_path is not None
+    assert _keys(merged.raw_path) == keys
     raw = pq.read_table(merged.raw_path)["raw"].to_pylist()
     assert [json.loads(text)["meta"]["id"] for text in raw] == [event_id for _, event_id in keys]
     typed = pq.read_table(merged.path)
@@ -183,8 +188,10 @@ def test_late_rows_are_merged_into_an_export_whose_partition_was_dropped(
         f"Old {n}" for n in (0, 2, 4, 6, 8)
     ]
     recorded = bookkeeping.recorded_export(conn, tmp_path, DAY)
-    assert recorded is not None and recorded.rows == 9
-    assert first.max_received_at is not None and recorded.max_received_at is not None
+    assert recorded is not None
+    assert recorded.rows == 9
+    assert first.max_received_at is not None
+    assert recorded.max_received_at is not None
     assert recorded.max_received_at > first.max_received_at
     # The same rows again give the same bytes.
     typed_bytes, raw_bytes = merged.path.read_bytes(), merged.raw_path.read_bytes()

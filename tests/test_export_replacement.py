@@ -128,9 +128,11 @@ def test_exports_are_found_where_the_layout_says_after_the_directory_moved(
     ingest(db_url, tmp_path, [event(), event(title="Coffee")])
     old_dir = tmp_path / "home-a" / "exports"
     rolled = rollup.rollup_day(conn, old_dir, DAY)
-    assert isinstance(rolled, rollup.DayRollup) and rolled.events == 2
+    assert isinstance(rolled, rollup.DayRollup)
+    assert rolled.events == 2
     record = recorded(conn)
-    assert record is not None and record[0] == "recent_changes/date=2024-05-01/part-0.parquet"
+    assert record is not None
+    assert record[0] == "recent_changes/date=2024-05-01/part-0.parquet"
     # Retention drops the raw rows: the export is now the only copy.
     assert retention.drop_expired_partitions(conn, old_dir, today=LATER, retention_days=30).dropped == [DAY]
 
@@ -139,11 +141,13 @@ def test_exports_are_found_where_the_layout_says_after_the_directory_moved(
 
     # Rolled up again from the export at its new place.
     again = rollup.rollup_day(conn, new_dir, DAY)
-    assert isinstance(again, rollup.DayRollup) and again.events == 2
+    assert isinstance(again, rollup.DayRollup)
+    assert again.events == 2
     # A late row re-creates the partition; it is merged into the export at its new place.
     ingest(db_url, tmp_path, [event(title="Milk")])
     merged = rollup.rollup_day(conn, new_dir, DAY)
-    assert isinstance(merged, rollup.DayRollup) and merged.events == 3
+    assert isinstance(merged, rollup.DayRollup)
+    assert merged.events == 3
     assert day_files.parquet_rows(layout.day_path(new_dir, DAY)) == 3
     assert day_files.parquet_rows(layout.raw_day_path(new_dir, DAY)) == 3
     assert not old_dir.exists()

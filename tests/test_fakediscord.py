@@ -120,14 +120,16 @@ async def test_identify_records_intents_and_zlib_stream_compression(
     assert identify["intents"] == bot.intents.value
     assert fake_discord.intents & (1 << 15)  # MESSAGE_CONTENT requested
     assert fake_discord.gateway.compression == ["zlib-stream"]
-    assert bot.user is not None and bot.user.id == fake_discord.users.bot.id
+    assert bot.user is not None
+    assert bot.user.id == fake_discord.users.bot.id
     guild = bot.get_guild(fake_discord.guild.id)
     assert guild is not None
     assert guild.owner_id == fake_discord.users.owner.id
     assert sorted(role.name for role in guild.roles) == ["@everyone", "Moderators"]
     assert [channel.name for channel in guild.text_channels] == ["general", "moderation"]
     # The client acknowledged our heartbeat ACKs and tracked every dispatch's sequence number.
-    assert fake_discord.gateway.heartbeats >= 1 and bot.latency < 1
+    assert fake_discord.gateway.heartbeats >= 1
+    assert bot.latency < 1
     session = fake_discord.gateway.session
     assert session is not None
     assert [p["t"] for p in session.sent] == ["READY", "GUILD_CREATE"]
@@ -160,7 +162,8 @@ async def test_hybrid_command_runs_as_slash_command(fake_discord: FakeDiscord, b
 
     [response] = result.responses
     assert (response.kind, response.type, response.content) == ("callback", 4, "ababab")
-    assert result.message is not None and result.message.content == "ababab"
+    assert result.message is not None
+    assert result.message.content == "ababab"
     assert fake_discord.bot_messages(fake_discord.channels.general) == [result.message]
 
 
@@ -338,7 +341,8 @@ async def test_client_resumes_after_reconnect_request(fake_discord: FakeDiscord,
         "echo", {"text": "back"}, user=fake_discord.users.alice, timeout=2
     )
 
-    assert fake_discord.gateway.session is not None and fake_discord.gateway.session.resumes == 1
+    assert fake_discord.gateway.session is not None
+    assert fake_discord.gateway.session.resumes == 1
     assert result.responses[0].content == "back"
 
 

@@ -193,7 +193,8 @@ async def test_a_429_is_waited_out_for_its_retry_after_and_polling_finds_changes
     attempts = feed_attempts(fake_discord, general)
     assert attempts[0].status == 429
     # The same message again, no sooner than Discord asked.
-    assert attempts[1].nonce == attempts[0].nonce and attempts[1].status == 200
+    assert attempts[1].nonce == attempts[0].nonce
+    assert attempts[1].status == 200
     assert attempts[1].at - attempts[0].at >= 1.5 - SLACK
     assert_paced(fake_discord, general)
 
@@ -296,7 +297,8 @@ async def test_a_deleted_channel_or_a_lost_permission_pauses_the_feed(
         assert {a.status for a in feed_attempts(fake_discord)} == {403, 404}
         fake_discord.world.muted_channel_ids.clear()
         watches = await command(fake_discord, "!watches")
-    assert "#1 · de.wikipedia.org" in watches and "paused since" in watches
+    assert "#1 · de.wikipedia.org" in watches
+    assert "paused since" in watches
     assert "the channel was deleted" in watches
     assert "#2 · fr.wikipedia.org" in watches
     assert "TestON may not post in the channel" in watches
@@ -309,7 +311,8 @@ async def test_watch_needs_manage_channels_and_every_mistake_gets_one_usage_line
     usage = "Usage: !watch <lang> [type=edit|new|log|categorize]"
     async with feed_bot(fake_discord, core, None):
         refused = await command(fake_discord, "!watch en", author=fake_discord.users.alice)
-        assert refused.startswith("Only members with the Manage Channels permission") and usage in refused
+        assert refused.startswith("Only members with the Manage Channels permission")
+        assert usage in refused
         for text, problem in [
             ("!watch", "Which wiki?"),
             ("!watch type=edit", "Give the language first"),
@@ -319,7 +322,9 @@ async def test_watch_needs_manage_channels_and_every_mistake_gets_one_usage_line
             ("!watch en min=-5", "min= takes a number of bytes"),
         ]:
             reply = await command(fake_discord, text)
-            assert reply.startswith(problem) and usage in reply and "\n" not in reply, reply
+            assert reply.startswith(problem), reply
+            assert usage in reply, reply
+            assert "\n" not in reply, reply
         for text, problem in [
             ("!unwatch", "Which feed?"),
             ("!unwatch abc", "'abc' is not a feed number"),
@@ -327,7 +332,9 @@ async def test_watch_needs_manage_channels_and_every_mistake_gets_one_usage_line
             ("!unwatch 99", "This server has no feed 99"),
         ]:
             reply = await command(fake_discord, text)
-            assert reply.startswith(problem) and "Usage: !unwatch <id>" in reply and "\n" not in reply, reply
+            assert reply.startswith(problem), reply
+            assert "Usage: !unwatch <id>" in reply, reply
+            assert "\n" not in reply, reply
         slash = await fake_discord.invoke_slash(
             "watch", {"language": "en", "filters": "ns=zero"}, user=fake_discord.users.owner
         )

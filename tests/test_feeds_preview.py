@@ -62,7 +62,8 @@ def test_preview_prints_the_count_then_the_posts_of_the_day(captured: str) -> No
         line.startswith("2021-08-27 13:") and "https://en.wikipedia.org/" in line for line in lines[1:]
     )
     code, out, _ = preview("!watch en type=edit,new ns=0 minor=no min=50", "--date", "2021-08-27")
-    assert code == 0 and [line.split(" | ")[1] for line in out.splitlines()[1:]] == titles
+    assert code == 0
+    assert [line.split(" | ")[1] for line in out.splitlines()[1:]] == titles
     code, out, _ = preview("en", "--date", "2021-08-26")
     assert (code, out) == (0, "0 changes match\n")
 
@@ -78,5 +79,7 @@ def test_preview_prints_the_count_then_the_posts_of_the_day(captured: str) -> No
 )
 def test_preview_refuses_bad_arguments_in_one_line(arguments: list[str], message: str) -> None:
     code, out, err = preview(*arguments)
-    assert code == 2 and out == ""
-    assert message in err and len(err.strip().splitlines()) == 1
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert len(err.strip().splitlines()) == 1

@@ -67,7 +67,8 @@ def test_every_filter_word_is_parsed_and_written_back_canonically() -> None:
     canonical = parsed.words()
     assert canonical == "ns=0,4 bots minor=no min=500 title=Foo_bar user=Some_One anon"
     assert parse_filter_words(canonical) == parsed
-    assert parse_filters([]) == DEFAULT_FILTER and DEFAULT_FILTER.words() == ""
+    assert parse_filters([]) == DEFAULT_FILTER
+    assert DEFAULT_FILTER.words() == ""
     assert parse_filters(["type=categorize"]).words() == "type=categorize"
 
 
@@ -144,7 +145,8 @@ def test_matching_applies_each_filter() -> None:
     assert matches(parse_filters(["anon"]), item(1, user_name="192.0.2.7"))
     assert matches(parse_filters(["anon"]), item(1, user_name="2001:db8::1"))
     assert matches(parse_filters(["anon"]), item(1, user_name="~2025-12345-67"))
-    assert not is_anonymous(None) and not is_anonymous("Bob~2025")
+    assert not is_anonymous(None)
+    assert not is_anonymous("Bob~2025")
 
 
 # --- posts ----------------------------------------------------------------------------------------
@@ -159,13 +161,18 @@ def test_a_post_links_the_diff_and_the_user_and_escapes_the_comment() -> None:
     assert description.startswith(
         "[A\\_b](https://en.wikipedia.org/wiki/Special:Contributions/A_b) · **+60** · edit"
     )
-    assert "\\[\\[x\\]\\]" in description and "@\u200beveryone" in description and "\\*bold\\*" in description
-    assert description.endswith("…”") and len(description) < 400
+    assert "\\[\\[x\\]\\]" in description
+    assert "@\u200beveryone" in description
+    assert "\\*bold\\*" in description
+    assert description.endswith("…”")
+    assert len(description) < 400
     assert data["footer"]["text"] == "en.wikipedia.org · 2025-05-03 12:30:05 UTC"
     removed = change_embed(change(length_old=500, length_new=20, bot=True)).to_dict()["description"]
-    assert "**−480**" in removed and "edit, bot" in removed
+    assert "**−480**" in removed
+    assert "edit, bot" in removed
     log = change_embed(change(type="log", log_type="block", log_action="block", title="User:X")).to_dict()
-    assert log["url"] == "https://en.wikipedia.org/wiki/User:X" and "log: block/block" in log["description"]
+    assert log["url"] == "https://en.wikipedia.org/wiki/User:X"
+    assert "log: block/block" in log["description"]
     assert plain_post(change()) == (
         "2025-05-03 12:30:05 UTC | Main Page | Alice | +60 | edit | fix | "
         "https://en.wikipedia.org/w/index.php?diff=11&oldid=10"
@@ -182,7 +189,8 @@ def test_a_message_holds_at_most_ten_posts_within_discord_limits() -> None:
     assert sum(change_embed(c).size() for c in long[:shown]) <= EMBED_TOTAL_LIMIT
     wiki = CATALOG.resolve("en")
     line = skipped_line(1234, wiki, "!")
-    assert line.startswith("Skipped 1,234 changes on en.wikipedia.org") and "!recent en" in line
+    assert line.startswith("Skipped 1,234 changes on en.wikipedia.org")
+    assert "!recent en" in line
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -202,11 +210,13 @@ def backlog_of(items: list[FeedChange], *, read_to: int | None = None, keep=lamb
 def test_the_next_step_posts_ten_then_the_rest_covering_rows_that_match_nothing() -> None:
     items = [item(n) for n in range(1, 26)]
     step = next_step(backlog_of(items, read_to=40), cursor=0)
-    assert (
-        isinstance(step, Post) and [i.arrival for i in step.changes] == list(range(1, 11)) and step.to == 10
-    )
+    assert isinstance(step, Post)
+    assert [i.arrival for i in step.changes] == list(range(1, 11))
+    assert step.to == 10
     step = next_step(backlog_of(items[20:], read_to=40), cursor=20)
-    assert isinstance(step, Post) and len(step.changes) == 5 and step.to == 40
+    assert isinstance(step, Post)
+    assert len(step.changes) == 5
+    assert step.to == 40
     assert next_step(backlog_of([], read_to=40), cursor=30) == Advance(40)
     assert next_step(backlog_of([]), cursor=30) is None
 
@@ -216,7 +226,8 @@ def test_more_than_a_hundred_behind_is_one_line_then_the_newest_ten() -> None:
     step = next_step(backlog_of(items), cursor=0)
     assert step == Skip(count=120, to=120)
     after = next_step(backlog_of(items[120:]), cursor=120)
-    assert isinstance(after, Post) and [i.arrival for i in after.changes] == list(range(121, 131))
+    assert isinstance(after, Post)
+    assert [i.arrival for i in after.changes] == list(range(121, 131))
     assert next_step(backlog_of(items[:100]), cursor=0) == Post(changes=tuple(items[:10]), to=10)
 
 
@@ -226,7 +237,8 @@ def test_a_step_written_down_is_rebuilt_the_same_and_keeps_its_nonce() -> None:
     assert planned == Post(changes=tuple(items), to=9)
     assert resent_step(backlog_of(items, read_to=9), 9, skip=False) == planned
     assert resent_step(backlog_of(items), 7, skip=True) == Skip(count=7, to=7)
-    assert nonce(3, 9) == nonce(3, 9) and nonce(3, 9) != nonce(3, 10) != nonce(4, 9)
+    assert nonce(3, 9) == nonce(3, 9)
+    assert nonce(3, 9) != nonce(3, 10) != nonce(4, 9)
     assert len(nonce(2**62, 2**62)) == 25
 
 
@@ -252,7 +264,8 @@ def test_feed_replies_render_for_discord() -> None:
     wiki = CATALOG.resolve("en")
     created = discord_reply(FeedCreated(row, wiki), prefix="!")
     assert created.summary.startswith("Feed #4: changes on en.wikipedia.org will be posted")
-    assert "user=A\\_\\*b\\*" in created.messages[0].content and "!unwatch 4" in created.messages[0].content
+    assert "user=A\\_\\*b\\*" in created.messages[0].content
+    assert "!unwatch 4" in created.messages[0].content
     paused = replace(row, paused_reason="the channel was deleted", paused_at=WHEN)
     listing = discord_reply(FeedList((row, paused), {"enwiki": wiki}), prefix="!").messages[0].content
     line = (

@@ -52,7 +52,8 @@ async def test_a_feed_starts_after_the_newest_change_and_reads_late_events_by_ar
         conn.commit()
     async with pool.connection() as conn:
         [late] = await store.changes_after(conn, "enwiki", feed.cursor, upto=None, limit=10)
-        assert late.change.title == "Late" and late.arrival > feed.cursor
+        assert late.change.title == "Late"
+        assert late.arrival > feed.cursor
         assert await store.changes_after(conn, "enwiki", feed.cursor, upto=feed.cursor, limit=10) == []
         await store.begin_step(conn, feed.id, late.arrival, skip=False)
         await store.finish_step(conn, feed.id, late.arrival, posted=1)
@@ -64,26 +65,33 @@ async def test_a_feed_starts_after_the_newest_change_and_reads_late_events_by_ar
 async def test_feed_commands_check_the_place_the_permission_and_the_limit(pool: AsyncConnectionPool) -> None:
     core = CommandCore(database=pool, catalog=CATALOG, prefix="!", clock=lambda: NOW)
     terminal = await core.answer_text("!watch en", Invoker())
-    assert isinstance(terminal, Problem) and terminal.problem.startswith("Feeds post in a server's channel")
+    assert isinstance(terminal, Problem)
+    assert terminal.problem.startswith("Feeds post in a server's channel")
     member = Invoker(user_id=6, guild_id=1, channel_id=10)
     refused = await core.answer_text("!watch en", member)
-    assert isinstance(refused, Problem) and "Manage Channels" in refused.problem
+    assert isinstance(refused, Problem)
+    assert "Manage Channels" in refused.problem
     for number in range(MAX_FEEDS_PER_GUILD):
         created = await core.answer_text(f"!watch en title=P{number}", MODERATOR)
-        assert isinstance(created, FeedCreated) and created.feed.filters == f"title=P{number}"
+        assert isinstance(created, FeedCreated)
+        assert created.feed.filters == f"title=P{number}"
     over = await core.answer_text("!watch de", MODERATOR)
-    assert isinstance(over, Problem) and over.problem.startswith("This server already has 10 feeds")
+    assert isinstance(over, Problem)
+    assert over.problem.startswith("This server already has 10 feeds")
     elsewhere = await core.answer_text(
         "!watch de", Invoker(guild_id=2, channel_id=20, can_manage_channels=True)
     )
     assert isinstance(elsewhere, FeedCreated)
     listed = await core.answer_text("!watches", member)
-    assert isinstance(listed, FeedList) and len(listed.feeds) == MAX_FEEDS_PER_GUILD
+    assert isinstance(listed, FeedList)
+    assert len(listed.feeds) == MAX_FEEDS_PER_GUILD
     assert await core.answer_text("!unwatch 1", member) == Problem(
         "Only members with the Manage Channels permission can change this server's feeds.",
         Command.UNWATCH,
     )
     removed = await core.answer_text("!unwatch 1", MODERATOR)
-    assert isinstance(removed, FeedRemoved) and removed.feed.id == 1
+    assert isinstance(removed, FeedRemoved)
+    assert removed.feed.id == 1
     other_server = await core.answer_text(f"!unwatch {elsewhere.feed.id}", MODERATOR)
-    assert isinstance(other_server, Problem) and "has no feed" in other_server.problem
+    assert isinstance(other_server, Problem)
+    assert "has no feed" in other_server.problem

@@ -187,7 +187,8 @@ async def test_a_restart_resumes_from_the_stored_cursor(
         server.events = recorded[:600]  # the stream moved on while we were away
         _, second = make_pipeline(session, server.url, db_url, catalog)
         await run_until(second, lambda: len(stored_ids(db_url)) == 600)
-    assert stored is not None and stored[0] == recorded[299].id
+    assert stored is not None
+    assert stored[0] == recorded[299].id
     assert server.requests[-1].headers["Last-Event-ID"] == recorded[299].id
     assert sorted(stored_ids(db_url)) == sorted(e.meta_id for e in recorded[:600])
 
@@ -253,7 +254,9 @@ async def test_metrics_and_health_are_served(
     assert "teston_ingest_batch_commit_seconds_bucket" in text
     assert "teston_ingest_event_lag_seconds_count 100.0" in text
     assert "teston_ingest_last_event_timestamp_seconds 1.63007" in text
-    assert status == 200 and health["status"] == "ok" and health["ingested"] == 100
+    assert status == 200
+    assert health["status"] == "ok"
+    assert health["ingested"] == 100
 
 
 def _free_port() -> int:

@@ -180,7 +180,8 @@ def test_once_the_holder_closes_the_next_writer_takes_the_stream(
     first.close()
     first.close()  # closing twice is harmless
     cursor = second.read_cursor(STREAM)
-    assert cursor is not None and cursor.position == "[1]"
+    assert cursor is not None
+    assert cursor.position == "[1]"
     second.commit(batch(2))
     assert stored(db_url) == (2, [(STREAM, "[2]")])
     # Now the first one is the one refused, naming the second.
@@ -200,7 +201,8 @@ def test_after_a_connection_loss_the_writer_takes_the_lock_again_and_commits(
     outcome = writer.commit(batch(2))
     assert outcome.inserted == 1
     assert writer.outages == 1
-    assert len(connections.opened) == 2 and connections.pid != lost
+    assert len(connections.opened) == 2
+    assert connections.pid != lost
     assert stored(db_url) == (2, [(STREAM, "[2]")])
     # The new connection holds the lock.
     with pytest.raises(StreamBusy, match=f"pid {connections.pid} "):

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ingestion.backoff import ReconnectPolicy
 from ingestion.batch import Batch, QuarantinedEvent
@@ -262,10 +263,9 @@ def test_encoded_rows_read_back_as_they_were_written(conn: psycopg.Connection) -
         None, *([None] * 7), None, "[]",
     )  # fmt: skip
     writer.commit(Batch(STREAM, [full, empty]))
-    columns = ", ".join(INGEST_COLUMNS)
-    stored = {
-        row[1]: row for row in conn.execute(f"SELECT {columns}, raw::text FROM recent_changes").fetchall()
-    }
+    columns = sql.SQL(", ").join(map(sql.Identifier, INGEST_COLUMNS))
+    query = sql.SQL("SELECT {}, raw::text FROM recent_changes").format(columns)
+    stored = {row[1]: row for row in conn.execute(query).fetchall()}
     for written in (full, empty):
         row = stored[written.event_id]
         assert row[: len(INGEST_COLUMNS) - 1] == written[:-1]

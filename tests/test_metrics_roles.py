@@ -69,7 +69,8 @@ def test_job_runs_failures_durations_last_success_and_the_finalisation_lag(
     assert value(registry, "teston_job_runs_total", kind=NIGHTLY, status="failed") == 0
     assert value(registry, "teston_job_last_success_timestamp_seconds", kind=NIGHTLY) == 0
     lag = value(registry, "teston_rollup_final_day_lag_days")
-    assert lag is not None and lag != lag  # NaN
+    assert lag is not None
+    assert lag != lag
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("the export directory cannot be made here")
     with ConnectionPool(db_url, min_size=0, max_size=4) as pool:
@@ -97,7 +98,8 @@ def test_job_runs_failures_durations_last_success_and_the_finalisation_lag(
     # Two runs timed (the skipped one is not), each taking some time.
     assert value(registry, "teston_job_duration_seconds_count", kind=NIGHTLY) == 2
     duration = value(registry, "teston_job_duration_seconds_sum", kind=NIGHTLY)
-    assert duration is not None and duration > 0
+    assert duration is not None
+    assert duration > 0
     # 2021-08-27 is final: one day behind on the 28th, three on the 30th although no job ran since.
     midnight = datetime(2021, 8, 27, tzinfo=UTC).timestamp()
     assert value(registry, "teston_rollup_newest_final_day_timestamp_seconds") == midnight

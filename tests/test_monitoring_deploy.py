@@ -53,7 +53,8 @@ def run(promtool: str, *args: str | Path) -> str:
 def dashboard_module() -> ModuleType:
     """deploy/grafana/dashboard.py, which is a script beside the files it writes, not a package."""
     spec = importlib.util.spec_from_file_location("teston_grafana_dashboard", GRAFANA / "dashboard.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     # Its dataclasses look their module up by name while the class is made.
     sys.modules[spec.name] = module

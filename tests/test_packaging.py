@@ -75,9 +75,12 @@ def test_every_long_running_teston_service_has_a_health_check_that_is_a_teston_c
         if not runs_teston(service) or service.get("restart") == "no":
             continue  # another program's service, or a one-shot job (migrations)
         check = service.get("healthcheck")
-        assert check and not check.get("disable") and check.get("test"), name
+        assert check, name
+        assert not check.get("disable"), name
+        assert check.get("test"), name
         kind, *arguments = check["test"]
-        assert kind == "CMD" and arguments[:2] == ["teston", "health"], name
+        assert kind == "CMD", name
+        assert arguments[:2] == ["teston", "health"], name
         parse_teston_command(arguments[1:])
         checked.append(name)
     assert {"teston", "ingester", "sink", "scheduler", "bot-0", "bot-1"} <= set(checked)

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pyarrow.parquet as pq
 import pytest
+from psycopg import sql
 from typer.testing import CliRunner
 
 from analytics import bookkeeping, day_files, jobs, layout, retention, rollup
@@ -147,7 +148,9 @@ def summary_rows(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:
     with conn.transaction():
         return {
             "stats": conn.execute(
-                f"SELECT day, wiki, {', '.join(STATS_FIGURES)} FROM daily_wiki_stats ORDER BY day, wiki"
+                sql.SQL("SELECT day, wiki, {} FROM daily_wiki_stats ORDER BY day, wiki").format(
+                    sql.SQL(", ").join(map(sql.Identifier, STATS_FIGURES))
+                )
             ).fetchall(),
             "pages": conn.execute("SELECT * FROM daily_top_pages ORDER BY day, wiki, rank").fetchall(),
             "editors": conn.execute("SELECT * FROM daily_top_editors ORDER BY day, wiki, rank").fetchall(),
@@ -320,7 +323,8 @@ def test_a_fresh_home_has_no_stats_until_something_arrives(
     assert first.details["no_data"] == [today.isoformat(), yesterday.isoformat()]
     assert summary_rows(conn)["rollups"] == []
     night = jobs.nightly(conn, tmp_path, retention_days=30, now=now)
-    assert night.details["days"] == [] and summary_rows(conn)["rollups"] == []
+    assert night.details["days"] == []
+    assert summary_rows(conn)["rollups"] == []
 
     # Events of today arrive: today is rolled up partial; yesterday stays without data.
     capture = DATA / "2023-07-29_enwiki_100.jsonl"
@@ -331,7 +335,8 @@ def test_a_fresh_home_has_no_stats_until_something_arrives(
     assert read_wiki_day(db_url, yesterday, "enwiki").rollup is None
     # Collected, but nothing on that wiki: zero, not "no data".
     quiet = read_wiki_day(db_url, today, "dewiki")
-    assert quiet.rollup is not None and quiet.figures is None  # no row: zero changes
+    assert quiet.rollup is not None
+    assert quiet.figures is None
 
     # The next night finalizes the day that has data, and only that one.
     later = now + timedelta(days=1)
@@ -381,11 +386,16 @@ def test_the_bot_reads_a_wiki_day_in_one_call(db_url: str, conn: psycopg.Connect
     rollup.rollup_day(conn, tmp_path, day)
 
     en = read_wiki_day(db_url, day, "enwiki")
-    assert en.rollup is not None and en.rollup.status is DayStatus.FINAL and not en.rollup.incomplete
-    assert en.figures is not None and en.figures.changes == 100 == sum(en.figures.hourly_changes)
+    assert en.rollup is not None
+    assert en.rollup.status is DayStatus.FINAL
+    assert not en.rollup.incomplete
+    assert en.figures is not None
+    assert en.figures.changes == 100 == sum(en.figures.hourly_changes)
     assert [p.rank for p in en.top_pages] == list(range(1, 11))
     quiet = read_wiki_day(db_url, day, "dewiki")  # collected, but nothing on that wiki
-    assert quiet.rollup is not None and quiet.figures is None and quiet.top_pages == []
+    assert quiet.rollup is not None
+    assert quiet.figures is None
+    assert quiet.top_pages == []
 
 
 # --- Late events for a day whose raw partition retention dropped. -----------------------------------
@@ -408,7 +418,8 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
     export_dir = tmp_path / "exports"
     ingest_path(db_url, capture)
     exported = rollup.rollup_day(conn, export_dir, day)
-    assert isinstance(exported, rollup.DayRollup) and exported.events == 1950
+    assert isinstance(exported, rollup.DayRollup)
+    assert exported.events == 1950
     dropped = retention.drop_expired_partitions(conn, export_dir, today=AFTER_ARRIVALS, retention_days=30)
     assert dropped.dropped == [day], dropped.kept
 
@@ -433,7 +444,8 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
     typed, raw = layout.day_path(export_dir, day), layout.raw_day_path(export_dir, day)
     assert day_files.parquet_rows(typed) == day_files.parquet_rows(raw) == 1951
     keys = _row_keys(typed)
-    assert keys == sorted(keys) and len(set(keys)) == 1951
+    assert keys == sorted(keys)
+    assert len(set(keys)) == 1951
     assert late["meta"]["id"] in {event_id for _, event_id in keys}
     assert _row_keys(raw) == keys  # the raw file pairs with the typed one row by row
     assert bookkeeping.recorded_export(conn, export_dir, day) is not None
@@ -451,14 +463,16 @@ def test_a_late_event_after_retention_is_merged_into_the_export(
     with conn.transaction():
         assert day not in existing_partition_days(conn)
     result = rollup.rollup_day(conn, export_dir, day)
-    assert isinstance(result, rollup.DayRollup) and result.events == 1951
+    assert isinstance(result, rollup.DayRollup)
+    assert result.events == 1951
 
     # A replay of the capture (events the export already holds) re-creates the partition and adds nothing.
     _ingest_events(db_url, tmp_path, [json.loads(line) for line in capture.read_text("utf-8").splitlines()])
     with conn.transaction():
         assert day in existing_partition_days(conn)
     result = rollup.rollup_day(conn, export_dir, day)
-    assert isinstance(result, rollup.DayRollup) and result.events == 1951
+    assert isinstance(result, rollup.DayRollup)
+    assert result.events == 1951
     assert typed.read_bytes() == typed_bytes
     assert bookkeeping.stale_days(conn) == []
     dropped = retention.drop_expired_partitions(conn, export_dir, today=AFTER_ARRIVALS, retention_days=30)

@@ -45,7 +45,8 @@ def test_jobs_coalesce_run_alone_and_have_a_grace_period(tmp_path: Path) -> None
     for job in scheduler.get_jobs():
         assert job.coalesce is True
         assert job.max_instances == 1
-        assert job.misfire_grace_time and job.misfire_grace_time > 0
+        assert job.misfire_grace_time
+        assert job.misfire_grace_time > 0
     assert {job.id for job in scheduler.get_jobs()} == {INTRADAY, NIGHTLY}
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
+from psycopg import sql
 from typer.testing import CliRunner
 
 from analytics import bookkeeping, jobs, rollup, spark_engine
@@ -38,7 +39,9 @@ def summary_tables(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]
     """Every column of every row of the summary tables, in key order."""
     with conn.transaction():
         return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+            table: conn.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY 1, 2, 3").format(sql.Identifier(table))
+            ).fetchall()
             for table in SUMMARY_TABLES
         }
 
@@ -64,7 +67,7 @@ def test_every_capture_gives_the_same_rows_on_both_engines(
     in_process = summary_tables(conn)
     with conn.transaction():
         for table in SUMMARY_TABLES:
-            conn.execute(f"DELETE FROM {table}")
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
     # Every day in one Spark job, from the exports just written (re-exported, byte-identical).
     result = roll_up(conn, export_dir, days, engine=lambda files: spark_engine.figures_of_files(spark, files))
     on_spark = summary_tables(conn)
@@ -95,7 +98,7 @@ def test_today_partial_and_days_without_data_on_both_engines(
     in_process_rows = summary_tables(conn)
     with conn.transaction():
         for table in SUMMARY_TABLES:
-            conn.execute(f"DELETE FROM {table}")
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
     on_spark = roll_up(
         conn, tmp_path / "spark", days, engine=lambda f: spark_engine.figures_of_files(spark, f)
     )

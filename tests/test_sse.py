@@ -315,4 +315,6 @@ def test_any_bytes_decode_without_error(chunks: list[bytes]) -> None:
     events = decode_in_chunks(chunks)
     assert events == decode(b"".join(chunks))
     for event in events:
-        assert event.event and "\n" not in event.event and "\r" not in event.event
+        assert event.event
+        assert "\n" not in event.event
+        assert "\r" not in event.event

@@ -230,7 +230,7 @@ def test_unknown_wiki_message_names_the_query_and_suggestions(catalog: WikiCatal
 
 
 def test_unknown_wiki_survives_pickling() -> None:
-    error = pickle.loads(pickle.dumps(UnknownWiki("enn", ("en",))))
+    error = pickle.loads(pickle.dumps(UnknownWiki("enn", ("en",))))  # noqa: S301 (our own bytes)
     assert (error.query, error.suggestions, str(error)) == (
         "enn",
         ("en",),

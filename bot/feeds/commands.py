@@ -49,7 +49,8 @@ async def answer_feed_request(
             raise UsageError(Command.UNWATCH, f"This server has no feed {request.feed_id}; see !watches.")
         return FeedRemoved(removed)
     wiki = resolve(Command.WATCH, request.language)
-    assert invoker.channel_id is not None
+    if invoker.channel_id is None:  # refused above already; said again for the type checker
+        raise UsageError(command, NOT_IN_A_SERVER)
     try:
         async with database.connection() as conn:
             created = await store.create_feed(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from analytics.aggregates import ANONYMOUS_USER_PATTERN
 from bot.answers import Change
 from bot.feeds.filters import FeedFilter
+from teston.editors import ANONYMOUS_USER_PATTERN
 
 # The same definition of "anonymous" as the daily figures: an IP address or a temporary account.
 _ANONYMOUS = re.compile(ANONYMOUS_USER_PATTERN)

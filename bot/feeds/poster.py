@@ -109,7 +109,7 @@ class FeedPoster:
         """Post for every active feed until cancelled (a feed's failure is logged and retried)."""
         async with asyncio.TaskGroup() as group:
             if self._listen is not None:
-                group.create_task(self._follow_notifications(), name="feeds: listen")
+                group.create_task(self._follow_notifications(self._listen), name="feeds: listen")
             tasks: dict[int, asyncio.Task[None]] = {}
             while True:
                 try:
@@ -132,12 +132,11 @@ class FeedPoster:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
                 self._wake.clear()
 
-    async def _follow_notifications(self) -> None:
+    async def _follow_notifications(self, listen: Callable[[], Awaitable[AsyncConnection[Any]]]) -> None:
         """Wake the feeds on every notification; polling covers the time without a connection."""
-        assert self._listen is not None
         while True:
             try:
-                conn = await self._listen()
+                conn = await listen()
                 async with conn:
                     await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
                     self.wake()  # changes committed before LISTEN took effect are read now

@@ -57,8 +57,7 @@ async def create_feed(
     params = {"guild": guild_id, "channel": channel_id, "wiki": wiki, "filters": filters, "by": created_by}
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params)
-        row = await cur.fetchone()
-    assert row is not None
+        [row] = await cur.fetchall()
     # Wakes the poster (it listens for new changes) to start the feed at once, on commit.
     await conn.execute("SELECT pg_notify('recent_changes', '')")
     return _feed(row)

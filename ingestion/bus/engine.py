@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from ingestion.bus.naming import BusAddress, BusEngine
+from teston.bus_address import BusAddress, BusEngine
 from teston.errors import IngestionError
 
 
@@ -75,7 +75,9 @@ class BusPublisher(Protocol):
 class BusConsumer(Protocol):
     """The sink's side: fetch a batch, acknowledge it once stored; redelivered if never acknowledged."""
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[ReceivedMessage]: ...
+    async def fetch(self, max_messages: int, max_wait: float) -> list[ReceivedMessage]:
+        """Up to `max_messages`: as soon as there are some, or none after `max_wait` seconds."""
+        ...
 
     async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None: ...
 

@@ -27,13 +27,12 @@ from ingestion.bus.naming import (
     MESSAGE_ID_HEADER,
     STREAM_NAME,
     SUBJECT_PREFIX,
-    BusAddress,
-    BusEngine,
     message_source,
     stream_replicas,
     stream_subjects,
     subject_for,
 )
+from teston.bus_address import BusAddress, BusEngine
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +191,9 @@ class JetStreamConsumer:
                     raise BusUnavailable(f"cannot create the consumer {CONSUMER_NAME}: {exc}") from exc
                 await asyncio.sleep(_RETRY_PAUSE)
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[ReceivedMessage]:
+    async def fetch(self, max_messages: int, max_wait: float) -> list[ReceivedMessage]:
         try:
-            messages = await self._subscription.fetch(batch=max_messages, timeout=timeout)
+            messages = await self._subscription.fetch(batch=max_messages, timeout=max_wait)
         except nats.errors.TimeoutError:
             self._lag = BusLag(0, 0.0)
             return []

@@ -22,11 +22,10 @@ from ingestion.bus.engine import BusLag, BusOptions, BusUnavailable, OutgoingMes
 from ingestion.bus.naming import (
     CONSUMER_NAME,
     TOPIC,
-    BusAddress,
-    BusEngine,
     message_source,
     stream_replicas,
 )
+from teston.bus_address import BusAddress, BusEngine
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +128,8 @@ class KafkaConsumer:
             await asyncio.sleep(_RETRY_PAUSE)
         return cls(consumer)
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[ReceivedMessage]:
-        batches = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_messages)
+    async def fetch(self, max_messages: int, max_wait: float) -> list[ReceivedMessage]:
+        batches = await self._consumer.getmany(timeout_ms=int(max_wait * 1000), max_records=max_messages)
         records = [record for partition in batches.values() for record in partition]
         received = [self._received(record) for record in records]
         pending = 0

@@ -38,7 +38,8 @@ def _requested_days(day: str | None, first: str | None, last: str | None) -> lis
     today = rollup.today_utc()
     if day is not None:
         return [_parse_day(day, "--date", today=today)]
-    assert first is not None and last is not None
+    if first is None or last is None:
+        raise typer.BadParameter("give exactly one of --date D, --from D --to D, or --all")
     start, end = _parse_day(first, "--from", today=today), _parse_day(last, "--to", today=today)
     if start > end:
         raise typer.BadParameter(

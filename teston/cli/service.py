@@ -24,7 +24,6 @@ from bot.app import NO_TOKEN_HELP, DiscordBotService
 from bot.client import BotUnavailable
 from bot.metrics import BotMetrics
 from ingestion.bus.engine import BusOptions, open_consumer, open_publisher
-from ingestion.bus.naming import parse_bus_url
 from ingestion.bus.publisher import BusCommitter
 from ingestion.bus.sink import BusSink, SinkMetrics
 from ingestion.metrics import IngestMetrics
@@ -32,6 +31,7 @@ from ingestion.pipeline import PipelineOptions
 from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import ClosingCommitter, IngestionService, connector, open_source
 from teston import database
+from teston.bus_address import parse_bus_url
 from teston.cli.common import ingestion_failures_exit, read_settings
 from teston.connections import ConnectionBudget, TooFewConnections, share_connections
 from teston.embedded import EmbeddedPostgres
