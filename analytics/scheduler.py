@@ -22,12 +22,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from psycopg_pool import ConnectionPool
 
 from analytics import bookkeeping, jobs
 from analytics.metrics import JobMetrics
-from teston import database
-from teston.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +43,6 @@ class Schedule:
     retention_days: int = 30
     intraday_interval: timedelta = timedelta(minutes=5)
     nightly_at: time = time(0, 15)
-
-
-def connection_pool(url: str, settings: DatabaseSettings, connections: int) -> ConnectionPool:
-    """An unopened pool of `connections` (the schedule's share of `DB_MAX_OPEN_CONNS`, one per job running
-    at once): no connection until a job needs one, none kept idle long."""
-    return ConnectionPool(
-        database.in_utc(url),
-        min_size=0,
-        max_size=connections,
-        max_idle=settings.max_idle_time.total_seconds(),
-        open=False,
-        name="analytics",
-    )
 
 
 def intraday_slot(moment: datetime, interval: timedelta) -> datetime:

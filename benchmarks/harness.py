@@ -142,12 +142,12 @@ def ingest_file(url: str, path: Path) -> int:
     """Load a JSON Lines file through the real ingest path (parse → COPY → commit); rows stored."""
     from ingestion.pipeline import IngestPipeline, PipelineOptions
     from ingestion.resilient_writer import ResilientWriter
-    from ingestion.service import connector
     from ingestion.sources import open_file_source
+    from teston.cli.wiring import writer_connector
     from teston.wikis import WikiCatalog
 
     async def replay() -> int:
-        writer = ResilientWriter(connector(url))
+        writer = ResilientWriter(writer_connector(url))
         options = PipelineOptions(batch_size=5000)
         pipeline = IngestPipeline(open_file_source(path), writer, WikiCatalog.load(), options=options)
         try:

@@ -118,13 +118,13 @@ async def ingest_from_stream(url: str, stream_url: str, events: int) -> int:
     from ingestion.client import EventStreamClient
     from ingestion.pipeline import IngestPipeline, PipelineOptions
     from ingestion.resilient_writer import ResilientWriter
-    from ingestion.service import connector
+    from teston.cli.wiring import writer_connector
     from teston.wikis import WikiCatalog
 
     catalog = WikiCatalog.load()
     async with aiohttp.ClientSession() as session:
         client = EventStreamClient(session, stream_url, user_agent="TestON-benchmark/0 (local)")
-        writer = ResilientWriter(connector(url))
+        writer = ResilientWriter(writer_connector(url))
         pipeline = IngestPipeline(FirstEvents(client, events), writer, catalog, options=PipelineOptions())
         try:
             summary = await pipeline.run()

@@ -1,6 +1,7 @@
 """The bot as the CLI runs it: one command answered on a terminal, or the Discord bot as a component.
 
-The CLI (the composition root) reads settings and passes them here; nothing is read from the
+The CLI (the composition root, `teston/cli/wiring.py`) reads the settings and builds the pools, the
+catalog and the LISTEN connection factory, and passes them here; nothing is built or read from the
 environment in this module.
 """
 
@@ -12,7 +13,6 @@ import logging
 from datetime import date
 from typing import Any
 
-import psycopg
 from discord.ext import commands
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,10 +20,9 @@ from bot.answers import Answer, Help, Problem
 from bot.arguments import parse_command
 from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot, shards_of
 from bot.commands import DEFAULT_RETENTION_DAYS, CommandCore, Invoker, utc_now
-from bot.feeds.poster import FeedPoster
+from bot.feeds.poster import FeedPoster, Listen
 from bot.metrics import BotMetrics
 from bot.requests import HelpRequest, UsageError
-from teston import database
 from teston.settings import Settings
 from teston.wikis import WikiCatalog
 
@@ -53,29 +52,30 @@ def answer_without_database(text: str, *, prefix: str = "!", today: date | None 
 
 
 async def answer_once(
-    url: str,
+    pool: AsyncConnectionPool,
+    catalog: WikiCatalog,
     text: str,
     invoker: Invoker,
     *,
     prefix: str = "!",
     retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> Answer:
-    """Answer one command line against the database at `url`, as the bot would."""
-    async with AsyncConnectionPool(
-        database.in_utc(url), min_size=1, max_size=1, open=False, name="teston-ask"
-    ) as pool:
-        core = CommandCore(
-            database=pool,
-            catalog=WikiCatalog.load(),
-            prefix=prefix,
-            also_accepted=(ORIGINAL_PREFIX,),
-            retention_days=retention_days,
-        )
-        return await core.answer_text(text, invoker)
+    """Answer one command line on the (open) `pool`, as the bot would."""
+    core = CommandCore(
+        database=pool,
+        catalog=catalog,
+        prefix=prefix,
+        also_accepted=(ORIGINAL_PREFIX,),
+        retention_days=retention_days,
+    )
+    return await core.answer_text(text, invoker)
 
 
 class DiscordBotService:
-    """The Discord bot with its own connection pool, as a `teston.runtime.Component`.
+    """The Discord bot on the pool it is given, as a `teston.runtime.Component`.
+
+    It opens the (unopened) pool when it starts and closes it when it stops; `listen` opens the live
+    feeds' LISTEN connection (none: the feeds only poll).
 
     Discord being unreachable is waited out (see `bot.client.run_bot`). When the bot cannot run at all
     (a refused token, a bug), what happens depends on whether it is the whole process: under
@@ -88,26 +88,23 @@ class DiscordBotService:
     def __init__(
         self,
         settings: Settings,
-        url: str,
+        pool: AsyncConnectionPool,
+        catalog: WikiCatalog,
         *,
+        listen: Listen | None = None,
         essential: bool = False,
-        catalog: WikiCatalog | None = None,
         cooldown: commands.Cooldown | None = DEFAULT_COOLDOWN,
         backoff: Backoff | None = None,
         metrics: BotMetrics | None = None,
-        connections: int | None = None,
         **bot_options: Any,
     ) -> None:
         if settings.discord.token is None:
             raise ValueError(NO_TOKEN_HELP)
         self._settings = settings
-        self._url = url
         self._essential = essential
-        # Its share of DB_MAX_OPEN_CONNS (see `teston.connections`); all of it when it runs alone. The
-        # feeds' LISTEN connection is one of the share when the share has room for it.
-        size = connections or settings.database.max_open_conns
-        self._pool = database.async_pool(url, settings.database, max_size=max(1, size - 1), name="teston-bot")
-        self._catalog = catalog or WikiCatalog.load()
+        self._pool = pool
+        self._catalog = catalog
+        self._listen = listen
         self._cooldown = cooldown
         self._backoff = backoff
         self.metrics = metrics
@@ -129,7 +126,7 @@ class DiscordBotService:
             self._pool,
             self._catalog,
             prefix=self._settings.discord.command_prefix,
-            listen=lambda: psycopg.AsyncConnection.connect(database.in_utc(self._url), autocommit=True),
+            listen=self._listen,
             metrics=self.metrics,
             owns=shards_of(self._settings.discord).owns,
         )

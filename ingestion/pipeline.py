@@ -141,7 +141,7 @@ class IngestPipeline:
         self._catalog = catalog
         self.options = options or PipelineOptions()
         self._metrics = metrics
-        self.on_progress = on_progress
+        self._on_progress = on_progress
         self.summary = IngestSummary()
         self._stop = asyncio.Event()
         self._committer_idle = asyncio.Event()  # the committer waits for a batch
@@ -366,5 +366,5 @@ class IngestPipeline:
             quarantined,
             outcome.seconds,
         )
-        if self.on_progress is not None:
-            self.on_progress(summary)
+        if self._on_progress is not None:
+            self._on_progress(summary)

@@ -1,8 +1,8 @@
-"""Ingestion as a long-running component: build a source, run the pipeline, serve metrics, stop cleanly.
+"""Ingestion as a long-running component: run the pipeline on its source, serve metrics, stop cleanly.
 
 `teston ingest` runs one of these until its source ends or a signal arrives; `teston up` runs it beside
-the other components. Everything it uses (HTTP session, database connector, catalog, registry) is passed
-in by the composition root.
+the other components. Everything it uses (source, writer, catalog, metrics) is built by the composition
+root (`teston/cli/wiring.py`) and passed in.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-import psycopg
 
 from ingestion.backoff import Failure, ReconnectPolicy
 from ingestion.client import EventStreamClient, user_agent
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import BatchCommitter, IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.sources import Source, is_url, open_file_source
-from teston import database
 from teston.errors import NotStarted
 from teston.monitoring import MetricsServer
 from teston.wikis import WikiCatalog
@@ -65,17 +63,6 @@ def open_source(
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {spec}")
     return open_file_source(path)
-
-
-def connector(url: str) -> Callable[[], psycopg.Connection[Any]]:
-    """A connection factory for the writer: its own connection, reopened after every outage."""
-
-    conninfo = database.in_utc(url)
-
-    def connect() -> psycopg.Connection[Any]:
-        return psycopg.connect(conninfo, connect_timeout=5, application_name="teston-ingest")
-
-    return connect
 
 
 class ClosingCommitter(BatchCommitter, Protocol):

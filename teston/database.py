@@ -9,11 +9,10 @@ from pathlib import Path
 
 from alembic.config import Config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool
 
 from teston.embedded import EmbeddedPostgres
 from teston.locks import MIGRATION_KEY
-from teston.settings import DatabaseSettings, Settings
+from teston.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +94,3 @@ def current_revision(url: str) -> str | None:
         except psycopg.errors.UndefinedTable:
             return None
     return row[0] if row else None
-
-
-def async_pool(
-    url: str, settings: DatabaseSettings, *, max_size: int, name: str = "teston"
-) -> AsyncConnectionPool:
-    """The bot's (unopened) async pool of `max_size` connections; open it with `async with`."""
-    return AsyncConnectionPool(
-        in_utc(url),
-        # Connections are opened on demand; idle ones above one are closed after DB_MAX_IDLE_TIME,
-        # the nearest psycopg equivalent of Go's database/sql idle limits.
-        min_size=min(1, settings.max_idle_conns),
-        max_size=max_size,
-        max_idle=settings.max_idle_time.total_seconds(),
-        name=name,
-        open=False,
-    )

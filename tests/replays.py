@@ -13,8 +13,8 @@ from pathlib import Path
 from ingestion.pipeline import IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.replay import REPLAY_BATCH_SIZE
 from ingestion.resilient_writer import ResilientWriter
-from ingestion.service import connector
 from ingestion.sources import open_file_source
+from teston.cli.wiring import writer_connector
 from teston.wikis import WikiCatalog
 
 
@@ -28,7 +28,7 @@ async def ingest_file(
 ) -> IngestSummary:
     """Ingest a `.jsonl[.gz]` or `.sse[.gz]` file into the database at `url`; return what happened."""
     source = open_file_source(path)
-    writer = ResilientWriter(connector(url))
+    writer = ResilientWriter(writer_connector(url))
     pipeline = IngestPipeline(
         source,
         writer,

@@ -240,7 +240,7 @@ def test_bot_without_a_token_says_how_to_get_one() -> None:
 def test_up_without_a_token_runs_without_the_bot_and_says_why(capsys: pytest.CaptureFixture[str]) -> None:
     settings = load_settings(env_file=None)
 
-    assert discord_bot(settings, "postgresql://unused") == []
+    assert discord_bot(settings, "postgresql://unused", CATALOG) == []
 
     message = capsys.readouterr().err
     assert "DISCORD_TOKEN is not set, so the Discord bot is not running" in message

@@ -29,11 +29,11 @@ from discord.http import Route
 from typer.testing import CliRunner
 
 from analytics import bookkeeping, rollup
-from bot.app import DiscordBotService
 from bot.client import Backoff, WikiBot, is_transient, run_bot
 from bot.cog import SlowDownNotices
 from bot.commands import CommandCore
 from teston.cli import app
+from teston.cli.wiring import discord_bot_service
 from teston.runtime import run_components
 from teston.settings import DiscordSettings, load_settings
 from tests.bot_fixtures import CATALOG, insert_day_stats, insert_rollup, pool
@@ -600,7 +600,7 @@ async def test_bot_service_starts_answers_and_stops_cleanly(
     settings = load_settings(env_file=None)
     async with FakeDiscord.start() as fake:
         with pointed_at(fake):
-            service = DiscordBotService(settings, db_url, catalog=CATALOG, guild_ready_timeout=0.05)
+            service = discord_bot_service(settings, db_url, catalog=CATALOG, guild_ready_timeout=0.05)
             await service.start()
             waiting = asyncio.create_task(service.wait())
             try:
@@ -652,7 +652,7 @@ async def test_a_refused_token_is_one_error_and_the_rest_of_up_keeps_running(
     stop = asyncio.Event()
     async with FakeDiscord.start() as fake:
         with pointed_at(fake):
-            service = DiscordBotService(settings, db_url, catalog=CATALOG, guild_ready_timeout=0.05)
+            service = discord_bot_service(settings, db_url, catalog=CATALOG, guild_ready_timeout=0.05)
             up = asyncio.create_task(run_components([bystander, service], stop))
             try:
                 await wait_for_record(caplog, "DISCORD_TOKEN")
@@ -690,7 +690,7 @@ async def test_the_bot_connects_once_discord_is_reachable(
         unreachable.bind(("127.0.0.1", 0))
         monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{unreachable.getsockname()[1]}/api/v10")
         backoff = Backoff(first=0.05, longest=0.2, jitter=lambda: 0.0)
-        service = DiscordBotService(
+        service = discord_bot_service(
             settings, db_url, catalog=CATALOG, backoff=backoff, guild_ready_timeout=0.05
         )
         await service.start()

@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry
 
 from ingestion.bus.naming import CONSUMER_NAME, TOPIC
 from ingestion.events import INGEST_COLUMNS
+from ingestion.metrics import IngestMetrics
 from ingestion.replay import REPLAY_BATCH_SIZE
-from teston.cli.service import ingestion_service, sink_service
+from teston.cli.wiring import catalog, event_source, ingestion_service, sink_service
 from teston.runtime import run_components
 from teston.settings import Settings, load_settings
 from tests.bus_fixtures import (
@@ -55,7 +56,7 @@ async def _offsets(broker: KafkaBroker) -> tuple[dict[int, int], dict[int, int],
 
 async def _run_sink(settings: Settings, db_url: str) -> str:
     """One `teston sink` run, in this process, until the bus has had nothing for a second."""
-    sink = sink_service(settings, db_url, metrics_port=0, idle_exit=1.0)
+    sink = sink_service(settings, db_url, catalog=catalog(), metrics_port=0, idle_exit=1.0)
     await run_components([sink], asyncio.Event())
     return sink.summary.describe()
 
@@ -75,15 +76,16 @@ async def test_kafka_exactly_once_and_offsets_after_the_commit(
     # The ingester, in this process (`teston ingest --source` builds the same component), beside the
     # direct path's run into the reference database.
     async with aiohttp.ClientSession() as session:
+        metrics = IngestMetrics(CollectorRegistry())
         ingester = ingestion_service(
             settings,
             db_url,
-            session,
-            source_spec=str(capture),
+            event_source(settings, session, source_spec=str(capture), since=None, metrics=metrics),
+            catalog=catalog(),
+            metrics=metrics,
             since=None,
             batch_size=REPLAY_BATCH_SIZE,
             metrics_port=0,
-            registry=CollectorRegistry(),
         )
         reference = asyncio.create_task(asyncio.to_thread(ingest_path, reference_url, capture))
         await run_components([ingester], asyncio.Event())

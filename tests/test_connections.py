@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from analytics import jobs
-from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule, connection_pool
+from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule
+from teston.cli.wiring import analytics_pool
 from teston.connections import TooFewConnections, share_connections
 from teston.settings import DatabaseSettings
 from tests.conftest import DATA_DIR
@@ -94,7 +95,7 @@ def test_the_schedule_runs_both_jobs_on_one_connection(db_url: str, tmp_path: Pa
     budget = share_connections(settings.max_open_conns, analytics=True)
     with (
         BackendSampler(db_url) as sampler,
-        connection_pool(db_url, settings, budget.analytics) as pool,
+        analytics_pool(db_url, settings, budget.analytics) as pool,
     ):
         component = AnalyticsScheduler(
             pool.connection, Schedule(export_dir=tmp_path), workers=budget.analytics

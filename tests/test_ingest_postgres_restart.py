@@ -14,8 +14,8 @@ from ingestion.backoff import ReconnectPolicy
 from ingestion.client import EventStreamClient, user_agent
 from ingestion.pipeline import IngestPipeline, PipelineOptions
 from ingestion.resilient_writer import ResilientWriter
-from ingestion.service import connector
 from teston import database
+from teston.cli.wiring import writer_connector
 from teston.embedded import EmbeddedPostgres
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
@@ -50,7 +50,7 @@ async def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(tmp_path
     try:
         await asyncio.to_thread(database.upgrade, url)
         recorded = read_capture(CAPTURE)
-        writer = ResilientWriter(connector(url), policy=FAST, rng=random.Random(1))
+        writer = ResilientWriter(writer_connector(url), policy=FAST, rng=random.Random(1))
         async with (
             FakeEventStreams(recorded, pace=0.002, drop_every=700) as server,
             aiohttp.ClientSession() as session,

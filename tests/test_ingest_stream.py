@@ -20,7 +20,8 @@ from ingestion.client import EventStreamClient, user_agent
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.resilient_writer import ResilientWriter
-from ingestion.service import IngestionService, connector
+from ingestion.service import IngestionService
+from teston.cli.wiring import writer_connector
 from teston.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 from tests.fakestream import USER_AGENT, FakeEventStreams, RecordedEvent, read_capture
@@ -89,7 +90,7 @@ def make_pipeline(
     )
     pipeline = IngestPipeline(
         client,
-        writer or ResilientWriter(connector(db_url), policy=FAST),
+        writer or ResilientWriter(writer_connector(db_url), policy=FAST),
         catalog,
         options=PipelineOptions(batch_size=500, flush_interval=0.05, since=since),
         metrics=metrics,
@@ -178,7 +179,7 @@ async def test_a_restart_resumes_from_the_stored_cursor(
     db_url: str, session: aiohttp.ClientSession, recorded: list[RecordedEvent], catalog: WikiCatalog
 ) -> None:
     async with FakeEventStreams(recorded[:300]) as server:
-        writer = ResilientWriter(connector(db_url), policy=FAST)
+        writer = ResilientWriter(writer_connector(db_url), policy=FAST)
         _, first = make_pipeline(session, server.url, db_url, catalog, writer=writer)
         await run_until(first, lambda: len(stored_ids(db_url)) == 300)
         # The first ingester ends, and with it its connection and the stream's lock.
@@ -233,7 +234,7 @@ async def test_metrics_and_health_are_served(
         client, _ = make_pipeline(session, server.url, db_url, catalog)
         service = IngestionService(
             client,
-            ResilientWriter(connector(db_url)),
+            ResilientWriter(writer_connector(db_url)),
             catalog,
             options=PipelineOptions(flush_interval=0.05),
             metrics=metrics,

@@ -20,10 +20,10 @@ from ingestion.batch import Batch
 from ingestion.events import ChangeRow
 from ingestion.pipeline import IngestPipeline
 from ingestion.resilient_writer import ResilientWriter
-from ingestion.service import connector
 from ingestion.sources import open_file_source
 from ingestion.stream_lock import LockHolder, StreamBusy, stream_busy_message
 from ingestion.writer import BatchWriter
+from teston.cli.wiring import writer_connector
 from teston.embedded import EmbeddedPostgres
 from teston.locks import STREAM_CLASS, stream_lock_key
 from teston.wikis import WikiCatalog
@@ -52,7 +52,7 @@ class Connections:
     """A connector for the writer that remembers the connections it opened."""
 
     def __init__(self, url: str) -> None:
-        self._connect = connector(url)
+        self._connect = writer_connector(url)
         self.opened: list[psycopg.Connection[Any]] = []
 
     def __call__(self) -> psycopg.Connection[Any]:

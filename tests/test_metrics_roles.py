@@ -19,9 +19,9 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from analytics.metrics import JobMetrics
 from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule
-from bot.app import DiscordBotService
 from bot.commands import CommandCore, Invoker
 from bot.metrics import BotMetrics
+from teston.cli.wiring import discord_bot_service
 from teston.monitoring import MetricsServer
 from teston.settings import load_settings
 from teston.statuses import JobStatus
@@ -197,7 +197,7 @@ async def test_the_bot_serves_commands_and_gateway_state_over_http(
     try:
         async with FakeDiscord.start() as fake:
             with pointed_at(fake):
-                service = DiscordBotService(
+                service = discord_bot_service(
                     settings, db_url, catalog=CATALOG, metrics=metrics, guild_ready_timeout=0.05
                 )
                 await service.start()

@@ -17,10 +17,10 @@ from analytics.scheduler import (
     NIGHTLY,
     AnalyticsScheduler,
     Schedule,
-    connection_pool,
     intraday_slot,
     nightly_slot,
 )
+from teston.cli.wiring import analytics_pool
 from teston.settings import DatabaseSettings
 from teston.statuses import JobStatus
 
@@ -129,7 +129,7 @@ def _database(**changes: object) -> DatabaseSettings:
 
 
 def test_the_pool_holds_the_schedules_share_of_the_budget() -> None:
-    pool = connection_pool("dbname=unused", DatabaseSettings(), 2)
+    pool = analytics_pool("dbname=unused", DatabaseSettings(), 2)
     assert (pool.min_size, pool.max_size) == (0, 2)
     assert pool.max_idle == DatabaseSettings().max_idle_time.total_seconds()
 
@@ -146,7 +146,7 @@ def _backends(db_url: str) -> int:
 
 def test_the_pool_connects_only_when_a_job_runs(db_url: str, tmp_path: Path) -> None:
     settings = _database(max_open_conns=5)
-    with connection_pool(db_url, settings, 1) as pool:
+    with analytics_pool(db_url, settings, 1) as pool:
         assert _backends(db_url) == 0
         component = AnalyticsScheduler(pool.connection, Schedule(export_dir=tmp_path), workers=1)
         assert component.run_intraday().status == JobStatus.SUCCEEDED

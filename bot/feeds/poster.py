@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Opens the connection the feeds LISTEN on (autocommit, so that notifications arrive at once).
+Listen = Callable[[], Awaitable[AsyncConnection[Any]]]
+
 # The channel the ingester notifies after each commit (`ingestion.writer.CHANGES_CHANNEL`).
 CHANGES_CHANNEL = "recent_changes"
 DEFAULT_POLL_INTERVAL = 5.0
@@ -75,7 +78,7 @@ class FeedPoster:
         catalog: WikiCatalog,
         *,
         prefix: str = "!",
-        listen: Callable[[], Awaitable[AsyncConnection[Any]]] | None = None,
+        listen: Listen | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         min_interval: float = DEFAULT_MIN_INTERVAL,
         retry_after_failure: float = RETRY_AFTER_FAILURE,
@@ -132,7 +135,7 @@ class FeedPoster:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
                 self._wake.clear()
 
-    async def _follow_notifications(self, listen: Callable[[], Awaitable[AsyncConnection[Any]]]) -> None:
+    async def _follow_notifications(self, listen: Listen) -> None:
         """Wake the feeds on every notification; polling covers the time without a connection."""
         while True:
             try:

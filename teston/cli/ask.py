@@ -19,6 +19,7 @@ from bot.rendering import discord_reply, plain_text
 from bot.report_rendering import attachments_of
 from bot.requests import Scope
 from teston import database
+from teston.cli import wiring
 from teston.cli.common import read_settings
 from teston.settings import Settings
 
@@ -75,6 +76,13 @@ def _how_to_name(answer: Answer, text: str) -> str:
     return f"\nOn the terminal, name the Discord {whose} with {option}: {example}"
 
 
+async def _answer(url: str, text: str, invoker: Invoker, *, prefix: str, retention_days: int) -> Answer:
+    async with wiring.ask_pool(url) as pool:
+        return await answer_once(
+            pool, wiring.catalog(), text, invoker, prefix=prefix, retention_days=retention_days
+        )
+
+
 def ask(
     text: str = typer.Argument(
         ..., help='A bot command, e.g. "!stats 2021-08-27 en" (the ! or COMMAND_PREFIX is optional).'
@@ -105,12 +113,8 @@ def ask(
                 if not _schema_is_current(url):
                     raise typer.Exit(1)
                 answer = asyncio.run(
-                    answer_once(
-                        url,
-                        text,
-                        invoker,
-                        prefix=prefix,
-                        retention_days=settings.analytics.retention_days,
+                    _answer(
+                        url, text, invoker, prefix=prefix, retention_days=settings.analytics.retention_days
                     )
                 )
     typer.echo(plain_text(answer, prefix=prefix) + _how_to_name(answer, text))

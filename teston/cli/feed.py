@@ -11,6 +11,7 @@ import typer
 from bot.feeds.preview import Preview, preview_day, watch_arguments
 from bot.requests import UsageError, WatchRequest
 from teston import database
+from teston.cli import wiring
 from teston.cli.ask import _schema_is_current
 from teston.cli.common import read_settings
 from teston.wikis import UnknownWiki, WikiCatalog
@@ -35,7 +36,7 @@ def preview(
     except ValueError:
         typer.secho(f"teston: --date {day!r} is not a day; write it as YYYY-MM-DD", err=True, fg="red")
         raise typer.Exit(2) from None
-    catalog = WikiCatalog.load()
+    catalog = wiring.catalog()
     try:
         catalog.resolve(request.language)
     except UnknownWiki:

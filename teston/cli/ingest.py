@@ -14,13 +14,14 @@ import typer
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
+from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import IngestSummary
-from ingestion.progress import ReplayProgress
 from ingestion.replay import REPLAY_BATCH_SIZE, replay_problem
 from ingestion.sources import is_url
 from teston import database
+from teston.cli import wiring
 from teston.cli.common import ingestion_failures_exit, read_settings
-from teston.cli.service import ingestion_service
+from teston.cli.progress import ReplayProgress
 from teston.runtime import run_components, stop_on_signals
 from teston.settings import Settings, parse_duration
 
@@ -63,21 +64,24 @@ async def _run_ingest(
 ) -> tuple[IngestSummary, bool]:
     """The run's summary, and whether it was stopped (Ctrl-C) rather than reaching its source's end."""
     stop = asyncio.Event()
+    metrics = IngestMetrics(CollectorRegistry())
     async with aiohttp.ClientSession() as session:
-        service = ingestion_service(
-            settings,
-            url,
-            session,
-            source_spec=source_spec,
-            since=since,
-            batch_size=batch_size,
-            metrics_port=metrics_port,
-            registry=CollectorRegistry(),
-        )
+        source = wiring.event_source(settings, session, source_spec=source_spec, since=since, metrics=metrics)
         with contextlib.ExitStack() as stack:
-            if show_progress:
-                progress = stack.enter_context(ReplayProgress(Console(stderr=True), service.source))
-                service.pipeline.on_progress = progress.update
+            progress = (
+                stack.enter_context(ReplayProgress(Console(stderr=True), source)) if show_progress else None
+            )
+            service = wiring.ingestion_service(
+                settings,
+                url,
+                source,
+                catalog=wiring.catalog(),
+                metrics=metrics,
+                since=since,
+                batch_size=batch_size,
+                metrics_port=metrics_port,
+                on_progress=progress.update if progress is not None else None,
+            )
             stack.enter_context(stop_on_signals(stop))
             await run_components([service], stop)
         return service.summary, stop.is_set()
