@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import os
-
 import psycopg
 from alembic import context
 from sqlalchemy import create_engine, pool
 
 from teston.database import in_utc
 from teston.schema import metadata
+from teston.settings import SettingsError, load_settings
 
 target_metadata = metadata
 
 
 def _url() -> str:
-    url = (
-        context.config.attributes.get("teston_url")
-        or os.environ.get("DB_ADDR")
-        or os.environ.get("DATABASE_URL")
-    )
-    if not url:
+    """The URL `teston db upgrade` passes in; run standalone (`alembic upgrade head`), the configured one."""
+    given = context.config.attributes.get("teston_url")
+    if given:
+        return in_utc(str(given))
+    # Standalone, the server is the one TestON's settings name (DB_ADDR / DATABASE_URL, environment or .env).
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"teston: {exc}") from None
+    if not settings.database.url:
         raise SystemExit("set DB_ADDR or DATABASE_URL, or run `teston db upgrade` to use the embedded server")
-    return in_utc(str(url))
+    return in_utc(settings.database.url)
 
 
 def run_migrations_offline() -> None:

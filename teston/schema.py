@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    inspect,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -38,8 +39,15 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-SQLModel.metadata = MetaData(naming_convention=NAMING_CONVENTION)
-metadata = SQLModel.metadata
+
+
+class SchemaModel(SQLModel):
+    """The base of TestON's tables: a metadata of their own with the naming convention (SQLModel's kept)."""
+
+    metadata: ClassVar[MetaData] = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+metadata = SchemaModel.metadata
 
 
 # Numbers `recent_changes.arrival`; CACHE 1 (the default), so numbers are drawn in the order of the
@@ -51,7 +59,7 @@ def _tz(**kw: Any) -> Any:
     return Field(sa_column=Column(DateTime(timezone=True), **kw))
 
 
-class RecentChange(SQLModel, table=True):
+class RecentChange(SchemaModel, table=True):
     """One row per recentchange event, range-partitioned by the UTC day of `event_time`."""
 
     __tablename__ = "recent_changes"
@@ -100,12 +108,12 @@ class RecentChange(SQLModel, table=True):
 # `arrival` is bookkeeping the database assigns, not part of an event: COPY and exports leave it out.
 RECENT_CHANGE_COLUMNS: tuple[str, ...] = tuple(
     c.name
-    for c in RecentChange.__table__.columns  # type: ignore[attr-defined]
+    for c in inspect(RecentChange).columns
     if c.name != "arrival"
 )
 
 
-class RejectedEvent(SQLModel, table=True):
+class RejectedEvent(SchemaModel, table=True):
     """Quarantine: what was received, why it was refused, and when."""
 
     __tablename__ = "rejected_events"
@@ -117,7 +125,7 @@ class RejectedEvent(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
 
 
-class StreamCursor(SQLModel, table=True):
+class StreamCursor(SchemaModel, table=True):
     """Last `id:` seen per stream; written in the same transaction as the rows it covers."""
 
     __tablename__ = "stream_cursors"
@@ -128,7 +136,7 @@ class StreamCursor(SQLModel, table=True):
     updated_at: datetime = _tz(nullable=False, server_default=text("now()"))
 
 
-class IngestGap(SQLModel, table=True):
+class IngestGap(SchemaModel, table=True):
     """A stretch of time the stream could not replay (an outage longer than its retention)."""
 
     __tablename__ = "ingest_gaps"
@@ -140,7 +148,7 @@ class IngestGap(SQLModel, table=True):
     recorded_at: datetime = _tz(nullable=False, server_default=text("now()"))
 
 
-class DayArrival(SQLModel, table=True):
+class DayArrival(SchemaModel, table=True):
     """When rows for a UTC day last arrived; the ingester bumps it in the same transaction as the rows.
 
     A roll-up older than `last_received_at` is stale: late events for that day must be rolled up again.
@@ -152,7 +160,7 @@ class DayArrival(SQLModel, table=True):
     last_received_at: datetime = _tz(nullable=False)
 
 
-class DailyWikiStats(SQLModel, table=True):
+class DailyWikiStats(SchemaModel, table=True):
     """Per (UTC day, wiki) figures that answer `!stats`; replaced whole by each roll-up."""
 
     __tablename__ = "daily_wiki_stats"
@@ -182,12 +190,12 @@ class DailyWikiStats(SQLModel, table=True):
 # The integer figures of a day and wiki, in table order; roll-ups write them and the bot reads them.
 DAILY_FIGURES: tuple[str, ...] = tuple(
     c.name
-    for c in DailyWikiStats.__table__.columns  # type: ignore[attr-defined]
+    for c in inspect(DailyWikiStats).columns
     if c.name not in {"day", "wiki", "hourly_changes", "computed_at"}
 )
 
 
-class DailyTopPage(SQLModel, table=True):
+class DailyTopPage(SchemaModel, table=True):
     """The ten most-changed pages of a wiki on a day."""
 
     __tablename__ = "daily_top_pages"
@@ -200,7 +208,7 @@ class DailyTopPage(SQLModel, table=True):
     changes: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-class DailyTopEditor(SQLModel, table=True):
+class DailyTopEditor(SchemaModel, table=True):
     """The ten most active editors of a wiki on a day."""
 
     __tablename__ = "daily_top_editors"
@@ -213,7 +221,7 @@ class DailyTopEditor(SQLModel, table=True):
     changes: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-class DayRollup(SQLModel, table=True):
+class DayRollup(SchemaModel, table=True):
     """State of one UTC day's roll-up: partial (still open) or final, and whether data is missing."""
 
     __tablename__ = "day_rollups"
@@ -228,7 +236,7 @@ class DayRollup(SQLModel, table=True):
     computed_at: datetime = _tz(nullable=False)
 
 
-class DayExport(SQLModel, table=True):
+class DayExport(SchemaModel, table=True):
     """The Parquet export of one UTC day, with the row count verified against PostgreSQL."""
 
     __tablename__ = "day_exports"
@@ -242,7 +250,7 @@ class DayExport(SQLModel, table=True):
     verified_at: datetime | None = _tz()
 
 
-class UserLanguage(SQLModel, table=True):
+class UserLanguage(SchemaModel, table=True):
     """A Discord user's default wiki for `!recent` and `!stats`."""
 
     __tablename__ = "user_languages"
@@ -252,7 +260,7 @@ class UserLanguage(SQLModel, table=True):
     updated_at: datetime = _tz(nullable=False, server_default=text("now()"))
 
 
-class GuildLanguage(SQLModel, table=True):
+class GuildLanguage(SchemaModel, table=True):
     """A Discord server's default wiki, used when the user has none."""
 
     __tablename__ = "guild_languages"
@@ -263,7 +271,7 @@ class GuildLanguage(SQLModel, table=True):
     updated_at: datetime = _tz(nullable=False, server_default=text("now()"))
 
 
-class JobRun(SQLModel, table=True):
+class JobRun(SchemaModel, table=True):
     """One run of a scheduled or manual job, with its outcome and figures."""
 
     __tablename__ = "job_runs"
@@ -281,7 +289,7 @@ class JobRun(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
 
 
-class ChannelDigest(SQLModel, table=True):
+class ChannelDigest(SchemaModel, table=True):
     """A daily digest: a wiki's figures for yesterday, posted in a Discord channel daily at `post_at` UTC."""
 
     __tablename__ = "digests"
@@ -296,7 +304,7 @@ class ChannelDigest(SQLModel, table=True):
     created_at: datetime = _tz(nullable=False, server_default=text("now()"))
 
 
-class DigestPost(SQLModel, table=True):
+class DigestPost(SchemaModel, table=True):
     """One digest's post of one day: claimed by one bot process (the key makes it once), then posted."""
 
     __tablename__ = "digest_posts"
@@ -311,7 +319,7 @@ class DigestPost(SQLModel, table=True):
     message_id: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
-class Feed(SQLModel, table=True):
+class Feed(SchemaModel, table=True):
     """A live feed: one wiki's changes, filtered, posted to one Discord channel (`!watch`).
 
     `cursor` is the arrival of the last change handled; it moves only after Discord accepted the message

@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
+from sqlmodel import SQLModel
 
 from teston import database, partitions
 from teston.schema import metadata
@@ -71,3 +76,27 @@ def test_latest_changes_of_one_wiki_use_the_index(conn: psycopg.Connection) -> N
         ).fetchall()
     )
     assert "Index Scan using recent_changes_p20210827_wiki_event_time_idx" in plan
+
+
+def test_the_schema_keeps_sqlmodels_own_metadata() -> None:
+    assert metadata is not SQLModel.metadata
+    assert "recent_changes" in metadata.tables
+    assert "recent_changes" not in SQLModel.metadata.tables
+    assert metadata.tables["recent_changes"].primary_key.name == "pk_recent_changes"
+
+
+def test_standalone_alembic_reads_the_settings(db_url: str, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in {"DB_ADDR", "DATABASE_URL"}}
+    # Only in a .env file in the working directory, as the settings loader reads it.
+    (tmp_path / ".env").write_text(f"DB_ADDR={db_url}\n")
+    command = [sys.executable, "-m", "alembic", "-c", str(root / "alembic.ini"), "current"]
+    env["PYTHONPATH"] = str(root)
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"{database.head_revision()} (head)" in result.stdout
+
+    (tmp_path / ".env").write_text("DB_MAX_OPEN_CONNS=none\n")
+    refused = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    assert "DB_MAX_OPEN_CONNS" in refused.stderr
