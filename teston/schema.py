@@ -107,9 +107,7 @@ class RecentChange(SchemaModel, table=True):
 # Column order used by the ingester's COPY; kept beside the table so the two cannot drift apart.
 # `arrival` is bookkeeping the database assigns, not part of an event: COPY and exports leave it out.
 RECENT_CHANGE_COLUMNS: tuple[str, ...] = tuple(
-    c.name
-    for c in inspect(RecentChange).columns
-    if c.name != "arrival"
+    c.name for c in inspect(RecentChange).columns if c.name != "arrival"
 )
 
 
