@@ -11,9 +11,9 @@ from datetime import date
 
 import polars as pl
 
-from teston.editors import ANONYMOUS_USER_PATTERN
-from teston.partitions import day_bounds
-from teston.schema import DAILY_FIGURES
+from teston.core.editors import ANONYMOUS_USER_PATTERN
+from teston.core.partitions import day_bounds
+from teston.core.schema import DAILY_FIGURES
 
 TOP_N = 10
 HOURS = 24

@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 
 from analytics import layout
-from teston.partitions import day_bounds, existing_partition_days
-from teston.statuses import DayStatus
+from teston.core.partitions import day_bounds, existing_partition_days
+from teston.core.statuses import DayStatus
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from analytics import layout
 from analytics.day_rows import RAW_SCHEMA, TYPED_SCHEMA
-from teston.errors import AnalyticsError
+from teston.core.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 

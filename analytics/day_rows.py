@@ -21,8 +21,8 @@ import pyarrow.csv as pa_csv
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from teston.errors import TestonError
-from teston.partitions import day_bounds
+from teston.core.errors import TestonError
+from teston.core.partitions import day_bounds
 
 # The typed columns of `recent_changes`, in table order, with their Arrow types. `raw` (the event's
 # JSON) is kept apart: see RAW_SCHEMA.

@@ -40,7 +40,7 @@ from analytics.day_files import (
     replaced_together,
 )
 from analytics.day_rows import RAW_SCHEMA, TYPED_SCHEMA
-from teston.partitions import day_bounds
+from teston.core.partitions import day_bounds
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from analytics import bookkeeping, retention, rollup
-from teston.locks import job_lock_key
-from teston.statuses import JobStatus
+from teston.core.locks import job_lock_key
+from teston.core.statuses import JobStatus
 
 log = logging.getLogger(__name__)
 

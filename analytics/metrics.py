@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from analytics import jobs
-from teston.statuses import JobStatus
+from teston.core.statuses import JobStatus
 
 # Intraday runs take seconds; a nightly export of a busy day takes minutes.
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from analytics import bookkeeping, exports, layout
 from analytics.day_files import parquet_rows
-from teston.partitions import day_bounds, drop_partition, existing_partition_days, partition_name
+from teston.core.partitions import day_bounds, drop_partition, existing_partition_days, partition_name
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from psycopg import sql
 from analytics import aggregates, bookkeeping, exports
 from analytics.bookkeeping import DayExport
 from analytics.day_files import parquet_rows
-from teston.errors import AnalyticsError
-from teston.schema import DAILY_FIGURES
-from teston.statuses import DayStatus
+from teston.core.errors import AnalyticsError
+from teston.core.schema import DAILY_FIGURES
+from teston.core.statuses import DayStatus
 
 log = logging.getLogger(__name__)
 

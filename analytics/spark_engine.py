@@ -24,8 +24,8 @@ from pyspark.sql import functions as F
 
 from analytics import aggregates
 from analytics.rollup import DayFigures
-from teston import editors
-from teston.schema import DAILY_FIGURES
+from teston.core import editors
+from teston.core.schema import DAILY_FIGURES
 
 log = logging.getLogger(__name__)
 

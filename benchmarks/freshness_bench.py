@@ -24,7 +24,7 @@ import psycopg
 from benchmarks.harness import Context, Figure, percentile
 from benchmarks.local_stream import PacedStream
 from benchmarks.synthetic import EventFactory
-from teston.partitions import ensure_partitions
+from teston.core.partitions import ensure_partitions
 
 POLL_SECONDS = 0.05
 TARGET_P99_S = 2.0

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.synthetic import CaptureProfile
-from teston import database
-from teston.embedded import EmbeddedPostgres
+from teston.core import database
+from teston.core.embedded import EmbeddedPostgres
 
 # The production setup: the embedded server with PostgreSQL's defaults, fsync and synchronous_commit on.
 # (The test suite turns durability off; benchmarks must not.)
@@ -144,7 +144,7 @@ def ingest_file(url: str, path: Path) -> int:
     from ingestion.resilient_writer import ResilientWriter
     from ingestion.sources import open_file_source
     from teston.cli.wiring import writer_connector
-    from teston.wikis import WikiCatalog
+    from teston.core.wikis import WikiCatalog
 
     async def replay() -> int:
         writer = ResilientWriter(writer_connector(url))

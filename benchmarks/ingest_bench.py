@@ -30,7 +30,7 @@ from psycopg import sql
 from benchmarks.harness import Context, Figure, Server, ratio, timed
 from benchmarks.local_stream import file_stream_process
 from benchmarks.synthetic import EventFactory, sse_frames
-from teston.partitions import day_bounds, partition_name
+from teston.core.partitions import day_bounds, partition_name
 
 DAY = date(2025, 5, 3)
 COPY_FILE = "ingest-rows.bin"
@@ -119,7 +119,7 @@ async def ingest_from_stream(url: str, stream_url: str, events: int) -> int:
     from ingestion.pipeline import IngestPipeline, PipelineOptions
     from ingestion.resilient_writer import ResilientWriter
     from teston.cli.wiring import writer_connector
-    from teston.wikis import WikiCatalog
+    from teston.core.wikis import WikiCatalog
 
     catalog = WikiCatalog.load()
     async with aiohttp.ClientSession() as session:
@@ -199,7 +199,7 @@ def replay_old_path(url: str, lines: Sequence[str]) -> None:
 
 
 def _ensure_partition(url: str) -> None:
-    from teston.partitions import ensure_partitions
+    from teston.core.partitions import ensure_partitions
 
     with psycopg.connect(url) as conn:
         ensure_partitions(conn, [DAY])

@@ -34,9 +34,9 @@ from psycopg import sql
 
 from benchmarks.harness import Context, Figure, human_bytes, percentile
 from benchmarks.synthetic import EventFactory
-from teston.partitions import day_bounds, ensure_partitions, partition_name
-from teston.schema import RECENT_CHANGE_COLUMNS
-from teston.statuses import DayStatus
+from teston.core.partitions import day_bounds, ensure_partitions, partition_name
+from teston.core.schema import RECENT_CHANGE_COLUMNS
+from teston.core.statuses import DayStatus
 
 STATS_TARGET_MS = 10.0
 RECENT_TARGET_MS = 20.0
@@ -164,7 +164,7 @@ def _days(count: int, today: date) -> list[date]:
 def _load_templates(conn: psycopg.Connection[Any], context: Context, moment: datetime, rare: str) -> None:
     """One row per template (its typed columns as the ingester maps them, its raw JSON) and the lottery."""
     from ingestion.events import INGEST_COLUMNS, parse_event
-    from teston.wikis import WikiCatalog
+    from teston.core.wikis import WikiCatalog
 
     catalog = WikiCatalog.load()
     lottery = min(MAX_SLOTS, max(20_000, context.size.query_rows // 10))
@@ -305,7 +305,7 @@ async def _time_commands(
 
     from bot.commands import CommandCore, Invoker
     from bot.rendering import discord_reply
-    from teston.wikis import WikiCatalog
+    from teston.core.wikis import WikiCatalog
 
     invoker = Invoker(user_id=1, guild_id=2)
     timings: dict[str, list[float]] = {}
@@ -336,7 +336,7 @@ def run(context: Context) -> list[Figure]:
 
 
 def _label(dbname: str) -> str:
-    from teston.wikis import WikiCatalog
+    from teston.core.wikis import WikiCatalog
 
     wiki = WikiCatalog.load().by_dbname(dbname)
     if wiki is None:
@@ -345,7 +345,7 @@ def _label(dbname: str) -> str:
 
 
 def _measure(context: Context, url: str, data: LoadedData) -> list[Figure]:
-    from teston.wikis import WikiCatalog
+    from teston.core.wikis import WikiCatalog
 
     catalog = WikiCatalog.load()
     with psycopg.connect(url) as conn:

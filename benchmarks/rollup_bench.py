@@ -33,8 +33,8 @@ from benchmarks.harness import (
     write_lines,
 )
 from benchmarks.synthetic import EventFactory
-from teston.partitions import day_bounds
-from teston.schema import RECENT_CHANGE_COLUMNS
+from teston.core.partitions import day_bounds
+from teston.core.schema import RECENT_CHANGE_COLUMNS
 
 DAY = date(2025, 5, 4)
 TARGET_READ_MULTIPLE = 2.0

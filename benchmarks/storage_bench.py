@@ -16,7 +16,7 @@ from psycopg import sql
 
 from benchmarks.harness import Context, Figure, ingest_file, write_lines
 from benchmarks.synthetic import EventFactory
-from teston.partitions import day_bounds, partition_name
+from teston.core.partitions import day_bounds, partition_name
 
 DAY = date(2025, 5, 5)
 TARGET_SHARE = 1 / 8

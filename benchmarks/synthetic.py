@@ -8,7 +8,7 @@ shape of each type, and how far `meta.dt` goes backwards between consecutive eve
 
 The capture saw 73 wikis in one minute; a day of the stream touches several hundred. The share of events
 from wikis the capture did not see is estimated Good–Turing style (wikis seen once / events), and
-spread Zipf-wise over open wikis of the shipped catalog (`teston/data/wikis.csv`), whose events are
+spread Zipf-wise over open wikis of the shipped catalog (`teston/core/data/wikis.csv`), whose events are
 copies of captured events of the same project moved to that wiki.
 
 Events are rendered in the current payload shape (with `title_url` and `notify_url`, as in the 2025
@@ -73,7 +73,7 @@ class CatalogWiki:
 
 def open_catalog_wikis() -> list[CatalogWiki]:
     """Open wikis of the shipped catalog, in file order."""
-    data = resources.files("teston").joinpath("data").joinpath("wikis.csv")
+    data = resources.files("teston.core").joinpath("data").joinpath("wikis.csv")
     with data.open("r", encoding="utf-8") as rows:
         return [
             CatalogWiki(row["dbname"], row["server_name"], row["project"])

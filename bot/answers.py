@@ -13,8 +13,8 @@ from enum import StrEnum
 from bot.charts import ChartData
 from bot.feeds.answers import FeedAnswer
 from bot.requests import Command, Scope, TopList
-from teston.statuses import DayStatus
-from teston.wikis import Wiki
+from teston.core.statuses import DayStatus
+from teston.core.wikis import Wiki
 
 # How many of a day's most edited pages `!stats` lists (the roll-up keeps ten).
 TOP_PAGES_SHOWN = 5

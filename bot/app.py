@@ -23,8 +23,8 @@ from bot.commands import DEFAULT_RETENTION_DAYS, CommandCore, Invoker, utc_now
 from bot.feeds.poster import FeedPoster, Listen
 from bot.metrics import BotMetrics
 from bot.requests import HelpRequest, UsageError
-from teston.settings import Settings
-from teston.wikis import WikiCatalog
+from teston.core.settings import Settings
+from teston.core.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ async def answer_once(
 
 
 class DiscordBotService:
-    """The Discord bot on the pool it is given, as a `teston.runtime.Component`.
+    """The Discord bot on the pool it is given, as a `teston.core.runtime.Component`.
 
     It opens the (unopened) pool when it starts and closes it when it stops; `listen` opens the live
     feeds' LISTEN connection (none: the feeds only poll).

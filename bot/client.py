@@ -31,8 +31,8 @@ from bot.digests import DIGEST_INTERVAL, DigestPoster
 from bot.feeds.discord_channels import DiscordChannels
 from bot.feeds.poster import FeedPoster
 from bot.shards import ShardPlan
-from teston.errors import BotError
-from teston.settings import DiscordSettings
+from teston.core.errors import BotError
+from teston.core.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
 

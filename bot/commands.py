@@ -47,7 +47,7 @@ from bot.requests import (
     WatchesRequest,
     WatchRequest,
 )
-from teston.wikis import UnknownWiki, Wiki, WikiCatalog
+from teston.core.wikis import UnknownWiki, Wiki, WikiCatalog
 
 log = logging.getLogger(__name__)
 

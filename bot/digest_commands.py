@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from bot import digest_store
 from bot.answers import Digest, DigestList, DigestSet, DigestsRemoved
 from bot.requests import Command, DigestRequest, DigestsRequest, UndigestRequest, UsageError
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 
 if TYPE_CHECKING:
     from bot.commands import CommandCore, Invoker

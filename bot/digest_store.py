@@ -14,7 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from teston.statuses import DayStatus
+from teston.core.statuses import DayStatus
 
 
 @dataclass(frozen=True, slots=True)

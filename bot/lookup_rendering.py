@@ -20,8 +20,8 @@ from bot.links import contributions_url, diff_url, page_url
 from bot.markdown import clean, clip, escape, link
 from bot.requests import Scope
 from bot.text_formats import format_number, format_signed, format_time
-from teston.statuses import DayStatus
-from teston.wikis import Wiki
+from teston.core.statuses import DayStatus
+from teston.core.wikis import Wiki
 
 # How much of a wiki's own text one entry shows; titles and user names are at most 255 bytes already.
 COMMENT_LIMIT = 200

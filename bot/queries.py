@@ -14,7 +14,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from bot.answers import Change, DayFigures, DayRollup, TopPage
-from teston.statuses import DayStatus
+from teston.core.statuses import DayStatus
 
 # The columns read are the fields of the answers built from them (`Change(**row)`, `DayFigures(**row)`).
 _CHANGE_COLUMNS = tuple(field.name for field in fields(Change))

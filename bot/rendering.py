@@ -57,8 +57,8 @@ from bot.messages import (
 )
 from bot.report_rendering import REPORT_ANSWERS, report_reply, report_text
 from bot.requests import PREFIX_USAGE, SLASH_USAGE, SUMMARIES, Command
-from teston.statuses import DayStatus
-from teston.wikis import Wiki
+from teston.core.statuses import DayStatus
+from teston.core.wikis import Wiki
 
 # --- autocomplete ---------------------------------------------------------------------------------
 

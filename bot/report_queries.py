@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from bot.answers import DayFigures, DayRollup, TopEntry
 from bot.charts import HOURS, DailyCounts
 from bot.requests import TopList
-from teston.statuses import DayStatus
+from teston.core.statuses import DayStatus
 
 _COUNT_COLUMNS = tuple(f.name for f in fields(DailyCounts))
 _FIGURE_COLUMNS = tuple(f.name for f in fields(DayFigures))

@@ -34,7 +34,7 @@ from bot.messages import (
 )
 from bot.requests import TopList
 from bot.text_formats import format_number, format_signed
-from teston.statuses import DayStatus
+from teston.core.statuses import DayStatus
 
 ReportAnswer = RangeStats | Chart | NoChart | TopEntries | DigestSet | DigestsRemoved | DigestList
 REPORT_ANSWERS = (RangeStats, Chart, NoChart, TopEntries, DigestSet, DigestsRemoved, DigestList)

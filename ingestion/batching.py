@@ -16,7 +16,7 @@ from ingestion.copy_rows import CopyRows
 from ingestion.events import Rejection, parse_event
 from ingestion.gaps import IngestGap, detect_gap
 from ingestion.sources import Delivery, Source
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
 

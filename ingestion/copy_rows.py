@@ -3,8 +3,8 @@
 The layout is PostgreSQL's "Binary Format" of COPY (https://www.postgresql.org/docs/current/sql-copy.html):
 a signature, then per row a 16-bit field count and per field a 32-bit length (-1 for NULL) followed by the
 type's binary send format, then a -1 field count. The fields are `INGEST_COLUMNS`, in that order (the
-fields of `ChangeRow`); each is encoded by the binary format of its column's type in `teston.schema`, so a
-new column needs no edit here.
+fields of `ChangeRow`); each is encoded by the binary format of its column's type in
+`teston.core.schema`, so a new column needs no edit here.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ingestion.events import INGEST_COLUMNS
-from teston.partitions import day_of
-from teston.schema import RecentChange
+from teston.core.partitions import day_of
+from teston.core.schema import RecentChange
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _TRAILER = b"\xff\xff"

@@ -37,8 +37,8 @@ from typing import Any, ClassVar, NamedTuple, final
 import msgspec
 
 from ingestion.event_shapes import JSON_DECODER, JSON_ENCODER, KNOWN_DECODER, RecentChangeFields
-from teston.schema import RECENT_CHANGE_COLUMNS
-from teston.wikis import WikiCatalog
+from teston.core.schema import RECENT_CHANGE_COLUMNS
+from teston.core.wikis import WikiCatalog
 
 __all__ = [
     "CANARY",

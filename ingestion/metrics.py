@@ -1,4 +1,4 @@
-"""What the ingester exposes to Prometheus (served by `teston.monitoring.MetricsServer`).
+"""What the ingester exposes to Prometheus (served by `teston.core.monitoring.MetricsServer`).
 
 Metrics live in a registry passed in, never in prometheus_client's global one, so two ingesters (or two
 tests) in one process do not collide.
@@ -13,9 +13,9 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ingestion.backoff import Failure
-from teston.monitoring import Health, MetricsServer
+from teston.core.monitoring import Health, MetricsServer
 
-# The endpoint lives in teston.monitoring (one per process, whatever its roles); still importable here.
+# The endpoint lives in teston.core.monitoring (one per process, whatever its roles); still importable here.
 __all__ = ["Health", "IngestMetrics", "MetricsServer"]
 
 _COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

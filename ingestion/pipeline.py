@@ -23,8 +23,8 @@ from ingestion.batching import BatchBuilder, PendingBatch, SealedBatch
 from ingestion.gaps import DEFAULT_TOLERANCE, IngestGap
 from ingestion.metrics import IngestMetrics
 from ingestion.sources import Delivery, Source
-from teston.errors import IngestionError
-from teston.wikis import WikiCatalog
+from teston.core.errors import IngestionError
+from teston.core.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
 

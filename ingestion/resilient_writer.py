@@ -14,7 +14,7 @@ from ingestion.backoff import Failure, ReconnectPolicy
 from ingestion.batch import Batch, BatchOutcome, StreamCursor
 from ingestion.stream_lock import StreamBusy
 from ingestion.writer import BatchWriter
-from teston.errors import IngestionError
+from teston.core.errors import IngestionError
 
 T = TypeVar("T")
 

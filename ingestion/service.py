@@ -23,9 +23,9 @@ from ingestion.client import EventStreamClient, user_agent
 from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import BatchCommitter, IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.sources import Source, is_url, open_file_source
-from teston.errors import NotStarted
-from teston.monitoring import MetricsServer
-from teston.wikis import WikiCatalog
+from teston.core.errors import NotStarted
+from teston.core.monitoring import MetricsServer
+from teston.core.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from teston.errors import IngestionError
-from teston.locks import stream_lock_key
+from teston.core.errors import IngestionError
+from teston.core.locks import stream_lock_key
 
 
 class StreamBusy(IngestionError):

@@ -33,8 +33,8 @@ from ingestion.batch import Batch, BatchOutcome, QuarantinedEvent, StreamCursor
 from ingestion.copy_rows import CopyRows
 from ingestion.events import INGEST_COLUMNS
 from ingestion.stream_lock import release_stream_locks, take_stream_lock
-from teston.locks import ARRIVAL_KEY
-from teston.partitions import PARENT_TABLE, ensure_partitions
+from teston.core.locks import ARRIVAL_KEY
+from teston.core.partitions import PARENT_TABLE, ensure_partitions
 
 log = logging.getLogger(__name__)
 

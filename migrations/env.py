@@ -1,4 +1,4 @@
-"""Alembic environment: the schema comes from `teston.schema`, the server from TestON's settings."""
+"""Alembic environment: the schema comes from `teston.core.schema`, the server from TestON's settings."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import psycopg
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from teston.database import in_utc
-from teston.schema import metadata
-from teston.settings import SettingsError, load_settings
+from teston.core.database import in_utc
+from teston.core.schema import metadata
+from teston.core.settings import SettingsError, load_settings
 
 target_metadata = metadata
 

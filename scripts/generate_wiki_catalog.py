@@ -1,4 +1,4 @@
-"""Regenerate `teston/data/wikis.csv` and `teston/data/wiki_aliases.csv`.
+"""Regenerate `teston/core/data/wikis.csv` and `teston/core/data/wiki_aliases.csv`.
 
 Not imported by the package: the CSVs are committed and read at run time without network.
 
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "teston" / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "teston" / "core" / "data"
 
 # Multilingual projects: family name, database suffix, human title. Wikipedia's suffix is "wiki".
 LANGUAGE_PROJECTS = (

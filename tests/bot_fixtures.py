@@ -14,8 +14,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from bot.commands import CommandCore
-from teston.partitions import day_of, ensure_partitions
-from teston.wikis import WikiCatalog
+from teston.core.partitions import day_of, ensure_partitions
+from teston.core.wikis import WikiCatalog
 
 CATALOG = WikiCatalog.load()
 # "Now" for tests that do not replay a capture: the day of the 2025 sample capture.

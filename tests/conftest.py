@@ -12,9 +12,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import AliasChoices
 
-from teston import database
-from teston.embedded import EmbeddedPostgres
-from teston.settings import (
+from teston.core import database
+from teston.core.embedded import EmbeddedPostgres
+from teston.core.settings import (
     AnalyticsSettings,
     BusSettings,
     DatabaseSettings,

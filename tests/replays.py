@@ -15,7 +15,7 @@ from ingestion.replay import REPLAY_BATCH_SIZE
 from ingestion.resilient_writer import ResilientWriter
 from ingestion.sources import open_file_source
 from teston.cli.wiring import writer_connector
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 
 
 async def ingest_file(

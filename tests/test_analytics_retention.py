@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from analytics import exports, jobs, layout, retention, rollup
-from teston.partitions import existing_partition_days
+from teston.core.partitions import existing_partition_days
 from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"

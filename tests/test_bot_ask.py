@@ -22,10 +22,10 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics import bookkeeping, rollup
-from teston import database
 from teston.cli import app
 from teston.cli.service import discord_bot
-from teston.settings import load_settings
+from teston.core import database
+from teston.core.settings import load_settings
 from tests.bot_fixtures import CATALOG
 from tests.replays import ingest_path
 

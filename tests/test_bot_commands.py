@@ -24,7 +24,7 @@ from bot.answers import (
 from bot.commands import DATABASE_TROUBLE, CommandCore, Invoker
 from bot.rendering import plain_text
 from bot.requests import Command, Scope
-from teston.statuses import DayStatus
+from teston.core.statuses import DayStatus
 from tests.bot_fixtures import (
     CATALOG,
     NOW,

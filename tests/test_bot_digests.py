@@ -26,7 +26,7 @@ from bot.client import ShardedWikiBot, WikiBot, wiki_bot
 from bot.commands import CommandCore
 from bot.digests import DigestPoster, due_days
 from bot.shards import ShardPlan, shard_of
-from teston.settings import DiscordSettings
+from teston.core.settings import DiscordSettings
 from tests.bot_fixtures import CATALOG
 from tests.fakediscord import FakeDiscord, Message, pytest_plugin, running
 from tests.replays import ingest_file

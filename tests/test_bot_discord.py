@@ -34,8 +34,8 @@ from bot.cog import SlowDownNotices
 from bot.commands import CommandCore
 from teston.cli import app
 from teston.cli.wiring import discord_bot_service
-from teston.runtime import run_components
-from teston.settings import DiscordSettings, load_settings
+from teston.core.runtime import run_components
+from teston.core.settings import DiscordSettings, load_settings
 from tests.bot_fixtures import CATALOG, insert_day_stats, insert_rollup, pool
 from tests.fakediscord import FakeDiscord, InteractionResult, Message, pointed_at, pytest_plugin, running
 from tests.replays import ingest_file

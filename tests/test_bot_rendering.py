@@ -35,8 +35,8 @@ from bot.messages import (
 )
 from bot.rendering import discord_reply, language_choices, plain_text
 from bot.requests import Command, Scope
-from teston.statuses import DayStatus
-from teston.wikis import WikiCatalog
+from teston.core.statuses import DayStatus
+from teston.core.wikis import WikiCatalog
 
 CATALOG = WikiCatalog.load()
 EN = CATALOG.resolve("en")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.shards import ShardPlan, shard_of
-from teston.settings import SettingsError, load_settings
+from teston.core.settings import SettingsError, load_settings
 from tests.fakediscord import FakeDiscord
 
 # A snowflake's top bits are its time in ms; Discord's shard is that time modulo the shard count.

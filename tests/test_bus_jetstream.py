@@ -17,7 +17,7 @@ import nats.errors
 
 from ingestion.bus.naming import MESSAGE_ID_HEADER, STREAM_NAME, subject_for
 from ingestion.events import Rejection, parse_event
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 from tests.bus_fixtures import (
     NatsCluster,
     bus_env,

@@ -19,8 +19,8 @@ from ingestion.events import INGEST_COLUMNS
 from ingestion.metrics import IngestMetrics
 from ingestion.replay import REPLAY_BATCH_SIZE
 from teston.cli.wiring import catalog, event_source, ingestion_service, sink_service
-from teston.runtime import run_components
-from teston.settings import Settings, load_settings
+from teston.core.runtime import run_components
+from teston.core.settings import Settings, load_settings
 from tests.bus_fixtures import (
     KafkaBroker,
     counts,

@@ -13,10 +13,10 @@ from ingestion.bus.naming import (
     subject_for,
     subject_token,
 )
-from teston.bus_address import BusAddress, BusEngine, parse_bus_url
 from teston.cli import app
-from teston.roles import Role, configured_roles, missing_configuration, parse_roles
-from teston.settings import SettingsError, load_settings
+from teston.core.bus_address import BusAddress, BusEngine, parse_bus_url
+from teston.core.roles import Role, configured_roles, missing_configuration, parse_roles
+from teston.core.settings import SettingsError, load_settings
 
 
 @pytest.mark.parametrize(

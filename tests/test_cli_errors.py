@@ -11,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from teston.cli import app
-from teston.redaction import RedactingFilter, redact
+from teston.core.redaction import RedactingFilter, redact
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

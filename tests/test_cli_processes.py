@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from teston.embedded import EmbeddedPostgres
+from teston.core.embedded import EmbeddedPostgres
 from tests.fakestream import FakeEventStreams, read_capture
 
 DATA = Path(__file__).parent / "data"

@@ -18,8 +18,8 @@ import pytest
 from analytics import jobs
 from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule
 from teston.cli.wiring import analytics_pool
-from teston.connections import TooFewConnections, share_connections
-from teston.settings import DatabaseSettings
+from teston.core.connections import TooFewConnections, share_connections
+from teston.core.settings import DatabaseSettings
 from tests.conftest import DATA_DIR
 from tests.fakestream import FakeEventStreams, read_capture
 from tests.replays import ingest_path

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from sqlmodel import SQLModel
 
-from teston import database, partitions
-from teston.schema import metadata
+from teston.core import database, partitions
+from teston.core.schema import metadata
 
 
 def test_upgrade_creates_every_table(conn: psycopg.Connection) -> None:

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from teston import database
-from teston.embedded import EmbeddedPostgres, _bin_dir
+from teston.core import database
+from teston.core.embedded import EmbeddedPostgres, _bin_dir
 
 
 def _assert_refused_without_password(url: str) -> None:

@@ -23,8 +23,8 @@ from ingestion.events import (
     parse_event,
 )
 from ingestion.sse import SSEDecoder
-from teston.schema import RECENT_CHANGE_COLUMNS
-from teston.wikis import WikiCatalog
+from teston.core.schema import RECENT_CHANGE_COLUMNS
+from teston.core.wikis import WikiCatalog
 
 DATA_DIR = Path(__file__).parent / "data"
 MALFORMED_DIR = DATA_DIR / "malformed"

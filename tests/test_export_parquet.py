@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from analytics import bookkeeping, day_files, day_rows, exports, layout
-from teston.schema import RECENT_CHANGE_COLUMNS
+from teston.core.schema import RECENT_CHANGE_COLUMNS
 from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"

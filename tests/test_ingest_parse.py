@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ingestion import events
 from ingestion.events import ChangeRow, Rejection, parse_event
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 
 DATA_DIR = Path(__file__).parent / "data"
 CATALOG = WikiCatalog.load()

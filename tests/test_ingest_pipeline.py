@@ -12,7 +12,7 @@ from ingestion.batch import Batch, BatchOutcome, StreamCursor
 from ingestion.copy_rows import CopyRows
 from ingestion.pipeline import IngestPipeline, PipelineOptions
 from ingestion.sources import Delivery
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 
 CAPTURE = DATA_DIR / "2021-08-27_all-wikis_1950.jsonl"

@@ -14,10 +14,10 @@ from ingestion.backoff import ReconnectPolicy
 from ingestion.client import EventStreamClient, user_agent
 from ingestion.pipeline import IngestPipeline, PipelineOptions
 from ingestion.resilient_writer import ResilientWriter
-from teston import database
 from teston.cli.wiring import writer_connector
-from teston.embedded import EmbeddedPostgres
-from teston.wikis import WikiCatalog
+from teston.core import database
+from teston.core.embedded import EmbeddedPostgres
+from teston.core.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 from tests.fakestream import FakeEventStreams, read_capture
 

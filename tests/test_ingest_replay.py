@@ -19,7 +19,7 @@ from ingestion.events import INGEST_COLUMNS, ChangeRow, Rejection, parse_event
 from ingestion.sources import file_fingerprint
 from ingestion.sse import SSEDecoder
 from teston.cli import app
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 from tests.replays import ingest_path
 

@@ -22,7 +22,7 @@ from ingestion.pipeline import IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import IngestionService
 from teston.cli.wiring import writer_connector
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 from tests.fakestream import USER_AGENT, FakeEventStreams, RecordedEvent, read_capture
 

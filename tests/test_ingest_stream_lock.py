@@ -24,9 +24,9 @@ from ingestion.sources import open_file_source
 from ingestion.stream_lock import LockHolder, StreamBusy, stream_busy_message
 from ingestion.writer import BatchWriter
 from teston.cli.wiring import writer_connector
-from teston.embedded import EmbeddedPostgres
-from teston.locks import STREAM_CLASS, stream_lock_key
-from teston.wikis import WikiCatalog
+from teston.core.embedded import EmbeddedPostgres
+from teston.core.locks import STREAM_CLASS, stream_lock_key
+from teston.core.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 from tests.replays import ingest_path
 

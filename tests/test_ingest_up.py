@@ -13,7 +13,7 @@ import aiohttp
 import psycopg
 import pytest
 
-from teston.runtime import run_components
+from teston.core.runtime import run_components
 from tests.conftest import DATA_DIR
 from tests.fakestream import FakeEventStreams, read_capture
 

@@ -20,9 +20,9 @@ from ingestion.pipeline import IngestPipeline, PipelineOptions
 from ingestion.resilient_writer import ResilientWriter, WriterStopped
 from ingestion.sources import open_file_source
 from ingestion.writer import BatchWriter
-from teston import partitions
-from teston.schema import RECENT_CHANGE_COLUMNS
-from teston.wikis import WikiCatalog
+from teston.core import partitions
+from teston.core.schema import RECENT_CHANGE_COLUMNS
+from teston.core.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 
 STREAM = "https://stream.example/recentchange"

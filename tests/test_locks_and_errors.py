@@ -6,9 +6,9 @@ import pytest
 
 import teston.cli
 from ingestion.stream_lock import StreamBusy
-from teston import locks
-from teston.errors import ConfigurationError, IngestionError, TestonError
-from teston.settings import SettingsError
+from teston.core import locks
+from teston.core.errors import ConfigurationError, IngestionError, TestonError
+from teston.core.settings import SettingsError
 
 
 def test_every_key_is_distinct_and_the_second_keys_are_int4() -> None:

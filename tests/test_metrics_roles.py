@@ -22,9 +22,9 @@ from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule
 from bot.commands import CommandCore, Invoker
 from bot.metrics import BotMetrics
 from teston.cli.wiring import discord_bot_service
-from teston.monitoring import MetricsServer
-from teston.settings import load_settings
-from teston.statuses import JobStatus
+from teston.core.monitoring import MetricsServer
+from teston.core.settings import load_settings
+from teston.core.statuses import JobStatus
 from tests.bot_fixtures import CATALOG, NOW, pool
 from tests.fakediscord import FakeDiscord, pointed_at, pytest_plugin
 from tests.replays import ingest_path

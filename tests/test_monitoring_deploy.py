@@ -25,7 +25,7 @@ from analytics.scheduler import INTRADAY, NIGHTLY
 from bot.metrics import BotMetrics
 from ingestion.bus.sink import SinkMetrics
 from ingestion.metrics import IngestMetrics
-from teston.monitoring import metric_names
+from teston.core.monitoring import metric_names
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from ingestion.metrics import MetricsServer
 from teston.cli import app
+from teston.cli.health_checks import healthz_urls
 from teston.cli.service import up_roles
-from teston.health import healthz_urls
-from teston.settings import load_settings
+from teston.core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "teston:latest"

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from analytics import bookkeeping, day_files, jobs, layout, retention, rollup
 from bot.queries import DayReading, read_day
 from teston.cli import app
-from teston.partitions import existing_partition_days
-from teston.statuses import DayStatus, JobStatus
+from teston.core.partitions import existing_partition_days
+from teston.core.statuses import DayStatus, JobStatus
 from tests.replays import ingest_path
 
 DATA = Path(__file__).parent / "data"

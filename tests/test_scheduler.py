@@ -21,8 +21,8 @@ from analytics.scheduler import (
     nightly_slot,
 )
 from teston.cli.wiring import analytics_pool
-from teston.settings import DatabaseSettings
-from teston.statuses import JobStatus
+from teston.core.settings import DatabaseSettings
+from teston.core.statuses import JobStatus
 
 
 def test_slots_are_the_same_in_every_process() -> None:

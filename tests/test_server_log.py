@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from teston.embedded import LOGGING, EmbeddedPostgres
-from teston.wikis import WikiCatalog
+from teston.core.embedded import LOGGING, EmbeddedPostgres
+from teston.core.wikis import WikiCatalog
 from tests.conftest import DATA_DIR, ExternalServer
 from tests.replays import ingest_path
 

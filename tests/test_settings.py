@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from teston.settings import SettingsError, load_settings, parse_duration
+from teston.core.settings import SettingsError, load_settings, parse_duration
 
 GO_BOT_ENV = """\
 DISCORD_TOKEN=abc.def.ghi

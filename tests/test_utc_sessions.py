@@ -18,8 +18,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
-from teston import database
 from teston.cli import app
+from teston.core import database
 from tests.bot_fixtures import CATALOG
 from tests.replays import ingest_path
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from teston.wikis import UnknownWiki, Wiki, WikiCatalog, default_catalog, resolve_wiki, unlisted_wiki
+from teston.core.wikis import UnknownWiki, Wiki, WikiCatalog, default_catalog, resolve_wiki, unlisted_wiki
 
 DATA_DIR = Path(__file__).parent / "data"
 CAPTURES = sorted(DATA_DIR.glob("*.jsonl"))
@@ -433,7 +433,7 @@ def test_catalog_covers_every_project(catalog: WikiCatalog) -> None:
 
 
 def test_catalog_is_loaded_only_when_asked_for() -> None:
-    probe = "import teston.wikis as w; print(w.default_catalog.cache_info().currsize)"
+    probe = "import teston.core.wikis as w; print(w.default_catalog.cache_info().currsize)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "0"
 

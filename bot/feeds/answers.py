@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from teston.wikis import Wiki
+from teston.core.wikis import Wiki
 
 # Per server, so one server cannot make the poster work for everyone else.
 MAX_FEEDS_PER_GUILD = 10

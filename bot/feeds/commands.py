@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from bot.feeds import store
 from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedAnswer, FeedCreated, FeedList, FeedRemoved
 from bot.requests import Command, FeedRequest, UnwatchRequest, UsageError, WatchesRequest, WatchRequest
-from teston.wikis import Wiki, WikiCatalog
+from teston.core.wikis import Wiki, WikiCatalog
 
 if TYPE_CHECKING:
     from bot.commands import ConnectionSource, Invoker

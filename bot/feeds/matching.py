@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.answers import Change
 from bot.feeds.filters import FeedFilter
-from teston.editors import ANONYMOUS_USER_PATTERN
+from teston.core.editors import ANONYMOUS_USER_PATTERN
 
 # The same definition of "anonymous" as the daily figures: an IP address or a temporary account.
 _ANONYMOUS = re.compile(ANONYMOUS_USER_PATTERN)

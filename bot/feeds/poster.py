@@ -31,7 +31,7 @@ from bot.feeds.matching import matches
 from bot.feeds.plan import Advance, Backlog, Post, Skip, Step, next_step, nonce, resent_step
 from bot.feeds.posts import changes_message, skipped_message
 from bot.messages import Message
-from teston.wikis import WikiCatalog
+from teston.core.wikis import WikiCatalog
 
 if TYPE_CHECKING:
     from bot.commands import ConnectionSource

@@ -15,7 +15,7 @@ from bot.feeds.matching import size_change
 from bot.links import contributions_url, diff_url, page_url
 from bot.markdown import clean, clip, escape, link
 from bot.messages import EMBED_TITLE_LIMIT, EMBED_TOTAL_LIMIT, EMBEDS_PER_MESSAGE, Embed, Message
-from teston.wikis import Wiki
+from teston.core.wikis import Wiki
 
 COMMENT_LIMIT = 150
 TITLE_LIMIT = 200

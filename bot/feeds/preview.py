@@ -14,8 +14,8 @@ from bot.feeds.matching import FeedChange, matches
 from bot.feeds.posts import plain_post
 from bot.requests import Command, WatchRequest
 from bot.subscription_arguments import parse_watch
-from teston.partitions import day_bounds
-from teston.wikis import Wiki, WikiCatalog
+from teston.core.partitions import day_bounds
+from teston.core.wikis import Wiki, WikiCatalog
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The feeds table and the rows feeds read: each function runs its statements on a connection it is given.
 
-Feeds read `recent_changes` by arrival (see `teston.schema.RecentChange.arrival`): a row that arrives
+Feeds read `recent_changes` by arrival (see `teston.core.schema.RecentChange.arrival`): a row that arrives
 late, for an old event time, still comes after the cursor. The cursor moves in `finish_step`, which the
 poster calls only once Discord accepted the message.
 """
@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from bot.answers import Change
 from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedRow
 from bot.feeds.matching import FeedChange
-from teston.locks import feeds_lock_key
+from teston.core.locks import feeds_lock_key
 
 _FEED_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(FeedRow))
 _CHANGE_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(Change))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from teston.bus_address import BusAddress, BusEngine
-from teston.errors import IngestionError
+from teston.core.bus_address import BusAddress, BusEngine
+from teston.core.errors import IngestionError
 
 
 @dataclass(frozen=True, slots=True)

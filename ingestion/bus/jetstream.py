@@ -32,7 +32,7 @@ from ingestion.bus.naming import (
     stream_subjects,
     subject_for,
 )
-from teston.bus_address import BusAddress, BusEngine
+from teston.core.bus_address import BusAddress, BusEngine
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from ingestion.bus.naming import (
     message_source,
     stream_replicas,
 )
-from teston.bus_address import BusAddress, BusEngine
+from teston.core.bus_address import BusAddress, BusEngine
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The bus's vocabulary, as pure functions: the names used on it (`teston.bus_address` parses `BUS_URL`).
+"""The bus's vocabulary, as pure functions: the names used on it (`teston.core.bus_address` parses `BUS_URL`).
 
 One stream (JetStream) or topic (Kafka) carries every wiki's events; the wiki's database name is in the
 JetStream subject and is the Kafka key, so a wiki's events keep their order within a partition.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from teston.bus_address import BusEngine
+from teston.core.bus_address import BusEngine
 
 STREAM_NAME = "TESTON_RECENTCHANGE"
 SUBJECT_PREFIX = "teston.recentchange"

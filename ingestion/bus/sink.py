@@ -27,9 +27,9 @@ from ingestion.bus.engine import BusConsumer, ReceivedMessage
 from ingestion.copy_rows import CopyRows
 from ingestion.events import ChangeRow, Rejection, parse_event
 from ingestion.resilient_writer import ResilientWriter
-from teston.errors import NotStarted
-from teston.monitoring import MetricsServer
-from teston.wikis import WikiCatalog
+from teston.core.errors import NotStarted
+from teston.core.monitoring import MetricsServer
+from teston.core.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
 

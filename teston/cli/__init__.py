@@ -13,9 +13,9 @@ import typer
 
 from teston import __version__
 from teston.cli import ask, crash, db, feed, health, ingest, rollup, service
-from teston.embedded import EmbeddedPostgresError
-from teston.errors import TestonError
-from teston.redaction import redact
+from teston.core.embedded import EmbeddedPostgresError
+from teston.core.errors import TestonError
+from teston.core.redaction import redact
 
 __all__ = ["app", "main"]
 

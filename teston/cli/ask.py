@@ -18,10 +18,10 @@ from bot.commands import Invoker
 from bot.rendering import discord_reply, plain_text
 from bot.report_rendering import attachments_of
 from bot.requests import Scope
-from teston import database
 from teston.cli import wiring
 from teston.cli.common import read_settings
-from teston.settings import Settings
+from teston.core import database
+from teston.core.settings import Settings
 
 
 @contextlib.contextmanager

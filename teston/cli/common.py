@@ -12,10 +12,10 @@ import typer
 from ingestion.bus.engine import BusUnavailable
 from ingestion.resilient_writer import WriterStopped
 from ingestion.stream_lock import StreamBusy
-from teston import redaction
-from teston.embedded import EmbeddedServerGone
-from teston.monitoring import MetricsPortBusy
-from teston.settings import Settings, SettingsError, load_settings
+from teston.core import redaction
+from teston.core.embedded import EmbeddedServerGone
+from teston.core.monitoring import MetricsPortBusy
+from teston.core.settings import Settings, SettingsError, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

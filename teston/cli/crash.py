@@ -12,9 +12,9 @@ from pathlib import Path
 
 import typer
 
-from teston import redaction
 from teston.cli.common import LOG_FORMAT, secrets_of
-from teston.settings import SettingsError, load_settings
+from teston.core import redaction
+from teston.core.settings import SettingsError, load_settings
 
 LOG_NAME = "teston.log"
 

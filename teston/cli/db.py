@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from teston import database
 from teston.cli.common import read_settings
-from teston.embedded import EmbeddedPostgres
+from teston.core import database
+from teston.core.embedded import EmbeddedPostgres
 
 
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:

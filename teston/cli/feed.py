@@ -10,11 +10,11 @@ import typer
 
 from bot.feeds.preview import Preview, preview_day, watch_arguments
 from bot.requests import UsageError, WatchRequest
-from teston import database
 from teston.cli import wiring
 from teston.cli.ask import _schema_is_current
 from teston.cli.common import read_settings
-from teston.wikis import UnknownWiki, WikiCatalog
+from teston.core import database
+from teston.core.wikis import UnknownWiki, WikiCatalog
 
 feed_app = typer.Typer(help="Live feeds (!watch): try a filter without Discord.", no_args_is_help=True)
 

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from teston.cli.common import read_settings
+from teston.cli.health_checks import check
 from teston.cli.service import up_roles
-from teston.health import check
-from teston.roles import Role
+from teston.core.roles import Role
 
 
 def health(

@@ -18,12 +18,12 @@ from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import IngestSummary
 from ingestion.replay import REPLAY_BATCH_SIZE, replay_problem
 from ingestion.sources import is_url
-from teston import database
 from teston.cli import wiring
 from teston.cli.common import ingestion_failures_exit, read_settings
 from teston.cli.progress import ReplayProgress
-from teston.runtime import run_components, stop_on_signals
-from teston.settings import Settings, parse_duration
+from teston.core import database
+from teston.core.runtime import run_components, stop_on_signals
+from teston.core.settings import Settings, parse_duration
 
 
 def _parse_since(value: str | None) -> datetime | None:

@@ -13,10 +13,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from analytics import bookkeeping, jobs, rollup
-from teston import database
 from teston.cli.common import read_settings
-from teston.settings import Settings
-from teston.statuses import JobStatus
+from teston.core import database
+from teston.core.settings import Settings
+from teston.core.statuses import JobStatus
 
 ENGINES = ("duckdb", "spark")
 

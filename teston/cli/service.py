@@ -18,15 +18,15 @@ from bot.app import NO_TOKEN_HELP
 from bot.client import BotUnavailable
 from bot.metrics import BotMetrics
 from ingestion.metrics import IngestMetrics
-from teston import database
 from teston.cli import wiring
 from teston.cli.common import ingestion_failures_exit, read_settings
-from teston.connections import ConnectionBudget
-from teston.monitoring import Health
-from teston.roles import Role, configured_roles, missing_configuration
-from teston.runtime import Component, run_components, stop_on_signals
-from teston.settings import Settings
-from teston.wikis import WikiCatalog
+from teston.core import database
+from teston.core.connections import ConnectionBudget
+from teston.core.monitoring import Health
+from teston.core.roles import Role, configured_roles, missing_configuration
+from teston.core.runtime import Component, run_components, stop_on_signals
+from teston.core.settings import Settings
+from teston.core.wikis import WikiCatalog
 
 
 def discord_bot(

@@ -43,13 +43,13 @@ from ingestion.pipeline import IngestSummary, PipelineOptions
 from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import ClosingCommitter, IngestionService, open_source
 from ingestion.sources import Source
-from teston import database
-from teston.bus_address import parse_bus_url
-from teston.connections import ConnectionBudget, TooFewConnections, share_connections
-from teston.embedded import EmbeddedPostgres
-from teston.monitoring import Health, MetricsServer, all_healthy
-from teston.settings import BusSettings, DatabaseSettings, Settings
-from teston.wikis import WikiCatalog
+from teston.core import database
+from teston.core.bus_address import parse_bus_url
+from teston.core.connections import ConnectionBudget, TooFewConnections, share_connections
+from teston.core.embedded import EmbeddedPostgres
+from teston.core.monitoring import Health, MetricsServer, all_healthy
+from teston.core.settings import BusSettings, DatabaseSettings, Settings
+from teston.core.wikis import WikiCatalog
 
 
 def catalog() -> WikiCatalog:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from teston.errors import ConfigurationError
+from teston.core.errors import ConfigurationError
 
 # The ingester's (or a sink's) writer holds one connection (reopened after an outage, never two at once).
 INGESTION_CONNECTIONS = 1

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import psycopg
 from psycopg import sql
 
-from teston.locks import PARTITION_DDL_KEY
+from teston.core.locks import PARTITION_DDL_KEY
 
 PARENT_TABLE = "recent_changes"
 _NAME = re.compile(r"^recent_changes_p(\d{8})$")

@@ -1,9 +1,10 @@
 """Which Wikimedia wiki a user's text or an event's fields mean.
 
 In TestON a "language" is a wiki: `en` is en.wikipedia.org (database `enwiki`). The catalog is the table
-shipped in `teston/data/wikis.csv` (every language edition of the multilingual projects plus the special
-wikis) and the code aliases in `teston/data/wiki_aliases.csv`; see `teston/data/README.md` for where they
-come from. Nothing here touches the network, and nothing is loaded until a catalog is asked for.
+shipped in `teston/core/data/wikis.csv` (every language edition of the multilingual projects plus the
+special wikis) and the code aliases in `teston/core/data/wiki_aliases.csv`; see
+`teston/core/data/README.md` for where they come from. Nothing here touches the network, and nothing is
+loaded until a catalog is asked for.
 
 Codes are never cut out of database or host names by length: database names do not follow the codes
 (`be-tarask` is `be_x_oldwiki`, Wikidata is `wikidatawiki` on www.wikidata.org), so every mapping is a
@@ -178,8 +179,8 @@ class WikiCatalog:
 
     @classmethod
     def load(cls) -> Self:
-        """The catalog shipped with the package (`teston/data/*.csv`)."""
-        data = resources.files("teston").joinpath("data")
+        """The catalog shipped with the package (`teston/core/data/*.csv`)."""
+        data = resources.files("teston.core").joinpath("data")
         wikis, languages, closed = parse_wiki_table(
             data.joinpath("wikis.csv").read_text(encoding="utf-8").splitlines()
         )

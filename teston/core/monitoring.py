@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from teston.errors import TestonError
+from teston.core.errors import TestonError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class MetricsPortBusy(TestonError, OSError):
 class MetricsServer:
     """Serves `/metrics` from a registry and `/healthz` from a health callback; port 0 means disabled.
 
-    Also a `teston.runtime.Component`, so a process without ingestion serves its metrics the same way.
+    Also a `teston.core.runtime.Component`, so a process without ingestion serves its metrics the same way.
     """
 
     name = "metrics"

@@ -17,10 +17,10 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, Validation
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from teston import __version__
-from teston.bus_address import parse_bus_url
-from teston.errors import ConfigurationError
-from teston.redaction import redact
-from teston.roles import Role, parse_roles
+from teston.core.bus_address import parse_bus_url
+from teston.core.errors import ConfigurationError
+from teston.core.redaction import redact
+from teston.core.roles import Role, parse_roles
 
 DEFAULT_STREAM_URL = "https://stream.wikimedia.org/v2/stream/recentchange"
 DEFAULT_CONTACT = "https://github.com/teston-bot/teston"

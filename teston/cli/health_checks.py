@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from teston.roles import Role
-from teston.settings import Settings
+from teston.core.roles import Role
+from teston.core.settings import Settings
 
 # A health check has a few seconds in all (docker-compose.yml gives it 10 s).
 CHECK_TIMEOUT = 3

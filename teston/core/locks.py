@@ -6,8 +6,8 @@ starts with TestON's own prefix 0x7E57 ("TEST"), so another application's locks 
 unlikely to collide with ours.
 
   key                                scope        serialises                                taken in
-  MIGRATION_KEY      0x7E57_0000     session      migrations of processes started together  teston.database
-  PARTITION_DDL_KEY  0x7E57_0001     transaction  creating and dropping daily partitions    teston.partitions
+  MIGRATION_KEY      0x7E57_0000     session      migrations of processes started together  core.database
+  PARTITION_DDL_KEY  0x7E57_0001     transaction  creating and dropping daily partitions    core.partitions
   ARRIVAL_KEY        0x7E57_0010     transaction  arrival numbers drawn until the commit,   ingestion.writer
                                                   so none smaller appears later
   JOB_CLASS          0x7E57_0002,    session,     one run of a job kind at a time           analytics.jobs

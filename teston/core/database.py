@@ -10,13 +10,13 @@ from pathlib import Path
 from alembic.config import Config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from teston.embedded import EmbeddedPostgres
-from teston.locks import MIGRATION_KEY
-from teston.settings import Settings
+from teston.core.embedded import EmbeddedPostgres
+from teston.core.locks import MIGRATION_KEY
+from teston.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def redact(url: str) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
 
-from teston.errors import DatabaseError
+from teston.core.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
