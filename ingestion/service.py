@@ -24,7 +24,7 @@ from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import BatchCommitter, IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.sources import Source, is_url, open_file_source
 from teston.core.errors import NotStarted
-from teston.core.monitoring import MetricsServer
+from teston.core.monitoring import Health, MetricsServer
 from teston.core.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class IngestionService:
         *,
         options: PipelineOptions | None = None,
         metrics: IngestMetrics | None = None,
-        metrics_address: tuple[str, int] | None = None,
+        serve_metrics: Callable[[Health], MetricsServer] | None = None,
         on_progress: Callable[[IngestSummary], None] | None = None,
     ) -> None:
         self.source = source
@@ -93,10 +93,8 @@ class IngestionService:
         self.pipeline = IngestPipeline(
             source, writer, catalog, options=options, metrics=metrics, on_progress=on_progress
         )
-        self._metrics_server: MetricsServer | None = None
-        if metrics is not None and metrics_address is not None and metrics_address[1] != 0:
-            host, port = metrics_address
-            self._metrics_server = MetricsServer(metrics.registry, self.health, host=host, port=port)
+        # The endpoint (built by the composition root) serves this service's health.
+        self._metrics_server = serve_metrics(self.health) if serve_metrics is not None else None
         self._task: asyncio.Task[IngestSummary] | None = None
         self._started_at = time.monotonic()
 

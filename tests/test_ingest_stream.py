@@ -21,7 +21,7 @@ from ingestion.metrics import IngestMetrics
 from ingestion.pipeline import IngestPipeline, IngestSummary, PipelineOptions
 from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import IngestionService
-from teston.cli.wiring import writer_connector
+from teston.cli.wiring import metrics_endpoint, writer_connector
 from teston.core.wikis import WikiCatalog
 from tests.conftest import DATA_DIR
 from tests.fakestream import USER_AGENT, FakeEventStreams, RecordedEvent, read_capture
@@ -238,7 +238,7 @@ async def test_metrics_and_health_are_served(
             catalog,
             options=PipelineOptions(flush_interval=0.05),
             metrics=metrics,
-            metrics_address=("127.0.0.1", _free_port()),
+            serve_metrics=metrics_endpoint(registry, "127.0.0.1", _free_port()),
         )
         await service.start()
         try:

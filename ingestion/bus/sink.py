@@ -28,7 +28,7 @@ from ingestion.copy_rows import CopyRows
 from ingestion.events import ChangeRow, Rejection, parse_event
 from ingestion.resilient_writer import ResilientWriter
 from teston.core.errors import NotStarted
-from teston.core.monitoring import MetricsServer
+from teston.core.monitoring import Health, MetricsServer
 from teston.core.wikis import WikiCatalog
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class BusSink:
         fetch_timeout: float = 1.0,
         idle_exit: float | None = None,
         metrics: SinkMetrics | None = None,
-        metrics_address: tuple[str, int] | None = None,
+        serve_metrics: Callable[[Health], MetricsServer] | None = None,
         shutdown_grace: float = 10.0,
     ) -> None:
         self._connect = connect
@@ -139,12 +139,8 @@ class BusSink:
         self._lock_name = sink_lock_name()
         self.summary = SinkSummary()
         self._last_commit_at = time.monotonic()
-        self._metrics_server: MetricsServer | None = None
-        if metrics is not None and metrics_address is not None and metrics_address[1] != 0:
-            host, port = metrics_address
-            self._metrics_server = MetricsServer(
-                metrics.registry, self.health, host=host, port=port, variable="SINK_METRICS_PORT"
-            )
+        # The endpoint (built by the composition root) serves this sink's health.
+        self._metrics_server = serve_metrics(self.health) if serve_metrics is not None else None
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while running and, with a backlog on the bus, committing recently."""

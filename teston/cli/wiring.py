@@ -9,8 +9,8 @@ analytics and the bot, which never build a resource they use:
 - the schedule's pool (`analytics_pool`), the bot's pool (`bot_pool`) and its LISTEN connections for the
   live feeds (`listen_connector`), `teston ask`'s one-connection pool (`ask_pool`);
 - the ingester's source (`event_source`), the components themselves (`ingestion_service`,
-  `sink_service`, `analytics_scheduler`, `discord_bot_service`) and the process's metrics endpoint
-  (`metrics_server`).
+  `sink_service`, `analytics_scheduler`, `discord_bot_service`), the process's metrics endpoint
+  (`metrics_server`) and a component's own (`metrics_endpoint`).
 
 The HTTP session, the metrics registries and the Spark session are made by the command that runs them
 (`teston/cli/service.py`, `ingest.py`, `rollup.py`), for as long as it runs.
@@ -205,7 +205,7 @@ def ingestion_service(
         catalog,
         options=options,
         metrics=metrics,
-        metrics_address=(settings.ingest.metrics_host, metrics_port),
+        serve_metrics=metrics_endpoint(metrics.registry, settings.ingest.metrics_host, metrics_port),
         on_progress=on_progress,
     )
 
@@ -222,14 +222,17 @@ def sink_service(
     if settings.bus.url is None:
         raise ValueError("a sink needs BUS_URL")
     address, options = parse_bus_url(settings.bus.url), bus_options(settings.bus)
+    metrics = SinkMetrics(CollectorRegistry())
     return BusSink(
         functools.partial(open_consumer, address, options),
         ResilientWriter(_writer_connector(settings, url)),
         catalog,
         batch_size=settings.bus.sink_batch_size,
         idle_exit=idle_exit,
-        metrics=SinkMetrics(CollectorRegistry()),
-        metrics_address=(settings.ingest.metrics_host, metrics_port),
+        metrics=metrics,
+        serve_metrics=metrics_endpoint(
+            metrics.registry, settings.ingest.metrics_host, metrics_port, variable="SINK_METRICS_PORT"
+        ),
     )
 
 
@@ -273,6 +276,15 @@ def discord_bot_service(
         metrics=metrics,
         **options,
     )
+
+
+def metrics_endpoint(
+    registry: CollectorRegistry, host: str, port: int, *, variable: str = "METRICS_PORT"
+) -> Callable[[Health], MetricsServer] | None:
+    """A component's own `/metrics` and `/healthz` on host:port, given its health check (port 0: none)."""
+    if port == 0:
+        return None
+    return functools.partial(MetricsServer, registry, host=host, port=port, variable=variable)
 
 
 def metrics_server(
