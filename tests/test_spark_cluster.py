@@ -31,10 +31,16 @@ EXECUTOR_CLASS = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
 STARTUP_TIMEOUT = 180.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports of 127.0.0.1: each socket is held until all are chosen, so none repeat."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _cmdline(pid: int) -> str:
@@ -89,10 +95,14 @@ def _start(cluster: Cluster, name: str, arguments: list[str], env: dict[str, str
 
 
 def _alive_workers(ui_port: int) -> int:
+    """Workers the master's UI reports ALIVE; 0 while the UI is not up or not yet answering its JSON."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=5) as response:
             state = json.load(response)
-    except OSError:
+    except (OSError, ValueError):
+        # Not listening yet, or an HTML page while the master is still starting (seen under load).
+        return 0
+    if not isinstance(state, dict):
         return 0
     return sum(1 for worker in state.get("workers", []) if worker.get("state") == "ALIVE")
 
@@ -120,7 +130,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A standalone master and two workers (one core, 768 MiB each) on free ports of 127.0.0.1."""
     directory = tmp_path / "cluster"
     directory.mkdir()
-    port, ui_port = _free_port(), _free_port()
+    port, ui_port, *worker_ports = _free_ports(6)
     cluster = Cluster(master_url=f"spark://127.0.0.1:{port}", directory=directory)
     env = os.environ | {
         "SPARK_HOME": str(SPARK_HOME),
@@ -146,7 +156,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 [
                     "org.apache.spark.deploy.worker.Worker",
                     cluster.master_url,
-                    *("--host", "127.0.0.1", "--port", str(_free_port()), "--webui-port", str(_free_port())),
+                    *("--host", "127.0.0.1", "--port", str(worker_ports[2 * index])),
+                    *("--webui-port", str(worker_ports[2 * index + 1])),
                     *("--cores", "1", "--memory", "768m", "--work-dir", str(directory / f"work-{index}")),
                 ],
                 env,
