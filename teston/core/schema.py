@@ -225,7 +225,7 @@ class DayRollup(SchemaModel, table=True):
     __tablename__ = "day_rollups"
 
     day: date = Field(sa_column=Column(Date, primary_key=True))
-    status: str = Field(sa_column=Column(Text, nullable=False))  # "partial" | "final"
+    status: str = Field(sa_column=Column(Text, nullable=False))  # a teston.core.statuses.DayStatus
     incomplete: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
     events: int = Field(sa_column=Column(BigInteger, nullable=False))
     wikis: int = Field(sa_column=Column(Integer, nullable=False))
@@ -278,7 +278,7 @@ class JobRun(SchemaModel, table=True):
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
     kind: str = Field(sa_column=Column(Text, nullable=False))
     day: date | None = Field(default=None, sa_column=Column(Date))
-    status: str = Field(sa_column=Column(Text, nullable=False))  # running | succeeded | failed | skipped
+    status: str = Field(sa_column=Column(Text, nullable=False))  # a teston.core.statuses.JobStatus
     rows: int | None = Field(default=None, sa_column=Column(BigInteger))
     started_at: datetime = _tz(nullable=False, server_default=text("now()"))
     finished_at: datetime | None = _tz()
