@@ -17,9 +17,10 @@ import pytest
 
 from analytics import jobs
 from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule
-from teston.cli.wiring import analytics_pool
+from teston.cli.wiring import analytics_pool, discord_bot_service
 from teston.core.connections import TooFewConnections, share_connections
-from teston.core.settings import DatabaseSettings
+from teston.core.settings import DatabaseSettings, load_settings
+from tests.bot_fixtures import CATALOG
 from tests.conftest import DATA_DIR
 from tests.fakestream import FakeEventStreams, read_capture
 from tests.replays import ingest_path
@@ -170,3 +171,17 @@ async def test_teston_up_stays_within_db_max_open_conns(db_url: str) -> None:
     assert "DB_MAX_OPEN_CONNS=1 is too low" in refused.stderr
     assert "DB_MAX_OPEN_CONNS must be at least 2" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize(("share", "pool_size", "listens"), [(1, 1, False), (2, 1, True), (5, 4, True)])
+def test_the_bots_pool_and_its_feeds_listener_fit_in_its_share(
+    share: int, pool_size: int, listens: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A share of one connection is all the pool's: the feeds then find new changes by polling alone.
+    monkeypatch.setenv("DISCORD_TOKEN", "test-token")
+    service = discord_bot_service(
+        load_settings(env_file=None), "postgresql://db/teston", catalog=CATALOG, connections=share
+    )
+    assert service._pool.max_size == pool_size
+    assert (service._listen is not None) == listens
+    assert pool_size + listens <= share

@@ -264,14 +264,15 @@ def discord_bot_service(
 ) -> DiscordBotService:
     """The Discord bot on a pool of its share of the budget (all of it when it runs alone).
 
-    The feeds' LISTEN connection is one of the share when the share has room for it.
+    The feeds' LISTEN connection is one of the share when the share has room for it; a share of one
+    connection has none, and the feeds find new changes by polling alone.
     """
     size = connections or settings.database.max_open_conns
     return DiscordBotService(
         settings,
         bot_pool(url, settings.database, max_size=max(1, size - 1)),
         catalog,
-        listen=listen_connector(url),
+        listen=listen_connector(url) if size > 1 else None,
         essential=essential,
         metrics=metrics,
         **options,
