@@ -3,7 +3,9 @@ the per-server limit and the feed commands' permission checks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,8 +15,11 @@ from psycopg_pool import AsyncConnectionPool
 from bot.answers import Problem
 from bot.commands import CommandCore, Invoker
 from bot.feeds import store
-from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedCreated, FeedList, FeedRemoved
+from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedCreated, FeedList, FeedRemoved, FeedRow
+from bot.feeds.poster import FeedPoster
+from bot.messages import Message
 from bot.requests import Command
+from bot.shards import ShardPlan
 from tests.bot_fixtures import CATALOG, NOW, insert_change, pool
 from tests.replays import ingest_file, ingest_path
 
@@ -95,3 +100,64 @@ async def test_feed_commands_check_the_place_the_permission_and_the_limit(pool: 
     other_server = await core.answer_text(f"!unwatch {elsewhere.feed.id}", MODERATOR)
     assert isinstance(other_server, Problem)
     assert "has no feed" in other_server.problem
+
+
+class RecordingChannels:
+    """Accepts every post at once and records which channel it went to and how many changes it held."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[int, int]] = []
+
+    async def post(self, channel_id: int, message: Message, *, nonce: str) -> None:
+        self.posts.append((channel_id, len(message.embeds)))
+
+
+async def _feeds(pool: AsyncConnectionPool, guilds: list[int]) -> list[FeedRow]:
+    async with pool.connection() as conn:
+        return [feed for guild in guilds for feed in await store.guild_feeds(conn, guild)]
+
+
+def owner(shard: int) -> Callable[[int | None], bool]:
+    return ShardPlan(2, (shard,)).owns
+
+
+async def test_with_shards_each_guilds_feeds_are_posted_by_one_process_only(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    # Two guilds on different shards of two (`(guild_id >> 22) % 2`), each with a feed of German changes.
+    guilds = {0: 6 << 22, 1: 7 << 22}
+    channels = {0: 100, 1: 200}
+    async with pool.connection() as conn:
+        for shard, guild in guilds.items():
+            await store.create_feed(
+                conn, guild_id=guild, channel_id=channels[shard], wiki="dewiki", filters="", created_by=None
+            )
+    await ingest_file(db_url, CAPTURE, catalog=CATALOG)
+    rows = [json.loads(line) for line in CAPTURE.read_text(encoding="utf-8").splitlines()]
+    expected = sum(
+        1 for r in rows if r["wiki"] == "dewiki" and not r["bot"] and r["type"] in ("edit", "new", "log")
+    )
+    assert expected > 0
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT max(arrival) FROM recent_changes WHERE wiki = 'dewiki'")
+        [(newest,)] = await cursor.fetchall()
+
+    outputs = {shard: RecordingChannels() for shard in guilds}
+    posters = {
+        shard: FeedPoster(pool, CATALOG, poll_interval=0.1, min_interval=0.0, owns=owner(shard))
+        for shard in guilds
+    }
+    tasks = [asyncio.create_task(posters[shard].run(outputs[shard])) for shard in guilds]
+    try:
+        async with asyncio.timeout(60):
+            while not all(feed.cursor == newest for feed in await _feeds(pool, list(guilds.values()))):
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # a process that should not post would have by now
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    for shard, output in outputs.items():
+        assert {channel for channel, _ in output.posts} == {channels[shard]}
+        assert sum(embeds for _, embeds in output.posts) == expected
