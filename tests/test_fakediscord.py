@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
@@ -379,3 +380,47 @@ async def test_slash_invocations_are_checked_against_the_synced_schema(
         await fake_discord.start_slash("echo", {"text": "a", "times": "2"}, user=alice)
     with pytest.raises(SlashInvocationError, match="not registered"):
         await fake_discord.start_slash("nope", user=alice)
+
+
+async def test_the_channel_rate_limit_is_enforced_and_discordpy_honours_it() -> None:
+    # Three posts per second per channel (Discord's is five per five seconds), to keep the test short.
+    async with FakeDiscord.start(channel_rate_limit=(3, 1.0)) as fake:
+        with pointed_at(fake):
+            async with running(ThrowawayBot(), fake, ready_timeout=2) as client:
+                channel = client.get_partial_messageable(fake.channels.general.id)
+                await asyncio.gather(*(channel.send(f"post {n}") for n in range(8)))
+
+    limits = fake.rate_limits
+    assert limits is not None
+    assert sorted(m.content for m in fake.bot_messages(fake.channels.general)) == [
+        f"post {n}" for n in range(8)
+    ]
+    accepted = [a.at for a in fake.post_attempts(fake.channels.general) if a.status == 200]
+    assert len(accepted) == 8
+    # No window of one second holds more than three accepted posts.
+    assert all(later - earlier >= 1.0 - 0.01 for earlier, later in zip(accepted, accepted[3:], strict=False))
+    assert limits.ignored == 0
+
+
+async def test_posts_beyond_the_channel_limit_are_answered_429_and_counted() -> None:
+    async with FakeDiscord.start(channel_rate_limit=(2, 5.0)) as fake:
+        url = f"{fake.base_url}/channels/{fake.channels.general.id}/messages"
+        headers = {"Authorization": f"Bot {fake.token}"}
+        answers = []
+        async with aiohttp.ClientSession() as session:
+            for n in range(4):
+                async with session.post(url, json={"content": f"post {n}"}, headers=headers) as response:
+                    answers.append((response.status, await response.json(), dict(response.headers)))
+
+    assert [status for status, _, _ in answers] == [200, 200, 429, 429]
+    assert [h["X-RateLimit-Remaining"] for _, _, h in answers] == ["1", "0", "0", "0"]
+    assert answers[0][2]["X-RateLimit-Limit"] == "2"
+    _, refusal, refusal_headers = answers[2]
+    assert refusal["global"] is False
+    assert 0 < refusal["retry_after"] <= 5.0
+    assert refusal_headers["Via"]
+    limits = fake.rate_limits
+    assert limits is not None
+    # The fourth post came back at once instead of after the third's retry_after.
+    assert (limits.limited, limits.ignored) == (2, 1)
+    assert [m.content for m in fake.bot_messages(fake.channels.general)] == ["post 0", "post 1"]

@@ -10,6 +10,8 @@ server.FakeDiscord is the test-facing API; discordpy holds the wiring to discord
 pytest_plugin offers the same as a `fake_discord` fixture; `python -m tests.fakediscord.launch` runs
 TestON's command line pointed at a fake (a bot in a process of its own). `fake.add_guild` adds guilds;
 with a sharded bot each guild's events go to the session of its shard only.
+`FakeDiscord.start(channel_rate_limit=DISCORD_CHANNEL_LIMIT)` enforces Discord's limit on posting in a
+channel (429 with `retry_after`) and counts the 429s and any the client ignored.
 """
 
 from .discordpy import pointed_at, running
@@ -26,14 +28,17 @@ from .models import (
     Role,
     User,
 )
+from .ratelimits import DISCORD_CHANNEL_LIMIT, ChannelRateLimits
 from .server import FakeDiscord
 from .slash import OptionValue, SlashInvocationError
 from .state import InteractionResult
 
 __all__ = [
+    "DISCORD_CHANNEL_LIMIT",
     "ApiError",
     "CallbackType",
     "Channel",
+    "ChannelRateLimits",
     "FakeDiscord",
     "Intent",
     "InteractionResponse",

@@ -31,6 +31,7 @@ from .models import (
     PostAttempt,
 )
 from .payloads import channel_payload, gateway_message_payload, message_payload, user_payload
+from .ratelimits import ChannelRateLimits
 from .state import FakeState, InteractionResult
 from .validation import check_autocomplete_result, check_command_list, check_message_body
 from .world import World
@@ -81,8 +82,11 @@ class RestApi:
         token: str,
         allowed_privileged_intents: int,
         ack_deadline: float,
+        rate_limits: ChannelRateLimits | None = None,
     ) -> None:
         self.state = state
+        # Discord's per-channel limit on message posts, when the fake enforces it (None: no limit).
+        self.rate_limits = rate_limits
         self.gateway = gateway
         self.token = token
         self.allowed_privileged_intents = allowed_privileged_intents
@@ -304,6 +308,33 @@ class RestApi:
             response = json_response(data, status=429)
             response.headers.update({"Via": "1.1 google", "Retry-After": str(max(1, round(retry_after)))})
             return response
+        limit_headers: dict[str, str] = {}
+        if self.rate_limits is not None:
+            verdict = self.rate_limits.check(channel.id)
+            limit_headers = verdict.headers
+            if not verdict.allowed:
+                data = {
+                    "message": "You are being rate limited.",
+                    "retry_after": round(verdict.retry_after, 3),
+                    "global": False,
+                }
+                response = json_response(data, status=429)
+                response.headers.update(limit_headers)
+                response.headers.update(
+                    {
+                        "Via": "1.1 google",
+                        "Retry-After": str(max(1, round(verdict.retry_after))),
+                        "X-RateLimit-Scope": "user",
+                    }
+                )
+                return response
+        response = await self._accept_message(channel, body, attachments)
+        response.headers.update(limit_headers)
+        return response
+
+    async def _accept_message(
+        self, channel: Channel, body: dict[str, Any], attachments: list[dict[str, Any]]
+    ) -> web.Response:
         check_message_body(body, has_files=bool(attachments))
         nonce = body.get("nonce")
         if nonce is not None and body.get("enforce_nonce"):

@@ -24,6 +24,7 @@ from .models import (
     User,
 )
 from .payloads import gateway_message_payload, interaction_payload
+from .ratelimits import ChannelRateLimits
 from .rest import INTERNAL_ERRORS, RestApi, discord_errors
 from .slash import OptionValue, SlashInvocationError, command_data, find_command
 from .state import FakeState, InteractionResult
@@ -47,6 +48,7 @@ class FakeDiscord:
         heartbeat_interval_ms: int = 41_250,
         interaction_ack_deadline: float = 3.0,
         recommended_shards: int = 1,
+        channel_rate_limit: tuple[int, float] | None = None,
     ) -> None:
         self.token = token
         self.world = World()
@@ -64,6 +66,7 @@ class FakeDiscord:
             token=token,
             allowed_privileged_intents=allowed_privileged_intents,
             ack_deadline=interaction_ack_deadline,
+            rate_limits=None if channel_rate_limit is None else ChannelRateLimits(*channel_rate_limit),
         )
         self._runner: web.AppRunner | None = None
         self._internal_errors: list[str] = []
@@ -80,10 +83,13 @@ class FakeDiscord:
         heartbeat_interval_ms: int = 41_250,
         interaction_ack_deadline: float = 3.0,
         recommended_shards: int = 1,
+        channel_rate_limit: tuple[int, float] | None = None,
     ) -> AsyncIterator[FakeDiscord]:
         """Serve on 127.0.0.1 with an ephemeral port for the duration of the block.
 
-        `recommended_shards` is the shard count `GET /gateway/bot` answers.
+        `recommended_shards` is the shard count `GET /gateway/bot` answers. With `channel_rate_limit`
+        (posts, seconds), e.g. Discord's `ratelimits.DISCORD_CHANNEL_LIMIT`, message posts beyond that
+        many per window in one channel are answered 429 (see `rate_limits`).
         """
         fake = cls(
             token=token,
@@ -91,6 +97,7 @@ class FakeDiscord:
             heartbeat_interval_ms=heartbeat_interval_ms,
             interaction_ack_deadline=interaction_ack_deadline,
             recommended_shards=recommended_shards,
+            channel_rate_limit=channel_rate_limit,
         )
         await fake._serve()
         try:
@@ -179,6 +186,11 @@ class FakeDiscord:
     def unhandled_requests(self) -> list[tuple[str, str]]:
         """(method, path) of each request the fake has no route for."""
         return list(self.state.unhandled_requests)
+
+    @property
+    def rate_limits(self) -> ChannelRateLimits | None:
+        """The enforced per-channel limit and its counts (429s answered, 429s ignored), if any."""
+        return self._rest.rate_limits
 
     @property
     def internal_errors(self) -> list[str]:
