@@ -57,6 +57,11 @@ class Size:
     storage_events: int  # 6
     freshness_seconds: float  # 7: how long the 50 events/s stream runs
     freshness_rate: float = 50.0
+    feed_seconds: float = 60.0  # 9: how long the 50 events/s stream runs for the live feeds
+    chart_calls: int = 200  # 10: calls per chart measured (after warm-up)
+    bot_concurrency: int = 200  # 11: commands in flight at once
+    bot_rounds: int = 5  # 11: rounds of (alone, concurrent)
+    bot_calls: int = 2_000  # 11: commands per round and phase
 
 
 SIZES: dict[str, Size] = {
@@ -73,6 +78,10 @@ SIZES: dict[str, Size] = {
         query_calls=20,
         storage_events=2_000,
         freshness_seconds=2.0,
+        feed_seconds=3.0,
+        chart_calls=3,
+        bot_rounds=1,
+        bot_calls=400,
     ),
     "default": Size(
         name="default",

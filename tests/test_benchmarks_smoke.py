@@ -20,5 +20,11 @@ def test_smoke_run_produces_every_figure_as_a_finite_number() -> None:
             assert math.isfinite(value), f"figure {figure.number}: {name} = {value}"
     assert machine["cpu"]
     assert machine["postgresql"] != "?"
+    by_number = {figure.number: figure for figure in figures}
+    # The live feeds posted through the fake Discord, which never saw a 429 ignored.
+    assert by_number[9].values["posted"] > 0
+    assert by_number[9].values["ignored_429"] == 0
+    assert by_number[10].values["png_bytes_one"] > 0
+    assert by_number[11].values["load_calls"] == by_number[11].values["alone_calls"] * 4
     report = render_report(machine, figures)
     assert all(f"| {number} |" in report for number in ALL_FIGURES)

@@ -1,0 +1,248 @@
+"""Figures 10 and 11: `!chart` latency, and `!stats`/`!recent` with 200 commands in flight at once.
+
+Data: the same 30 days as figures 4 and 5 (`query_bench.load`: `query_rows` raw rows, 10M at the default
+size, generated inside PostgreSQL, with the summary tables filled per day), on a server of their own.
+
+Every command line goes through `CommandCore.answer_text` (parsing, wiki resolution, the database) and
+is rendered with `discord_reply`, as the Discord transport does, without sending anything. The pool is
+the one `teston bot` builds for itself when it runs alone (`teston.cli.wiring.bot_pool`, default
+settings: `DB_MAX_OPEN_CONNS`=10 less the feeds' LISTEN connection, so 9).
+
+10. `!chart <wiki>` (the last 30 days, stacked by editor kind, one PNG) for the busiest wiki, and
+    `!chart <5 wikis>` (one line per wiki) for the five busiest, interleaved call by call.
+11. Rounds of two phases: the baseline, commands one at a time (each alone on the bot); then the load,
+    `bot_concurrency` (200) tasks each sending its next command as soon as the last was answered, so
+    that 200 are in flight at once. The commands are the mix of figures 4 and 5 (`!stats <day> <wiki>`
+    for a random day and wiki, `!recent` of the busiest wiki and of a random one). A command's latency
+    runs from its call to its rendered reply, the wait for a pooled connection included. The ratio is
+    per round: p99 under load ÷ p99 alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from benchmarks import query_bench
+from benchmarks.harness import Context, Figure, human_bytes, percentile, ratio
+
+CHART_TARGET_MS = 300.0
+LOAD_TARGET_MS = 50.0
+CHART_WIKIS = 5
+WARM_UP_CALLS = 3
+# `teston bot` alone: DB_MAX_OPEN_CONNS (10) less the LISTEN connection of the feeds.
+BOT_POOL_SIZE = 9
+
+
+def run(context: Context) -> list[Figure]:
+    now = datetime.now(UTC)
+    with context.postgres(query_bench.LOAD_SETTINGS) as server:
+        data = query_bench.load(server.url, context, now)
+        loaded = f"{data.rows:,} rows, {data.wikis} wikis, {human_bytes(data.bytes)}"
+        context.log(f"bot: {loaded} loaded in {data.seconds:.0f}s")
+        return asyncio.run(_measure(context, server.url, data))
+
+
+def _busiest(url: str, count: int) -> list[str]:
+    """The `count` wikis of the catalog with the most changes over the days loaded, busiest first."""
+    from teston.core.wikis import WikiCatalog
+
+    catalog = WikiCatalog.load()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT wiki FROM daily_wiki_stats GROUP BY wiki ORDER BY sum(changes) DESC LIMIT %s",
+            (count * 3,),
+        ).fetchall()
+    labels = [wiki.label for (dbname,) in rows if (wiki := catalog.by_dbname(dbname)) is not None]
+    return labels[:count]
+
+
+def _commands(url: str, context: Context, busiest: str, calls: int, seed: int) -> list[str]:
+    """The mix of figures 4 and 5: `!stats` of a random day and wiki, `!recent` busiest and random."""
+    from teston.core.wikis import WikiCatalog
+
+    catalog = WikiCatalog.load()
+    with psycopg.connect(url) as conn:
+        keys = conn.execute("SELECT day, wiki FROM daily_wiki_stats").fetchall()
+    labelled = [(day, wiki.label) for day, dbname in keys if (wiki := catalog.by_dbname(dbname)) is not None]
+    rng = random.Random(seed)
+    lines = []
+    while len(lines) < calls:
+        day, label = rng.choice(labelled)
+        lines += [
+            f"!stats {day.isoformat()} {label}",
+            f"!recent {busiest}",
+            f"!recent {rng.choice(labelled)[1]}",
+        ]
+    return lines[:calls]
+
+
+async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> list[Figure]:
+    from bot.commands import CommandCore, Invoker
+    from bot.rendering import discord_reply
+    from teston.cli.wiring import bot_pool
+    from teston.core.settings import DatabaseSettings
+    from teston.core.wikis import WikiCatalog
+
+    size = context.size
+    invoker = Invoker(user_id=1, guild_id=2)
+    busiest = _busiest(url, CHART_WIKIS)
+    async with bot_pool(url, DatabaseSettings(), max_size=BOT_POOL_SIZE) as pool:
+        await pool.open(wait=True)
+        core = CommandCore(database=pool, catalog=WikiCatalog.load())
+
+        async def call(line: str) -> tuple[float, Any]:
+            started = time.perf_counter()
+            answer = await core.answer_text(line, invoker)
+            discord_reply(answer, prefix=core.prefix)
+            return (time.perf_counter() - started) * 1000, answer
+
+        # Figure 10: the two charts, interleaved.
+        charts = {"one": f"!chart {busiest[0]}", "five": f"!chart {','.join(busiest)}"}
+        chart_ms: dict[str, list[float]] = {kind: [] for kind in charts}
+        chart_answers: dict[str, Any] = {}
+        for index in range(WARM_UP_CALLS + size.chart_calls):
+            for kind, line in charts.items():
+                elapsed, chart_answers[kind] = await call(line)
+                if index >= WARM_UP_CALLS:
+                    chart_ms[kind].append(elapsed)
+        context.log(f"bot: charts measured ({size.chart_calls} calls each)")
+
+        # Figure 11: rounds of (alone, under load).
+        alone_calls = max(50, size.bot_calls // 4)
+        lines = _commands(url, context, busiest[0], size.bot_calls, context.seed)
+        for line in lines[: WARM_UP_CALLS * 10]:
+            await call(line)
+        alone: list[float] = []
+        loaded: list[float] = []
+        round_ratios: list[float] = []
+        round_p99: list[tuple[float, float]] = []
+        loaded_seconds = 0.0
+        for round_number in range(size.bot_rounds):
+            rng = random.Random(context.seed + round_number)
+            sample = rng.sample(lines, min(alone_calls, len(lines)))
+            alone_round = [(await call(line))[0] for line in sample]
+            loaded_round, seconds = await _under_load(call, lines, size.bot_concurrency)
+            loaded_seconds += seconds
+            alone += alone_round
+            loaded += loaded_round
+            p99_alone, p99_loaded = percentile(alone_round, 99), percentile(loaded_round, 99)
+            round_p99.append((p99_alone, p99_loaded))
+            round_ratios.append(p99_loaded / p99_alone)
+            context.log(
+                f"bot: round {round_number + 1}: p99 alone {p99_alone:.1f} ms, "
+                f"{size.bot_concurrency} in flight {p99_loaded:.1f} ms"
+            )
+    return [
+        _chart_figure(context, chart_ms, chart_answers, busiest),
+        _load_figure(context, data, alone, loaded, round_ratios, round_p99, loaded_seconds),
+    ]
+
+
+async def _under_load(call: Any, lines: Sequence[str], concurrency: int) -> tuple[list[float], float]:
+    """Run every line with `concurrency` callers, each sending its next once answered; ms per call, s."""
+    pending = iter(lines)
+    timings: list[float] = []
+    started = time.perf_counter()
+
+    async def caller() -> None:
+        for line in pending:
+            timings.append((await call(line))[0])
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(caller())
+    return timings, time.perf_counter() - started
+
+
+def _summary(samples: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50_ms": percentile(samples, 50),
+        "p99_ms": percentile(samples, 99),
+        "max_ms": max(samples) if samples else float("nan"),
+        "calls": float(len(samples)),
+    }
+
+
+def _chart_figure(
+    context: Context, chart_ms: dict[str, list[float]], answers: dict[str, Any], busiest: list[str]
+) -> Figure:
+    from bot.answers import Chart
+
+    for kind, answer in answers.items():
+        if not isinstance(answer, Chart) or not answer.png:
+            raise RuntimeError(f"!chart ({kind}) did not answer with a chart: {answer!r}")
+    one, five = _summary(chart_ms["one"]), _summary(chart_ms["five"])
+    days = len(answers["one"].data.x_labels)
+    return Figure(
+        number=10,
+        what=f"`!chart` through the command core, {days} days: one wiki ({busiest[0]}), {len(busiest)} wikis",
+        result=(
+            f"one wiki p99 {one['p99_ms']:.0f} ms (p50 {one['p50_ms']:.0f}, max {one['max_ms']:.0f}); "
+            f"{len(busiest)} wikis p99 {five['p99_ms']:.0f} ms "
+            f"(p50 {five['p50_ms']:.0f}, max {five['max_ms']:.0f})"
+        ),
+        target=f"p99 ≤ {CHART_TARGET_MS:.0f} ms",
+        met=max(one["p99_ms"], five["p99_ms"]) <= CHART_TARGET_MS,
+        values={
+            **{f"one_{k}": v for k, v in one.items()},
+            **{f"five_{k}": v for k, v in five.items()},
+            "png_bytes_one": float(len(answers["one"].png)),
+            "png_bytes_five": float(len(answers["five"].png)),
+        },
+        notes=(
+            f"{int(one['calls'])} calls each, interleaved; `!chart {busiest[0]}` and "
+            f"`!chart {','.join(busiest)}` (default period, 30 days); PNG "
+            f"{human_bytes(len(answers['one'].png))} and {human_bytes(len(answers['five'].png))}."
+        ),
+    )
+
+
+def _load_figure(
+    context: Context,
+    data: query_bench.LoadedData,
+    alone: list[float],
+    loaded: list[float],
+    round_ratios: list[float],
+    round_p99: list[tuple[float, float]],
+    loaded_seconds: float,
+) -> Figure:
+    size = context.size
+    by_alone, by_load = _summary(alone), _summary(loaded)
+    rounds = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in round_p99)
+    return Figure(
+        number=11,
+        what=(
+            f"the bot under load: {size.bot_concurrency} `!stats`/`!recent` in flight through the command "
+            f"core, {data.rows:,} raw rows"
+        ),
+        result=(
+            f"p99 {by_load['p99_ms']:.1f} ms (p50 {by_load['p50_ms']:.1f}, max {by_load['max_ms']:.0f}) "
+            f"over {len(loaded):,} commands"
+        ),
+        baseline=f"one command alone: p99 {by_alone['p99_ms']:.2f} ms (p50 {by_alone['p50_ms']:.2f})",
+        ratio=str(ratio(round_ratios)),
+        target=f"p99 ≤ {LOAD_TARGET_MS:.0f} ms",
+        met=by_load["p99_ms"] <= LOAD_TARGET_MS,
+        values={
+            **{f"load_{k}": v for k, v in by_load.items()},
+            **{f"alone_{k}": v for k, v in by_alone.items()},
+            "ratio_median": ratio(round_ratios).median,
+            "commands_per_s": len(loaded) / max(1e-9, loaded_seconds),
+            "rows": float(data.rows),
+        },
+        notes=(
+            f"{size.bot_rounds} rounds of {len(alone) // max(1, size.bot_rounds)} commands alone then "
+            f"{size.bot_calls} with {size.bot_concurrency} in flight "
+            f"(p99 alone/loaded per round, ms: {rounds}); "
+            f"pool of {BOT_POOL_SIZE} connections as `teston bot` alone; mix of `!stats <day> <wiki>`, "
+            f"`!recent` busiest and `!recent` random wiki; {len(loaded) / max(1e-9, loaded_seconds):,.0f} "
+            "commands/s under load."
+        ),
+    )
