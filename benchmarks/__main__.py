@@ -30,8 +30,10 @@ BENCHMARKS: dict[tuple[int, ...], str] = {
     (4, 5): "benchmarks.query_bench",
     (6,): "benchmarks.storage_bench",
     (7,): "benchmarks.freshness_bench",
+    (8,): "benchmarks.bus_bench",
     (9,): "benchmarks.feed_bench",
     (10, 11): "benchmarks.bot_bench",
+    (13,): "benchmarks.memory_bench",
 }
 ALL_FIGURES = tuple(n for numbers in BENCHMARKS for n in numbers)
 

@@ -62,6 +62,10 @@ class Size:
     bot_concurrency: int = 200  # 11: commands in flight at once
     bot_rounds: int = 5  # 11: rounds of (alone, concurrent)
     bot_calls: int = 2_000  # 11: commands per round and phase
+    bus_events: int = 200_000  # 8: events through the bus path and the direct path, per round
+    bus_rounds: int = 3
+    memory_seconds: float = 600.0  # 13: how long `teston up` follows the 50 events/s stream
+    memory_feeds: int = 50
 
 
 SIZES: dict[str, Size] = {
@@ -82,6 +86,9 @@ SIZES: dict[str, Size] = {
         chart_calls=3,
         bot_rounds=1,
         bot_calls=400,
+        bus_events=2_000,
+        bus_rounds=1,
+        memory_seconds=20.0,
     ),
     "default": Size(
         name="default",
