@@ -29,7 +29,15 @@ from bot.feeds.poster import FeedPoster
 from bot.messages import Message as Post
 from bot.metrics import BotMetrics
 from tests.bot_fixtures import CATALOG, pool
-from tests.fakediscord import Channel, FakeDiscord, Message, PostAttempt, pytest_plugin, running
+from tests.fakediscord import (
+    Channel,
+    FakeDiscord,
+    Message,
+    PostAttempt,
+    pointed_at,
+    pytest_plugin,
+    running,
+)
 from tests.replays import ingest_file
 from tests.test_bot_discord import NOW, SETTINGS
 
@@ -197,6 +205,33 @@ async def test_a_429_is_waited_out_for_its_retry_after_and_polling_finds_changes
     assert attempts[1].status == 200
     assert attempts[1].at - attempts[0].at >= 1.5 - SLACK
     assert_paced(fake_discord, general)
+
+
+async def test_a_busy_channel_keeps_within_discords_window_and_is_never_answered_429(
+    core: CommandCore, pool: AsyncConnectionPool, db_url: str
+) -> None:
+    expected = expected_rows(
+        lambda r: r["wiki"] == "frwiki" and not r["bot"] and r["type"] in ("edit", "new", "log")
+    )
+    assert len(expected) > 20  # at least three messages
+    # Two posts per 1.5 s (Discord's is five per five seconds), enforced by the fake and kept by the poster.
+    async with FakeDiscord.start(channel_rate_limit=(2, 1.5)) as fake:
+        general = fake.channels.general
+        with pointed_at(fake):
+            poster = make_poster(pool, db_url, min_interval=0.0, channel_limit=(2, 1.5))
+            async with feed_bot(fake, core, poster):
+                await command(fake, "!watch fr")
+                await asyncio.sleep(1.6)  # the window holding the command's reply ends
+                await ingest_file(db_url, CAPTURE, catalog=CATALOG)
+                await wait_for_embeds(fake, general, len(expected))
+                await asyncio.sleep(0.5)
+        assert_posts_are(feed_embeds(fake, general), expected)
+        limits = fake.rate_limits
+        assert limits is not None
+        assert (limits.limited, limits.ignored) == (0, 0)
+        accepted = [a.at for a in feed_attempts(fake, general) if a.status == 200]
+        assert len(accepted) == len(feed_messages(fake, general)) >= 3
+        assert all(later - earlier >= 1.5 for earlier, later in zip(accepted, accepted[2:], strict=False))
 
 
 class Crash(BaseException):

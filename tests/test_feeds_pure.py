@@ -11,6 +11,7 @@ from bot.answers import Change
 from bot.arguments import parse_command
 from bot.feeds.filters import DEFAULT_FILTER, FeedFilter, FilterError, parse_filter_words, parse_filters
 from bot.feeds.matching import FeedChange, is_anonymous, matches
+from bot.feeds.pacing import ChannelPace
 from bot.feeds.plan import Advance, Backlog, Post, Skip, next_step, nonce, resent_step
 from bot.feeds.posts import change_embed, changes_message, fitting, plain_post, skipped_line
 from bot.messages import EMBED_TOTAL_LIMIT
@@ -276,3 +277,37 @@ def test_feed_replies_render_for_discord() -> None:
     assert "paused since 2025-05-03 12:30 UTC: the channel was deleted" in listing
     empty = discord_reply(FeedList((), {}), prefix="!").summary
     assert empty == "This server has no feeds. Start one with !watch <lang> [filters…]."
+
+
+def test_a_channel_is_posted_in_at_once_until_its_window_is_full() -> None:
+    pace = ChannelPace(limit=5, per=5.0)
+    assert pace.delay(1, 100.0) == 0.0
+    for at in (100.0, 100.2, 100.4, 100.6):
+        pace.record(1, at)
+    assert pace.delay(1, 100.7) == 0.0  # four in the window: a fifth may go
+    pace.record(1, 100.8)
+    # Five posts since 100.0: the next waits until the first leaves the window.
+    assert pace.delay(1, 101.0) == pytest.approx(4.0)
+    assert pace.delay(2, 101.0) == 0.0  # another channel is not held back
+    pace.record(1, 105.0)
+    # Now the oldest in the window is the post at 100.2.
+    assert pace.delay(1, 105.0) == pytest.approx(0.2)
+    assert pace.delay(1, 106.0) == 0.0
+
+
+def test_no_window_of_a_channel_ever_holds_more_than_the_limit() -> None:
+    pace = ChannelPace(limit=5, per=5.0)
+    now, posts = 0.0, []
+    for _ in range(40):
+        now += pace.delay(7, now)
+        posts.append(now)
+        now += 0.05  # Discord answers
+        pace.record(7, now)
+    assert all(later - earlier >= 5.0 for earlier, later in zip(posts, posts[5:], strict=False))
+    assert posts[:5] == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
+
+
+def test_a_minimum_interval_is_a_floor_between_two_posts() -> None:
+    pace = ChannelPace(limit=5, per=5.0, min_interval=2.0)
+    pace.record(1, 10.0)
+    assert pace.delay(1, 10.5) == pytest.approx(1.5)

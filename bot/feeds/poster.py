@@ -6,9 +6,10 @@ between sending and moving the cursor rebuilds the same message from the same ro
 the same nonce, which Discord answers with the message it already has (`enforce_nonce`): nothing is
 posted twice, and nothing is skipped without a line saying so.
 
-Posts to one channel are at least `min_interval` seconds apart (Discord allows about one message per
-channel every two seconds); a 429 is waited out as long as its `retry_after` says (discord.py does it,
-then sends the same request again). A channel that is gone (404) or that TestON may no longer post in
+Posts to one channel keep within Discord's limit of 5 messages per 5 seconds (`bot.feeds.pacing`): a
+quiet channel's post goes out at once, a busy channel's every second with what arrived meanwhile; a
+429 is waited out as long as its `retry_after` says (discord.py does it, then sends the same request
+again). A channel that is gone (404) or that TestON may no longer post in
 (403) pauses its feeds, with the reason `!watches` shows.
 """
 
@@ -28,6 +29,7 @@ from bot.feeds import store
 from bot.feeds.answers import FeedRow
 from bot.feeds.filters import parse_filter_words
 from bot.feeds.matching import matches
+from bot.feeds.pacing import DISCORD_CHANNEL_LIMIT, DISCORD_CHANNEL_WINDOW, ChannelPace
 from bot.feeds.plan import Advance, Backlog, Post, Skip, Step, next_step, nonce, resent_step
 from bot.feeds.posts import changes_message, skipped_message
 from bot.messages import Message
@@ -45,7 +47,8 @@ Listen = Callable[[], Awaitable[AsyncConnection[Any]]]
 # The channel the ingester notifies after each commit (`ingestion.writer.CHANGES_CHANNEL`).
 CHANGES_CHANNEL = "recent_changes"
 DEFAULT_POLL_INTERVAL = 5.0
-DEFAULT_MIN_INTERVAL = 2.0
+# No floor between two posts beyond Discord's window.
+DEFAULT_MIN_INTERVAL = 0.0
 # Rows read per statement while scanning a backlog.
 READ_CHUNK = 2000
 # How long to wait before trying again after Discord or the database failed.
@@ -81,6 +84,7 @@ class FeedPoster:
         listen: Listen | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         min_interval: float = DEFAULT_MIN_INTERVAL,
+        channel_limit: tuple[int, float] = (DISCORD_CHANNEL_LIMIT, DISCORD_CHANNEL_WINDOW),
         retry_after_failure: float = RETRY_AFTER_FAILURE,
         read_chunk: int = READ_CHUNK,
         clock: Callable[[], float] = time.monotonic,
@@ -96,13 +100,13 @@ class FeedPoster:
         self._listen = listen
         self.poll_interval = poll_interval
         self.min_interval = min_interval
+        self._pace = ChannelPace(limit=channel_limit[0], per=channel_limit[1], min_interval=min_interval)
         self.retry_after_failure = retry_after_failure
         self.read_chunk = read_chunk
         self._clock = clock
         self._wake = asyncio.Event()
         self._feed_wakes: dict[int, asyncio.Event] = {}
         self._channel_locks: dict[int, asyncio.Lock] = {}
-        self._last_post: dict[int, float] = {}
 
     def wake(self) -> None:
         """Look for new changes now (new rows were committed, or a feed was created)."""
@@ -232,7 +236,7 @@ class FeedPoster:
             )
         lock = self._channel_locks.setdefault(feed.channel_id, asyncio.Lock())
         async with lock:
-            wait = self._last_post.get(feed.channel_id, -1e9) + self.min_interval - self._clock()
+            wait = self._pace.delay(feed.channel_id, self._clock())
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
@@ -250,7 +254,7 @@ class FeedPoster:
                 await asyncio.sleep(self.retry_after_failure)
                 return True
             finally:
-                self._last_post[feed.channel_id] = self._clock()
+                self._pace.record(feed.channel_id, self._clock())
         self._count_post(ok=True)
         return True
 
