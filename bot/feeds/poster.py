@@ -6,8 +6,9 @@ between sending and moving the cursor rebuilds the same message from the same ro
 the same nonce, which Discord answers with the message it already has (`enforce_nonce`): nothing is
 posted twice, and nothing is skipped without a line saying so.
 
-Posts to one channel keep within Discord's limit of 5 messages per 5 seconds (`bot.feeds.pacing`): a
-quiet channel's post goes out at once, a busy channel's every second with what arrived meanwhile; a
+Posts to one channel keep within Discord's limit of 5 messages per 5 seconds (`bot.feeds.pacing`) and
+are at least `min_interval` (1 s) apart: a quiet channel's post goes out at once, a busy channel's
+every second with what arrived meanwhile, rather than five at once and then none for five seconds; a
 429 is waited out as long as its `retry_after` says (discord.py does it, then sends the same request
 again). A channel that is gone (404) or that TestON may no longer post in
 (403) pauses its feeds, with the reason `!watches` shows.
@@ -47,8 +48,9 @@ Listen = Callable[[], Awaitable[AsyncConnection[Any]]]
 # The channel the ingester notifies after each commit (`ingestion.writer.CHANGES_CHANNEL`).
 CHANGES_CHANNEL = "recent_changes"
 DEFAULT_POLL_INTERVAL = 5.0
-# No floor between two posts beyond Discord's window.
-DEFAULT_MIN_INTERVAL = 0.0
+# Posts spread evenly over Discord's window: a busy channel posts every second, not five at once and
+# then nothing for five seconds.
+DEFAULT_MIN_INTERVAL = DISCORD_CHANNEL_WINDOW / DISCORD_CHANNEL_LIMIT
 # Rows read per statement while scanning a backlog.
 READ_CHUNK = 2000
 # How long to wait before trying again after Discord or the database failed.
