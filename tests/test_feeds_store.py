@@ -161,3 +161,51 @@ async def test_with_shards_each_guilds_feeds_are_posted_by_one_process_only(
     for shard, output in outputs.items():
         assert {channel for channel, _ in output.posts} == {channels[shard]}
         assert sum(embeds for _, embeds in output.posts) == expected
+
+
+class FailingOnceChannels(RecordingChannels):
+    """Fails the first post (Discord or the network down), then accepts every post; records the nonces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nonces: list[str] = []
+
+    async def post(self, channel_id: int, message: Message, *, nonce: str) -> None:
+        self.nonces.append(nonce)
+        if len(self.nonces) == 1:
+            raise RuntimeError("Discord is unreachable")
+        await super().post(channel_id, message, nonce=nonce)
+
+
+async def test_a_post_that_failed_is_sent_again_and_nothing_is_lost(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    async with pool.connection() as conn:
+        feed = await store.create_feed(
+            conn, guild_id=1, channel_id=100, wiki="dewiki", filters="", created_by=None
+        )
+    await ingest_file(db_url, CAPTURE, catalog=CATALOG)
+    rows = [json.loads(line) for line in CAPTURE.read_text(encoding="utf-8").splitlines()]
+    expected = sum(
+        1 for r in rows if r["wiki"] == "dewiki" and not r["bot"] and r["type"] in ("edit", "new", "log")
+    )
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT max(arrival) FROM recent_changes WHERE wiki = 'dewiki'")
+        [(newest,)] = await cursor.fetchall()
+
+    output = FailingOnceChannels()
+    poster = FeedPoster(pool, CATALOG, poll_interval=0.1, min_interval=0.0, retry_after_failure=0.1)
+    task = asyncio.create_task(poster.run(output))
+    try:
+        async with asyncio.timeout(60):
+            while (await _feeds(pool, [1]))[0].cursor != newest:
+                await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    # The failed message went again, with the same nonce, and every change was posted once.
+    assert output.nonces[1] == output.nonces[0]
+    assert sum(embeds for _, embeds in output.posts) == expected
+    [done] = await _feeds(pool, [1])
+    assert (done.id, done.posted, done.pending_to) == (feed.id, expected, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,14 @@ RETRY_AFTER_FAILURE = 10.0
 
 CHANNEL_GONE = "the channel was deleted (or TestON can no longer see it)"
 NOT_ALLOWED = "TestON may not post in the channel (it needs View Channel, Send Messages and Embed Links)"
+
+
+class Sent(enum.Enum):
+    """What became of a feed's message."""
+
+    POSTED = "posted"
+    PAUSED = "paused"  # the channel is gone or closed to TestON: the feed is paused
+    FAILED = "failed"  # Discord or the network failed: the same message is sent again
 
 
 class ChannelGone(Exception):
@@ -193,31 +202,56 @@ class FeedPoster:
                 return backlog
             after = rows[-1].arrival
 
-    async def step(self, feed_id: int, channels: Channels) -> bool:
-        """Take the feed's next step; True if it may have more to do at once."""
+    async def _read(self, feed_id: int) -> tuple[FeedRow, Step | None] | None:
+        """The feed and its next step from the rows after its cursor; None if it is gone or paused."""
         async with self.database.connection() as conn:
             feed = await store.feed(conn, feed_id)
             if feed is None or feed.paused_reason is not None:
-                return False
+                return None
             backlog = await self._backlog(conn, feed)
-        step: Step | None
-        if feed.pending_to is not None:
-            step = resent_step(backlog, feed.pending_to, skip=feed.pending_skip)
-        else:
-            step = next_step(backlog, feed.cursor)
         if self.metrics is not None:
             self.metrics.set_feed_backlog(backlog.count)
-        if step is None:
+        if feed.pending_to is not None:
+            return feed, resent_step(backlog, feed.pending_to, skip=feed.pending_skip)
+        return feed, next_step(backlog, feed.cursor)
+
+    async def step(self, feed_id: int, channels: Channels) -> bool:
+        """Take the feed's next step; True if it may have more to do at once."""
+        read = await self._read(feed_id)
+        if read is None:
             return False
-        if isinstance(step, Advance):
+        feed, planned = read
+        if planned is None:
+            return False
+        if isinstance(planned, Advance):
             async with self.database.connection() as conn:
-                await store.finish_step(conn, feed.id, step.to)
+                await store.finish_step(conn, feed.id, planned.to)
             return False
-        if feed.pending_to is None:
-            async with self.database.connection() as conn:
-                await store.begin_step(conn, feed.id, step.to, skip=isinstance(step, Skip))
-        if not await self._send(feed, step, channels):
-            return False
+        step: Post | Skip = planned
+        lock = self._channel_locks.setdefault(feed.channel_id, asyncio.Lock())
+        waited = lock.locked()
+        async with lock:
+            wait = self._pace.delay(feed.channel_id, self._clock())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if (waited or wait > 0) and feed.pending_to is None:
+                # The channel's turn has come: what arrived meanwhile goes into this message too.
+                read = await self._read(feed_id)
+                if read is None:
+                    return False
+                feed, replanned = read
+                if not isinstance(replanned, Post | Skip):
+                    return True
+                step = replanned
+            if feed.pending_to is None:
+                async with self.database.connection() as conn:
+                    await store.begin_step(conn, feed.id, step.to, skip=isinstance(step, Skip))
+            outcome = await self._send(feed, step, channels)
+        if outcome is not Sent.POSTED:
+            if outcome is Sent.FAILED:
+                # Written down as pending: the next step sends the same message again.
+                await asyncio.sleep(self.retry_after_failure)
+            return outcome is Sent.FAILED
         async with self.database.connection() as conn:
             if isinstance(step, Post):
                 await store.finish_step(conn, feed.id, step.to, posted=len(step.changes))
@@ -225,8 +259,8 @@ class FeedPoster:
                 await store.finish_step(conn, feed.id, step.to, skipped=step.count)
         return True
 
-    async def _send(self, feed: FeedRow, step: Post | Skip, channels: Channels) -> bool:
-        """Send the step's message, paced per channel; False if the feed was paused or must wait."""
+    async def _send(self, feed: FeedRow, step: Post | Skip, channels: Channels) -> Sent:
+        """Send the step's message now (the caller holds the channel's turn)."""
         if isinstance(step, Post):
             message = changes_message([item.change for item in step.changes])
         else:
@@ -236,29 +270,23 @@ class FeedPoster:
                 if wiki
                 else Message(content=f"Skipped {step.count:,} changes on {feed.wiki} to catch up.")
             )
-        lock = self._channel_locks.setdefault(feed.channel_id, asyncio.Lock())
-        async with lock:
-            wait = self._pace.delay(feed.channel_id, self._clock())
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                await channels.post(feed.channel_id, message, nonce=nonce(feed.id, step.to))
-            except (ChannelGone, NotAllowed) as error:
-                self._count_post(ok=False)
-                reason = CHANNEL_GONE if isinstance(error, ChannelGone) else NOT_ALLOWED
-                log.warning("feed %d paused: %s", feed.id, reason)
-                async with self.database.connection() as conn:
-                    await store.pause_feed(conn, feed.id, reason)
-                return False
-            except Exception as error:  # Discord or the network; the same message is sent again later
-                self._count_post(ok=False)
-                log.warning("feed %d: could not post (%s); trying again shortly", feed.id, error)
-                await asyncio.sleep(self.retry_after_failure)
-                return True
-            finally:
-                self._pace.record(feed.channel_id, self._clock())
+        try:
+            await channels.post(feed.channel_id, message, nonce=nonce(feed.id, step.to))
+        except (ChannelGone, NotAllowed) as error:
+            self._count_post(ok=False)
+            reason = CHANNEL_GONE if isinstance(error, ChannelGone) else NOT_ALLOWED
+            log.warning("feed %d paused: %s", feed.id, reason)
+            async with self.database.connection() as conn:
+                await store.pause_feed(conn, feed.id, reason)
+            return Sent.PAUSED
+        except Exception as error:  # Discord or the network; the same message is sent again later
+            self._count_post(ok=False)
+            log.warning("feed %d: could not post (%s); trying again shortly", feed.id, error)
+            return Sent.FAILED
+        finally:
+            self._pace.record(feed.channel_id, self._clock())
         self._count_post(ok=True)
-        return True
+        return Sent.POSTED
 
     def _count_post(self, *, ok: bool) -> None:
         if self.metrics is not None:
