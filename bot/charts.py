@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
@@ -24,6 +26,9 @@ DPI = 100
 HOURS = 24
 # Up to about two months a stacked chart is drawn as bars, one per day; beyond, as stacked areas.
 MAX_BARS = 62
+BAR_WIDTH = 0.8
+# The group id of each series' bars (one collection per series), for whoever reads a drawing back.
+BARS_GID = "bars"
 
 # Discord's dark theme: its message background, its text and divider greys, and its accent colours.
 BACKGROUND = "#313338"
@@ -146,6 +151,22 @@ def _style(figure: Figure) -> None:
         axes.yaxis.label.set_color(TEXT)
 
 
+def _bars(axes: Axes, values: Sequence[int], bottom: Sequence[int], *, label: str, colour: str) -> None:
+    """One series of bars as one collection of rectangles.
+
+    What `axes.bar` draws, at a fraction of the cost: `bar` adds each bar as a patch of its own and
+    updates the data limits once per bar, which took about a third of a 30-day chart's drawing.
+    """
+    half = BAR_WIDTH / 2
+    rectangles = [
+        [(x - half, low), (x + half, low), (x + half, low + value), (x - half, low + value)]
+        for x, (value, low) in enumerate(zip(values, bottom, strict=True))
+    ]
+    bars = PolyCollection(rectangles, facecolors=colour, edgecolors="none", linewidths=0, label=label)
+    bars.set_gid(BARS_GID)
+    axes.add_collection(bars, autolim=False)
+
+
 def draw(data: ChartData) -> Figure:
     """The chart as a matplotlib `Figure` on an Agg canvas (no pyplot, no display)."""
     figure = Figure(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
@@ -164,8 +185,9 @@ def draw(data: ChartData) -> Figure:
         bottom = [0] * len(data.x_labels)
         for series in data.series:
             colour = KIND_COLOURS.get(series.label, LINE_COLOURS[0])
-            axes.bar(positions, series.values, bottom=bottom, label=series.label, color=colour, width=0.8)
+            _bars(axes, series.values, bottom, label=series.label, colour=colour)
             bottom = [b + v for b, v in zip(bottom, series.values, strict=True)]
+        axes.set_ylim(top=max(1, max(bottom, default=0)) * 1.05)
     else:
         for series, colour in zip(data.series, LINE_COLOURS, strict=False):
             axes.plot(positions, series.values, label=series.label, color=colour, linewidth=2, marker=".")

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from matplotlib.container import BarContainer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -85,8 +84,23 @@ def summary_rows(url: str, wikis: list[str]) -> list[DailyCounts]:
 
 
 def bar_heights(figure: Any) -> list[list[float]]:
+    """Each series' bar heights, read back from the rectangles drawn."""
     [axes] = figure.axes
-    return [[bar.get_height() for bar in c] for c in axes.containers if isinstance(c, BarContainer)]
+    heights = []
+    for collection in axes.collections:
+        if collection.get_gid() == charts.BARS_GID:
+            ys = [[float(y) for _, y in path.vertices] for path in collection.get_paths()]
+            heights.append([max(y) - min(y) for y in ys])
+    return heights
+
+
+def bar_bottoms(figure: Any) -> list[list[float]]:
+    [axes] = figure.axes
+    return [
+        [float(min(y for _, y in path.vertices)) for path in collection.get_paths()]
+        for collection in axes.collections
+        if collection.get_gid() == charts.BARS_GID
+    ]
 
 
 def test_chart_data_and_drawing_equal_the_summary_rows(captured: str) -> None:
@@ -106,6 +120,15 @@ def test_chart_data_and_drawing_equal_the_summary_rows(captured: str) -> None:
     ]
     assert data.total() == row.changes == 210
     assert bar_heights(charts.draw(data)) == [list(s.values) for s in data.series]
+    # Stacked: each series' bars stand on the ones below.
+    bots, humans, _ = data.series
+    assert bar_bottoms(charts.draw(data)) == [
+        [0, 0, 0, 0],
+        list(bots.values),
+        [b + h for b, h in zip(bots.values, humans.values, strict=True)],
+    ]
+    [axes] = charts.draw(data).axes
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == [s.label for s in data.series]
 
     hourly = charts.hourly_by_wiki({"enwiki": "en.wikipedia.org"}, en, DAY)
     assert hourly.series[0].values == row.hourly_changes
