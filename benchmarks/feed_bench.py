@@ -53,6 +53,8 @@ class FeedRun:
     sent: dict[str, float]
     # Per event id: when the fake received the accepted post that showed it (time.time()).
     posted: dict[str, float] = field(default_factory=dict)
+    # Per event id: when the ingester's transaction storing it began (`received_at`, the server's now()).
+    stored: dict[str, float] = field(default_factory=dict)
     expected: int = 0
     skipped: int = 0
     messages: int = 0
@@ -107,6 +109,13 @@ def _figure(context: Context, outcome: FeedRun, feeds: int) -> Figure:
         raise RuntimeError("no feed post was accepted")
     missing = outcome.expected - len(delays)
     p50, p99 = percentile(delays, 50), percentile(delays, 99)
+    # The two halves: the ingester's (sent → its transaction began) and the bot's (→ accepted).
+    ingest = [
+        outcome.stored[event] - outcome.sent[event] for event in outcome.posted if event in outcome.sent
+    ]
+    feed = [
+        outcome.posted[event] - outcome.stored[event] for event in outcome.posted if event in outcome.sent
+    ]
     return Figure(
         number=9,
         what=(
@@ -131,8 +140,15 @@ def _figure(context: Context, outcome: FeedRun, feeds: int) -> Figure:
             "ignored_429": float(outcome.ignored),
             "max_posts_per_window": float(outcome.max_in_window),
             "rows": float(outcome.rows),
+            "ingest_p50_s": percentile(ingest, 50),
+            "ingest_p99_s": percentile(ingest, 99),
+            "feed_p50_s": percentile(feed, 50),
+            "feed_p99_s": percentile(feed, 99),
         },
         notes=(
+            f"Of which sent → stored (the ingester's transaction began) p50 {percentile(ingest, 50):.2f} s, "
+            f"p99 {percentile(ingest, 99):.2f} s; stored → accepted (the bot) "
+            f"p50 {percentile(feed, 50):.2f} s, p99 {percentile(feed, 99):.2f} s. "
             f"{size.feed_seconds:.0f} s of stream ({outcome.rows:,} events stored), `teston ingest` and "
             f"`teston bot` in processes of their own with default settings; default feed filter; the fake "
             f"enforces 5 posts per 5 s per channel (at most {outcome.max_in_window} accepted in one window); "
@@ -257,8 +273,12 @@ async def _collect(url: str, fake: Any, outcome: FeedRun, offset: float) -> None
         return (embed.get("title"), embed.get("url"), embed.get("description"), footer.get("text"))
 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        cursor = await conn.execute("SELECT arrival, event_id::text FROM recent_changes")
-        event_of = dict(await cursor.fetchall())
+        cursor = await conn.execute(
+            "SELECT arrival, event_id::text, extract(epoch FROM received_at)::float8 FROM recent_changes"
+        )
+        rows = await cursor.fetchall()
+        event_of = {arrival: event for arrival, event, _ in rows}
+        outcome.stored = {event: received for _, event, received in rows}
         outcome.rows = len(event_of)
         feeds = await store.active_feeds(conn)
         cursor = await conn.execute("SELECT coalesce(sum(skipped), 0) FROM feeds")
