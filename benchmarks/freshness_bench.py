@@ -2,11 +2,12 @@
 
 A local SSE server (`local_stream.PacedStream`, a thread of this process) sends synthetic events at a
 steady 50 per second and notes when each one left. The ingester is the production command, `python -m
-teston ingest --source <that URL>`, in its own process with its default settings (batches flushed
-after at most `INGEST_FLUSH_INTERVAL`, 1 s). A reader polls PostgreSQL every 50 ms for rows received in
-the last seconds and notes when each event first becomes visible; `!recent` reads `recent_changes`
-directly (`bot.queries.latest_changes`, no cache), so a committed row is what it can show. Freshness of an
-event = first seen − sent; polling adds up to 50 ms. Both clocks are this machine's `time.time()`.
+teston ingest --source <that URL>`, in its own process with its default settings (an event reaching an
+idle writer is committed at once; events are batched only under a backlog). A reader polls PostgreSQL
+every 50 ms for rows received in the last seconds and notes when each event first becomes visible;
+`!recent` reads `recent_changes` directly (`bot.queries.latest_changes`, no cache), so a committed row is
+what it can show. Freshness of an event = first seen − sent; polling adds up to 50 ms. Both clocks are
+this machine's `time.time()`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from benchmarks.synthetic import EventFactory
 from teston.core.partitions import ensure_partitions
 
 POLL_SECONDS = 0.05
-TARGET_P99_S = 2.0
+TARGET_P99_S = 0.3
 # After the last event is sent, how long to wait for it to become visible before giving up.
 SETTLE_SECONDS = 20.0
 _POLL = """
@@ -63,7 +64,7 @@ def run(context: Context) -> list[Figure]:
             number=7,
             what=f"freshness at {size.freshness_rate:.0f} events/s: arrival → visible to `!recent`",
             result=f"p99 {p99:.2f} s (p50 {p50:.2f}, max {max(delays):.2f}) over {len(delays):,} events",
-            target=f"p99 ≤ {TARGET_P99_S:.0f} s",
+            target=f"p99 ≤ {TARGET_P99_S:g} s",
             met=p99 <= TARGET_P99_S and missing == 0,
             values={"p50_s": p50, "p99_s": p99, "max_s": max(delays), "missing": float(missing)},
             notes=(
