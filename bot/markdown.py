@@ -18,6 +18,9 @@ def clean(text: str | None) -> str:
     """Wiki or user text on one line: control characters and line breaks become single spaces."""
     if not text:
         return ""
+    if text.isprintable():
+        # Every character the two patterns replace is unprintable (Cc, Cf, Zl, Zp): most text has none.
+        return text.strip()
     return _BIDI_AND_ZERO_WIDTH.sub("", _CONTROL_OR_NEWLINE.sub(" ", text)).strip()
 
 

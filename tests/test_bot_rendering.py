@@ -23,7 +23,7 @@ from bot.answers import (
 )
 from bot.links import diff_url, page_url
 from bot.lookup_rendering import busiest_hour
-from bot.markdown import escape
+from bot.markdown import clean, escape
 from bot.messages import (
     EMBED_DESCRIPTION_LIMIT,
     EMBED_TOTAL_LIMIT,
@@ -129,6 +129,23 @@ def test_diff_links_exist_for_edits_and_new_pages_only() -> None:
 )
 def test_escape(text: str | None, escaped: str) -> None:
     assert escape(text) == escaped
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("  plain title  ", "plain title"),
+        ("Café – “quotes” 日本語", "Café – “quotes” 日本語"),
+        ("tab\there", "tab here"),
+        ("no-break\u00a0space", "no-break\u00a0space"),
+        ("zero\u200bwidth", "zerowidth"),
+        ("right\u202eleft", "rightleft"),
+        ("line\u2028separator", "line separator"),
+        ("\x85next line", "next line"),
+    ],
+)
+def test_clean_puts_text_on_one_line_without_invisible_characters(text: str, cleaned: str) -> None:
+    assert clean(text) == cleaned
 
 
 # --- splitting ------------------------------------------------------------------------------------
