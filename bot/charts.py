@@ -198,7 +198,8 @@ def draw(data: ChartData) -> Figure:
     axes.set_ylim(bottom=0)
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    axes.set_title(data.title, fontsize=13)
+    # At an explicit height, so that drawing does not lay the ticks out once more to place the title.
+    axes.set_title(data.title, fontsize=13, y=1.0)
     axes.set_xlabel(data.x_title)
     axes.set_ylabel(data.y_title)
     if len(data.series) > 1:
