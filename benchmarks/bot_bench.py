@@ -10,7 +10,8 @@ settings: `DB_MAX_OPEN_CONNS`=10 less the feeds' LISTEN connection, so 9).
 
 10. `!chart <wiki>` (the last 30 days, stacked by editor kind, one PNG) for the busiest wiki, and
     `!chart <5 wikis>` (one line per wiki) for the five busiest, interleaved call by call.
-11. Rounds of two phases: the baseline, commands one at a time (each alone on the bot); then the load,
+11. After one untimed pass over every command line (the data is fresh from loading, its pages not yet
+    read), rounds of two phases: the baseline, commands one at a time (each alone on the bot); then the load,
     `bot_concurrency` (200) tasks each sending its next command as soon as the last was answered, so
     that 200 are in flight at once. The commands are the mix of figures 4 and 5 (`!stats <day> <wiki>`
     for a random day and wiki, `!recent` of the busiest wiki and of a random one). A command's latency
@@ -84,6 +85,7 @@ def _commands(url: str, context: Context, busiest: str, calls: int, seed: int) -
 
 
 async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> list[Figure]:
+    from bot.answers import Failure
     from bot.commands import CommandCore, Invoker
     from bot.rendering import discord_reply
     from teston.cli.wiring import bot_pool
@@ -97,10 +99,14 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
         await pool.open(wait=True)
         core = CommandCore(database=pool, catalog=WikiCatalog.load())
 
+        failures: list[str] = []
+
         async def call(line: str) -> tuple[float, Any]:
             started = time.perf_counter()
             answer = await core.answer_text(line, invoker)
             discord_reply(answer, prefix=core.prefix)
+            if isinstance(answer, Failure):
+                failures.append(line)
             return (time.perf_counter() - started) * 1000, answer
 
         # Figure 10: the two charts, interleaved.
@@ -117,13 +123,15 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
         # Figure 11: rounds of (alone, under load).
         alone_calls = max(50, size.bot_calls // 4)
         lines = _commands(url, context, busiest[0], size.bot_calls, context.seed)
-        for line in lines[: WARM_UP_CALLS * 10]:
-            await call(line)
+        # One untimed pass over every command line, 200 at a time: the 17 GB are fresh from loading, and
+        # the first reads of a wiki's index pages would otherwise come from disk inside the first round.
+        await _under_load(call, lines, size.bot_concurrency)
         alone: list[float] = []
         loaded: list[float] = []
         round_ratios: list[float] = []
         round_p99: list[tuple[float, float]] = []
         loaded_seconds = 0.0
+        failures.clear()
         for round_number in range(size.bot_rounds):
             rng = random.Random(context.seed + round_number)
             sample = rng.sample(lines, min(alone_calls, len(lines)))
@@ -139,10 +147,11 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
                 f"bot: round {round_number + 1}: p99 alone {p99_alone:.1f} ms, "
                 f"{size.bot_concurrency} in flight {p99_loaded:.1f} ms"
             )
-    return [
-        _chart_figure(context, chart_ms, chart_answers, busiest),
-        _load_figure(context, data, alone, loaded, round_ratios, round_p99, loaded_seconds),
-    ]
+    figure = _load_figure(context, data, alone, loaded, round_ratios, round_p99, loaded_seconds)
+    figure.values["failed"] = float(len(failures))
+    figure.met = bool(figure.met) and not failures
+    figure.notes += f" {len(failures)} commands answered with a failure (the query timeout) while timed."
+    return [_chart_figure(context, chart_ms, chart_answers, busiest), figure]
 
 
 async def _under_load(call: Any, lines: Sequence[str], concurrency: int) -> tuple[list[float], float]:
