@@ -257,10 +257,27 @@ class CopyRows:
         """Row `index`'s JSON text (its `raw` field), as for a quarantine record."""
         return self._field(index, _RAW)[1:].decode()  # after jsonb's version byte
 
-    def routing(self, index: int) -> tuple[str, UUID]:
-        """Row `index`'s wiki and event id, as the bus routes and deduplicates it."""
-        wiki = self._field(index, _WIKI).decode()
-        return wiki, UUID(bytes=self._field(index, _EVENT_ID))
+    def routed(self) -> Iterator[tuple[str, str, bytes]]:
+        """Each row's wiki, event id (as text) and JSON text (UTF-8), as the bus routes, deduplicates and
+        carries it; one walk over each row's fields."""
+        data, unpack = self._data, _INT32.unpack_from
+        start = 0
+        for end in self._ends:
+            position, wiki, event_id, raw = start + 2, "", "", b""
+            for column in range(_RAW + 1):
+                (length,) = unpack(data, position)
+                position += 4
+                if column == _WIKI:
+                    wiki = data[position : position + length].decode()
+                elif column == _EVENT_ID:
+                    hexed = data[position : position + 16].hex()
+                    event_id = f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+                elif column == _RAW:
+                    raw = bytes(data[position + 1 : position + length])  # after jsonb's version byte
+                if length > 0:
+                    position += length
+            yield wiki, event_id, raw
+            start = end
 
     def _field(self, index: int, column: int) -> bytes:
         position = (self._ends[index - 1] if index else 0) + 2

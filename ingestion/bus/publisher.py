@@ -26,11 +26,7 @@ T = TypeVar("T")
 
 def outgoing_messages(rows: CopyRows) -> list[OutgoingMessage]:
     """The rows the parser accepted (later copies of an event already dropped), as bus messages."""
-    messages = []
-    for index in range(len(rows)):
-        wiki, event_id = rows.routing(index)
-        messages.append(OutgoingMessage(wiki, str(event_id), rows.raw(index).encode()))
-    return messages
+    return [OutgoingMessage(wiki, event_id, raw) for wiki, event_id, raw in rows.routed()]
 
 
 class BusCommitter:
