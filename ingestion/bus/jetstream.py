@@ -8,6 +8,7 @@ a message sent again within the duplicate window (a publish retried after a lead
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from ingestion.bus.engine import BusLag, BusOptions, BusUnavailable, OutgoingMessage, ReceivedMessage
+from ingestion.bus.jetstream_pull import Puller
 from ingestion.bus.naming import (
     CONSUMER_NAME,
     MESSAGE_ID_HEADER,
@@ -41,6 +43,10 @@ _SETUP_DEADLINE = 60.0
 _RETRY_PAUSE = 0.5
 _MAX_ACK_PENDING = 100_000
 _NATS_ERRORS = (nats.errors.Error, asyncio.TimeoutError, TimeoutError)
+# Messages sent and not yet acknowledged, at most (the client's own default for `publish_async`).
+_IN_FLIGHT = 4000
+_NO_RESPONDERS = "503"
+_EXPECTED_STREAM = api.Header.EXPECTED_STREAM.value
 
 
 async def _connect(address: BusAddress, name: str) -> Client:
@@ -99,54 +105,117 @@ async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
             await asyncio.sleep(_RETRY_PAUSE)
 
 
+class _Round:
+    """The acknowledgements of one round of publishing, by message index: None until the stream answers,
+    then whether it already had the message (a duplicate), or an exception when it refused it."""
+
+    def __init__(self, count: int) -> None:
+        self.results: list[bool | Exception | None] = [None] * count
+        self.outstanding = 0  # sent, not yet answered
+        self.answered = 0
+        self.progress = asyncio.Event()
+
+    def answer(self, index: int, result: bool | Exception) -> None:
+        if 0 <= index < len(self.results) and self.results[index] is None:
+            self.results[index] = result
+            self.outstanding -= 1
+            self.answered += 1
+            self.progress.set()
+
+
 class JetStreamPublisher:
-    """Publishes events with their `meta.id` as message id and waits for every acknowledgement."""
+    """Publishes events with their `meta.id` as message id and waits for every acknowledgement.
+
+    Each message asks for its acknowledgement on an inbox of the round's own, `<prefix>.<round>.<index>`,
+    answered into a plain list: the client's `publish_async` makes a future, a semaphore wait and a token
+    per message, which cost more than the publish itself on the ingester's one thread.
+    """
 
     def __init__(self, client: Client, options: BusOptions) -> None:
         self._client = client
         self._js = client.jetstream(timeout=options.publish_timeout.total_seconds())
         self._timeout = options.publish_timeout.total_seconds()
+        self._inbox = client.new_inbox()
+        self._rounds: dict[str, _Round] = {}
+        self._round = 0
 
     @classmethod
     async def connect(cls, address: BusAddress, options: BusOptions) -> JetStreamPublisher:
         client = await _connect(address, "teston-ingest")
         publisher = cls(client, options)
+        await client.subscribe(f"{publisher._inbox}.*.*", cb=publisher._acknowledged)
         await ensure_stream(publisher._js, stream_config(address, options))
         return publisher
+
+    async def _acknowledged(self, message: Msg) -> None:
+        _, round_id, index = message.subject.rsplit(".", 2)
+        state = self._rounds.get(round_id)
+        if state is None:
+            return  # a round already given up on
+        result: bool | Exception
+        if message.headers and message.headers.get(api.Header.STATUS) == _NO_RESPONDERS:
+            result = nats.js.errors.NoStreamResponseError()
+        else:
+            try:
+                answer = json.loads(message.data)
+                error = answer.get("error")
+                result = nats.js.errors.APIError.from_error(error) if error else bool(answer.get("duplicate"))
+            except ValueError as exc:
+                result = exc
+        state.answer(int(index), result)
+
+    async def _publish_round(self, messages: Sequence[OutgoingMessage]) -> list[bool | Exception | None]:
+        """Send every message, at most `_IN_FLIGHT` unanswered at once; wait up to the publish timeout for
+        the answers once sent (or while none comes)."""
+        self._round += 1
+        round_id = str(self._round)
+        state = self._rounds[round_id] = _Round(len(messages))
+        prefix = f"{self._inbox}.{round_id}."
+        publish = self._client.publish
+        try:
+            try:
+                for index, message in enumerate(messages):
+                    while state.outstanding >= _IN_FLIGHT:
+                        state.progress.clear()
+                        await asyncio.wait_for(state.progress.wait(), self._timeout)
+                    state.outstanding += 1
+                    await publish(
+                        subject_for(message.wiki),
+                        message.payload,
+                        reply=prefix + str(index),
+                        headers={MESSAGE_ID_HEADER: message.event_id, _EXPECTED_STREAM: STREAM_NAME},
+                    )
+                while state.answered < len(messages):
+                    state.progress.clear()
+                    await asyncio.wait_for(state.progress.wait(), self._timeout)
+            except (*_NATS_ERRORS, OSError) as exc:
+                log.warning("publishing to JetStream failed (%s)", exc or type(exc).__name__)
+            return list(state.results)
+        finally:
+            del self._rounds[round_id]
 
     async def publish(self, messages: Sequence[OutgoingMessage], give_up: threading.Event) -> int:
         duplicates = 0
         pending = list(messages)
         attempt = 0
         while pending:
-            futures: list[asyncio.Future[api.PubAck]] = []
-            failed: list[OutgoingMessage] = []
-            try:
-                for message in pending:
-                    futures.append(
-                        await self._js.publish_async(
-                            subject_for(message.wiki),
-                            message.payload,
-                            headers={MESSAGE_ID_HEADER: message.event_id},
-                            stream=STREAM_NAME,
-                        )
-                    )
-            except _NATS_ERRORS as exc:
-                log.warning("publishing to JetStream failed (%s)", exc)
-                failed.extend(pending[len(futures) :])
-            if futures:
-                await asyncio.wait(futures, timeout=self._timeout)
-            for message, future in zip(pending, futures, strict=False):
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    duplicates += bool(future.result().duplicate)
-                else:
-                    future.cancel()
-                    failed.append(message)
+            results = await self._publish_round(pending)
+            failed = [
+                message
+                for message, result in zip(pending, results, strict=True)
+                if result is None or isinstance(result, Exception)
+            ]
+            duplicates += sum(result is True for result in results)
             if failed:
                 attempt += 1
                 if give_up.is_set():
                     raise BusUnavailable(f"JetStream did not acknowledge {len(failed)} events")
-                log.warning("%d events not acknowledged by JetStream; sending them again", len(failed))
+                refused = next((result for result in results if isinstance(result, Exception)), None)
+                log.warning(
+                    "%d events not acknowledged by JetStream (%s); sending them again",
+                    len(failed),
+                    f"{type(refused).__name__}: {refused}" if refused else "no answer",
+                )
                 await asyncio.sleep(min(_RETRY_PAUSE * attempt, 5.0))
             pending = failed
         return duplicates
@@ -158,9 +227,9 @@ class JetStreamPublisher:
 class JetStreamConsumer:
     """One of the sinks pulling from the shared durable consumer; unacknowledged messages come back."""
 
-    def __init__(self, client: Client, subscription: JetStreamContext.PullSubscription) -> None:
+    def __init__(self, client: Client, puller: Puller) -> None:
         self._client = client
-        self._subscription = subscription
+        self._puller = puller
         self._lag = BusLag(0, 0.0)
 
     @classmethod
@@ -181,10 +250,14 @@ class JetStreamConsumer:
         deadline = time.monotonic() + _SETUP_DEADLINE
         while True:
             try:
+                # Binds to the consumer, creating it if it is missing; the messages come through a Puller.
                 subscription = await js.pull_subscribe(
                     f"{SUBJECT_PREFIX}.>", durable=CONSUMER_NAME, stream=STREAM_NAME, config=config
                 )
-                return cls(client, subscription)
+                await subscription.unsubscribe()
+                puller = Puller(client, STREAM_NAME, CONSUMER_NAME)
+                await puller.start()
+                return cls(client, puller)
             except _NATS_ERRORS as exc:
                 if time.monotonic() > deadline:
                     await client.close()
@@ -193,14 +266,14 @@ class JetStreamConsumer:
 
     async def fetch(self, max_messages: int, max_wait: float) -> list[ReceivedMessage]:
         try:
-            messages = await self._subscription.fetch(batch=max_messages, timeout=max_wait)
-        except nats.errors.TimeoutError:
-            self._lag = BusLag(0, 0.0)
-            return []
-        except _NATS_ERRORS as exc:
+            messages = await self._puller.take(max_messages, max_wait)
+        except (*_NATS_ERRORS, OSError) as exc:
             # A leader election or a reconnect: the messages stay in the stream for the next fetch.
             log.warning("fetching from JetStream failed (%s); retrying", exc)
             await asyncio.sleep(_RETRY_PAUSE)
+            return []
+        if not messages:
+            self._lag = BusLag(0, 0.0)
             return []
         received = [self._received(message) for message in messages]
         if messages:
