@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,6 +68,10 @@ class DayFileWriter:
             use_dictionary=[name for name in schema.names if name not in _UNIQUE_TEXT],
             write_statistics=[name for name in schema.names if name not in _UNIQUE_TEXT],
         )
+        # Row groups are encoded and compressed on a thread of their own (Arrow releases the GIL), so
+        # the day keeps streaming in while one is written; at most one waits, which bounds memory.
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"parquet-{target.stem}")
+        self._in_flight: Future[None] | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._pending.append(batch)
@@ -74,26 +79,46 @@ class DayFileWriter:
         self.rows += batch.num_rows
         # Row-group boundaries depend only on the row count, so identical rows give identical bytes.
         while self._pending_rows >= self._row_group_rows:
-            table = pa.Table.from_batches(self._pending, schema=self._schema)
-            self._write_group(table.slice(0, self._row_group_rows))
-            rest = table.slice(self._row_group_rows)
-            self._pending = rest.to_batches()
-            self._pending_rows = rest.num_rows
+            self._write_group(self._row_group_rows)
 
-    def _write_group(self, table: pa.Table) -> None:
+    def _write_group(self, rows: int) -> None:
+        """Hand the first `rows` pending rows to the encoder thread as one row group."""
+        # The previous group is written first: at most one group is held by the encoder at a time.
+        self._wait()
+        pending = pa.Table.from_batches(self._pending, schema=self._schema)
         # One contiguous chunk per column: page boundaries then depend on the rows alone, not on
-        # how the CSV reader happened to split them into batches.
-        self._writer.write_table(table.combine_chunks(), row_group_size=self._row_group_rows)
+        # how the CSV reader happened to split them into batches. The batches are let go at once.
+        group = pending.slice(0, rows).combine_chunks()
+        rest = pending.slice(rows)
+        self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
+        del pending, rest
+        self._in_flight = self._encoder.submit(self._encode, group)
+
+    def _encode(self, group: pa.Table) -> None:
+        self._writer.write_table(group, row_group_size=self._row_group_rows)
+
+    def _wait(self) -> None:
+        """Let the row group being written finish (and raise what it raised)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
 
     def close(self) -> None:
-        if self._pending_rows:
-            self._write_group(pa.Table.from_batches(self._pending, schema=self._schema))
-        self._pending = []
+        try:
+            if self._pending_rows:
+                self._write_group(self._pending_rows)
+            self._pending = []
+            self._wait()
+        finally:
+            self._encoder.shutdown()
         self._writer.close()
         with open(self.temporary, "rb+") as handle:
             os.fsync(handle.fileno())
 
     def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._wait()
+        self._encoder.shutdown()
         with contextlib.suppress(Exception):
             self._writer.close()
         self.temporary.unlink(missing_ok=True)
@@ -111,6 +136,10 @@ def day_writers(path: Path, raw_path: Path | None) -> Iterator[tuple[DayFileWrit
             if writer is not None:
                 writer.discard()
         raise
+    finally:
+        # The row groups' buffers go back to the system rather than stay cached by Arrow's allocator
+        # beside whatever the process does next (the figures, another day).
+        pa.default_memory_pool().release_unused()
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -79,16 +79,17 @@ def write_day(
 ) -> WrittenDay:
     """Stream a day out of PostgreSQL into `path` (and the raw JSON into `raw_path`), atomically.
 
-    The files hold exactly the rows PostgreSQL counts in the same snapshot, or nothing is replaced.
+    The files hold exactly the rows PostgreSQL sent (its COPY command's own count), or nothing is replaced.
     Fewer than `min_rows` rows is refused: it would replace an export with less than it holds.
     """
     with day_writers(path, raw_path) as (typed, raw):
         with day_rows.day_transaction(conn):
-            for typed_batch, raw_batch in day_rows.stream_day(conn, day, include_raw=raw is not None):
+            rows = day_rows.DayStream(conn, day, include_raw=raw is not None)
+            for typed_batch, raw_batch in rows:
                 typed.write(typed_batch)
                 if raw is not None and raw_batch is not None:
                     raw.write(raw_batch)
-            snapshot = day_rows.snapshot_of_day(conn, day)
+        snapshot = rows.snapshot
         if snapshot.rows < min_rows:
             raise ExportError(
                 f"{day}: PostgreSQL holds {snapshot.rows} rows but the export already has {min_rows};"
@@ -101,7 +102,7 @@ def write_day(
             rows=snapshot.rows,
             max_received_at=snapshot.max_received_at,
         )
-        what = f"{day}: PostgreSQL counts {snapshot.rows} rows"
+        what = f"{day}: PostgreSQL sent {snapshot.rows} rows"
         with replaced_together((typed, raw), snapshot.rows, what, replace=replace):
             if record is not None:
                 record(written)

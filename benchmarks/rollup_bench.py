@@ -6,8 +6,9 @@ Then, interleaved, per round:
 A. roll-up: `analytics.rollup.rollup_day` for the closed day, in a fresh child process (so its peak
    RSS is its own): export the typed and raw datasets to Parquet, verify them, compute the figures and
    replace the summary rows. Timed inside the child around that call only.
-B. the read: the query the exporter sends, `COPY (SELECT <its columns> FROM recent_changes WHERE <the
-   day> ORDER BY event_time, event_id) TO STDOUT (FORMAT CSV)`, drained by psycopg and thrown away.
+B. the read: the query the exporter sends, with its settings (`analytics.day_rows.READ_SETTINGS`),
+   `COPY (SELECT <its columns> FROM recent_changes WHERE <the day> ORDER BY event_time, event_id) TO
+   STDOUT (FORMAT CSV)`, drained by psycopg and thrown away.
 
 Both run warm: one untimed read comes first, so neither pays for reading the table from disk.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from analytics.day_rows import READ_SETTINGS
 from benchmarks.harness import (
     ChildFailed,
     Context,
@@ -57,10 +59,11 @@ def read_day_query(day: date) -> sql.Composed:
 
 
 def drain_day(url: str, day: date) -> int:
-    """PostgreSQL's read of the day, received and discarded; the bytes received."""
+    """PostgreSQL's read of the day with the exporter's settings, received and discarded; the bytes."""
     received = 0
     with psycopg.connect(url) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
+        for setting in READ_SETTINGS:
+            conn.execute(setting)
         with conn.cursor().copy(read_day_query(day)) as copy:
             for chunk in copy:
                 received += len(chunk)

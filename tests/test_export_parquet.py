@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 import polars as pl
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
@@ -221,3 +222,96 @@ def test_export_needs_a_connection_outside_a_transaction(conn: psycopg.Connectio
     conn.execute("SELECT 1")
     with pytest.raises(day_rows.TransactionInProgress, match="not inside a transaction"):
         exports.export_day(conn, tmp_path, DAY)
+
+
+def test_the_day_stream_counts_what_postgresql_sent(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    ingest(db_url, tmp_path, [event(title=f"Page {n}") for n in range(30)])
+    stream = day_rows.DayStream(conn, DAY, include_raw=True)
+    with pytest.raises(RuntimeError, match="not all read"):
+        _ = stream.snapshot
+    with day_rows.day_transaction(conn):
+        batches = list(stream)
+        counted = day_rows.snapshot_of_day(conn, DAY)
+    assert sum(typed.num_rows for typed, _raw in batches) == 30
+    assert sum(raw.num_rows for _typed, raw in batches if raw is not None) == 30
+    assert stream.snapshot == counted
+    assert stream.snapshot.rows == 30
+    assert stream.snapshot.max_received_at is not None
+
+    empty = day_rows.DayStream(conn, date(2024, 5, 2))
+    with day_rows.day_transaction(conn):
+        assert list(empty) == []
+    assert empty.snapshot == day_rows.DaySnapshot(rows=0, max_received_at=None)
+
+
+def test_the_day_is_read_in_key_order_without_a_sort(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The rows stream from the primary key as soon as the read starts, not after a sort of the day."""
+    ingest(db_url, tmp_path, [event(title=f"Page {n}") for n in range(30)])
+    with day_rows.day_transaction(conn):
+        # Costs under which the planner would rather scan the table and sort it (as for a big day).
+        conn.execute("SET LOCAL random_page_cost = 1000")
+        for setting in day_rows.READ_SETTINGS:
+            conn.execute(setting)
+        select = day_rows._select(DAY, include_raw=True).as_string(conn)
+        query = select.removeprefix("COPY (").removesuffix(") TO STDOUT (FORMAT CSV)")
+        plan = "\n".join(str(row[0]) for row in conn.execute("EXPLAIN " + query).fetchall())
+    assert "Index Scan" in plan, plan
+    assert "Sort" not in plan, plan
+
+
+def test_row_groups_do_not_depend_on_how_the_rows_were_batched(tmp_path: Path) -> None:
+    schema = day_rows.RAW_SCHEMA
+    rows = pa.table(
+        {
+            "event_time": pa.array(
+                [datetime(2024, 5, 1, 0, n // 60, n % 60, tzinfo=UTC) for n in range(1000)],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "event_id": [str(uuid.UUID(int=n)) for n in range(1000)],
+            "raw": [json.dumps({"n": n, "title": "x" * (n % 50)}) for n in range(1000)],
+        },
+        schema=schema,
+    )
+
+    def written(sizes: list[int], name: str) -> tuple[bytes, int]:
+        writer = day_files.DayFileWriter(tmp_path / name, schema, row_group_rows=128)
+        offset = 0
+        for size in sizes:
+            for batch in rows.slice(offset, size).to_batches():
+                writer.write(batch)
+            offset += size
+        writer.close()
+        return writer.temporary.read_bytes(), pq.ParquetFile(writer.temporary).metadata.num_row_groups
+
+    whole, groups = written([1000], "a.parquet")
+    assert groups == 8  # 7 full groups of 128 rows and the 104 left
+    assert written([1, 127, 300, 7, 565], "b.parquet") == (whole, groups)
+    assert written([100] * 10, "c.parquet") == (whole, groups)
+
+
+def test_a_row_group_that_fails_to_encode_fails_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = day_files.DayFileWriter(tmp_path / "day.parquet", day_rows.RAW_SCHEMA, row_group_rows=2)
+
+    def refuse(_table: Any, **_: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer._writer, "write_table", refuse)
+    batch = pa.record_batch(
+        [
+            pa.array([datetime(2024, 5, 1, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC")),
+            pa.array(["a", "b"]),
+            pa.array(["{}", "{}"]),
+        ],
+        schema=day_rows.RAW_SCHEMA,
+    )
+    writer.write(batch)  # handed to the encoder thread
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+    writer.discard()
+    assert not writer.temporary.exists()
