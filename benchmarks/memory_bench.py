@@ -269,6 +269,7 @@ def run(context: Context) -> list[Figure]:
     second_half = [(t, v) for t, v in samples if t >= half]
     slope = slope_per_minute(second_half)
     last = samples[-1][1]
+    step = 60.0 if seconds >= 120 else 5.0
     met = peak <= TARGET_PEAK_MIB and slope <= TARGET_SLOPE_MIB_PER_MIN
     return [
         Figure(
@@ -291,7 +292,8 @@ def run(context: Context) -> list[Figure]:
                 "feeds": float(feeds),
             },
             notes=(
-                f"{len(samples)} samples of the process tree ({processes} process(es) at most); "
+                f"{len(samples)} samples of the process tree ({processes} process(es) at most), "
+                f"RSS every {step:.0f} s: {_marks(samples, step)} MiB; "
                 f"{stored:,} of {count:,} events stored, {posts:,} messages posted by the bot on "
                 f"{channels} channels of {len(servers)} servers"
                 + (f"; fake Discord errors: {errors}" if errors else "")
@@ -311,3 +313,14 @@ def _count(url: str, since: datetime) -> int:
 
 def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def _marks(samples: Sequence[tuple[float, float]], step: float) -> str:
+    """The first sample at or after each multiple of `step` seconds, and the last."""
+    marks, due = [], 0.0
+    for moment, value in samples:
+        if moment >= due:
+            marks.append(f"{value:.0f}")
+            due += step
+    marks.append(f"{samples[-1][1]:.0f}")
+    return " ".join(marks)
