@@ -123,6 +123,9 @@ class WikiBot(commands.Bot):
         self.shard_plan = shards_of(settings)
         if self.shard_plan.sharded:
             options = {"shard_count": self.shard_plan.count, "shard_ids": self.shard_plan.ids, **options}
+        # No message cache: nothing here looks up a message seen earlier (no edit, delete or reaction
+        # handlers), and discord.py would otherwise hold the last 1,000 messages, the feeds' posts among them.
+        options = {"max_messages": None, **options}
         super().__init__(
             command_prefix=commands.when_mentioned_or(settings.command_prefix),
             intents=intents,
