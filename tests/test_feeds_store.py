@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -209,3 +210,37 @@ async def test_a_post_that_failed_is_sent_again_and_nothing_is_lost(
     assert sum(embeds for _, embeds in output.posts) == expected
     [done] = await _feeds(pool, [1])
     assert (done.id, done.posted, done.pending_to) == (feed.id, expected, None)
+
+
+class CountingConnections:
+    """The pool, counting the connections taken from it."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self.taken = 0
+
+    def connection(self) -> Any:
+        self.taken += 1
+        return self.pool.connection()
+
+
+async def test_a_burst_of_notifications_wakes_each_feed_once_per_interval(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await store.create_feed(conn, guild_id=1, channel_id=100, wiki="dewiki", filters="", created_by=None)
+    database = CountingConnections(pool)
+    poster = FeedPoster(database, CATALOG, poll_interval=10.0, wake_interval=0.25)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = asyncio.create_task(poster.run(RecordingChannels()))
+    try:
+        # A commit every 10 ms, a hundred times, as an idle ingester at a hundred events per second.
+        for _ in range(100):
+            poster.wake()
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # Each round reads the feeds once and the feed once: one round per quarter of a second (the first at
+    # once), not one per notification.
+    rounds = (loop.time() - started) / 0.25 + 1
+    assert 2 <= database.taken <= 2 * int(rounds + 1) < 100

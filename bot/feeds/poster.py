@@ -1,7 +1,8 @@
 """The feed poster: wakes on each commit of new changes (LISTEN) or every few seconds, and posts.
 
-One task per active feed. A step reads the rows after the feed's cursor, plans (`bot.feeds.plan`),
-writes the planned message down (`pending_to`), sends it, and only then moves the cursor. A restart
+One task per active feed; the notifications of a quarter of a second wake each feed once. A step
+reads the rows after the feed's cursor, plans (`bot.feeds.plan`), writes the planned message down
+(`pending_to`), sends it, and only then moves the cursor. A restart
 between sending and moving the cursor rebuilds the same message from the same rows and sends it with
 the same nonce, which Discord answers with the message it already has (`enforce_nonce`): nothing is
 posted twice, and nothing is skipped without a line saying so.
@@ -52,6 +53,9 @@ DEFAULT_POLL_INTERVAL = 5.0
 # Posts spread evenly over Discord's window: a busy channel posts every second, not five at once and
 # then nothing for five seconds.
 DEFAULT_MIN_INTERVAL = DISCORD_CHANNEL_WINDOW / DISCORD_CHANNEL_LIMIT
+# The feeds read new rows at most this often, however often rows are committed (each read is two
+# statements per feed).
+DEFAULT_WAKE_INTERVAL = 0.25
 # Rows read per statement while scanning a backlog.
 READ_CHUNK = 2000
 # How long to wait before trying again after Discord or the database failed.
@@ -98,6 +102,7 @@ class FeedPoster:
         channel_limit: tuple[int, float] = (DISCORD_CHANNEL_LIMIT, DISCORD_CHANNEL_WINDOW),
         retry_after_failure: float = RETRY_AFTER_FAILURE,
         read_chunk: int = READ_CHUNK,
+        wake_interval: float = DEFAULT_WAKE_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
         metrics: BotMetrics | None = None,
         owns: Callable[[int | None], bool] | None = None,
@@ -114,6 +119,7 @@ class FeedPoster:
         self._pace = ChannelPace(limit=channel_limit[0], per=channel_limit[1], min_interval=min_interval)
         self.retry_after_failure = retry_after_failure
         self.read_chunk = read_chunk
+        self.wake_interval = wake_interval
         self._clock = clock
         self._wake = asyncio.Event()
         self._feed_wakes: dict[int, asyncio.Event] = {}
@@ -146,8 +152,14 @@ class FeedPoster:
                     )
                 for event in self._feed_wakes.values():
                     event.set()
+                woken_at = self._clock()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                # An idle ingester commits each event as it comes, up to fifty times a second: the
+                # notifications of one interval wake every feed once, not once per commit.
+                rest = self.wake_interval - (self._clock() - woken_at)
+                if rest > 0:
+                    await asyncio.sleep(rest)
                 self._wake.clear()
 
     async def _follow_notifications(self, listen: Listen) -> None:
