@@ -55,6 +55,9 @@ class FeedRun:
     posted: dict[str, float] = field(default_factory=dict)
     # Per event id: when the ingester's transaction storing it began (`received_at`, the server's now()).
     stored: dict[str, float] = field(default_factory=dict)
+    # Per event id: the channel its feed posts in; per channel, the wikis of its feeds.
+    channel_of: dict[str, int] = field(default_factory=dict)
+    wikis_of: dict[int, list[str]] = field(default_factory=dict)
     expected: int = 0
     skipped: int = 0
     messages: int = 0
@@ -116,6 +119,13 @@ def _figure(context: Context, outcome: FeedRun, feeds: int) -> Figure:
     feed = [
         outcome.posted[event] - outcome.stored[event] for event in outcome.posted if event in outcome.sent
     ]
+    # The channel with the slowest p99, and the p99 of all the others.
+    by_channel: dict[int, list[float]] = collections.defaultdict(list)
+    for event in outcome.posted:
+        if event in outcome.sent:
+            by_channel[outcome.channel_of[event]].append(outcome.posted[event] - outcome.sent[event])
+    worst = max(by_channel, key=lambda channel: percentile(by_channel[channel], 99))
+    others = [delay for channel, delays in by_channel.items() if channel != worst for delay in delays]
     return Figure(
         number=9,
         what=(
@@ -144,11 +154,17 @@ def _figure(context: Context, outcome: FeedRun, feeds: int) -> Figure:
             "ingest_p99_s": percentile(ingest, 99),
             "feed_p50_s": percentile(feed, 50),
             "feed_p99_s": percentile(feed, 99),
+            "worst_channel_p99_s": percentile(by_channel[worst], 99),
+            "worst_channel_changes": float(len(by_channel[worst])),
+            "other_channels_p99_s": percentile(others, 99),
         },
         notes=(
             f"Of which sent → stored (the ingester's transaction began) p50 {percentile(ingest, 50):.2f} s, "
             f"p99 {percentile(ingest, 99):.2f} s; stored → accepted (the bot) "
             f"p50 {percentile(feed, 50):.2f} s, p99 {percentile(feed, 99):.2f} s. "
+            f"The slowest channel (feeds of {', '.join(outcome.wikis_of[worst])}; "
+            f"{len(by_channel[worst])} changes) p99 {percentile(by_channel[worst], 99):.2f} s; "
+            f"the other {len(by_channel) - 1} channels p99 {percentile(others, 99):.2f} s. "
             f"{size.feed_seconds:.0f} s of stream ({outcome.rows:,} events stored), `teston ingest` and "
             f"`teston bot` in processes of their own with default settings; default feed filter; the fake "
             f"enforces 5 posts per 5 s per channel (at most {outcome.max_in_window} accepted in one window); "
@@ -292,6 +308,8 @@ async def _collect(url: str, fake: Any, outcome: FeedRun, offset: float) -> None
                     outcome.expected += 1
                     embed = change_embed(item.change).to_dict()
                     waiting[feed.channel_id].setdefault(key(embed), []).append(event_of[item.arrival])
+                    outcome.channel_of[event_of[item.arrival]] = feed.channel_id
+            outcome.wikis_of.setdefault(feed.channel_id, []).append(feed.wiki)
     accepted_at = {
         attempt.nonce: attempt.at + offset for attempt in fake.post_attempts() if attempt.status == 200
     }
