@@ -20,6 +20,7 @@ log its refusal: a duplicate replay would otherwise log an ERROR per batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -52,18 +53,6 @@ ROW_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityE
 CHANGES_CHANNEL = "recent_changes"
 ANNOUNCE_ROWS = f"SELECT pg_advisory_xact_lock({ARRIVAL_KEY}), pg_notify('{CHANGES_CHANNEL}', '')"
 
-# Every row was stored, so every day of the batch received rows; the cursor moves in the same statement.
-_ARRIVALS = sql.SQL(
-    """
-    WITH arrived AS (
-        INSERT INTO day_arrivals (day, last_received_at)
-        SELECT day, now() FROM unnest(%(days)s::date[]) AS d(day)
-        ON CONFLICT (day) DO UPDATE SET last_received_at = EXCLUDED.last_received_at
-    ){cursor}
-    SELECT 1
-    """
-)
-
 # The staged rows are consumed, so that the rows isolated part by part are moved once each.
 _MOVE_ROWS = sql.SQL(
     """
@@ -81,6 +70,30 @@ _MOVE_ROWS = sql.SQL(
     ){cursor}
     SELECT count(*) FROM inserted
     """
+)
+
+# The direct path's closing statement: every row was stored, so every day of the batch received rows, and
+# the cursor moves in the same statement. Its values are written in (`sql.Literal`): a query without
+# parameters may carry the COMMIT after it, one round trip for both.
+_ARRIVALS_INLINE = sql.SQL(
+    """
+    WITH arrived AS (
+        INSERT INTO day_arrivals (day, last_received_at)
+        SELECT day, now() FROM unnest({days}) AS d(day)
+        ON CONFLICT (day) DO UPDATE SET last_received_at = EXCLUDED.last_received_at
+    ){cursor}
+    SELECT 1
+    """
+)
+_CURSOR_INLINE = sql.SQL(
+    """, cursor AS (
+        INSERT INTO stream_cursors (stream, last_event_id, last_event_time, updated_at)
+        VALUES ({stream}, {position}, {time}, now())
+        ON CONFLICT (stream) DO UPDATE SET
+            last_event_id = EXCLUDED.last_event_id,
+            last_event_time = GREATEST(stream_cursors.last_event_time, EXCLUDED.last_event_time),
+            updated_at = EXCLUDED.updated_at
+    )"""
 )
 
 _SAVE_CURSOR = """
@@ -141,8 +154,6 @@ class BatchWriter:
         self.conn = conn
         self._copy_direct = _copy_statement(PARENT_TABLE)
         self._copy_staged = _copy_statement(STAGING_TABLE)
-        self._arrivals = _ARRIVALS.format(cursor=sql.SQL(""))
-        self._arrivals_with_cursor = _ARRIVALS.format(cursor=sql.SQL(_CURSOR_CTE))
         self._move = _MOVE_ROWS.format(
             staging=sql.Identifier(STAGING_TABLE), columns=_COLUMNS, cursor=sql.SQL("")
         )
@@ -155,7 +166,14 @@ class BatchWriter:
         # Known while the connection works, to recognise its server process once the connection is lost.
         self.backend_pid = conn.info.backend_pid
         # Only a superuser may change what the server logs (the embedded server's connections are one).
-        self._quiet_refusals = conn.info.parameter_status("is_superuser") == "on"
+        quiet_refusals = conn.info.parameter_status("is_superuser") == "on"
+        # The direct path opens its transaction with the statements that must start it, in one query.
+        self._begin_direct = "; ".join(
+            ["BEGIN", *([_QUIET_REFUSALS] if quiet_refusals else []), ANNOUNCE_ROWS]
+        )
+        # Transactions are the writer's own, opened and closed by its statements or `transaction()`
+        # blocks: the direct path's BEGIN and COMMIT then travel with the statements beside them.
+        conn.autocommit = True
         self._prepare()
 
     def _prepare(self) -> None:
@@ -257,18 +275,39 @@ class BatchWriter:
     def _commit_direct(
         self, batch: Batch, rows: CopyRows, days: set[date], refused: Sequence[QuarantinedEvent]
     ) -> tuple[int, int]:
-        """The usual case, in few round trips: COPY into the table, then arrivals and the cursor at once."""
-        with self.conn.transaction():
-            if self._quiet_refusals:
-                self.conn.execute(_QUIET_REFUSALS)
-            self.conn.execute(ANNOUNCE_ROWS)
+        """The usual case, in four round trips: BEGIN with the arrival lock, the COPY (two), then arrivals,
+        cursor and COMMIT at once.
+
+        Each round trip costs the writer thread the interpreter lock back from the parser (up to the
+        switch interval, 5 ms), as many as the statements of a commit once were (see BENCHMARKS.md).
+        """
+        conn = self.conn
+        try:
+            conn.execute(self._begin_direct)
             self._ensure_partitions(days)
             self._copy(self._copy_direct, rows.copy_data())
-            if batch.position is None:
-                self.conn.execute(self._arrivals, {"days": sorted(days)})
+            closing = _ARRIVALS_INLINE.format(
+                days=sql.Literal(sorted(days)),
+                cursor=sql.SQL("")
+                if batch.position is None
+                else _CURSOR_INLINE.format(
+                    stream=sql.Literal(batch.stream),
+                    position=sql.Literal(batch.position),
+                    time=sql.Literal(batch.last_event_time),
+                ),
+            )
+            if refused or batch.quarantined or batch.gaps:
+                conn.execute(closing)
+                new_records = self._finish(batch, refused, cursor_saved=True)
+                conn.execute("COMMIT")
             else:
-                self.conn.execute(self._arrivals_with_cursor, {"days": sorted(days), **_cursor_params(batch)})
-            new_records = self._finish(batch, refused, cursor_saved=True)
+                conn.execute(sql.Composed([closing, sql.SQL("; COMMIT")]))
+                new_records = 0
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):  # a lost connection is the caller's to handle
+                    conn.execute("ROLLBACK")
+            raise
         return len(rows), new_records
 
     def _ensure_partitions(self, days: set[date]) -> None:
