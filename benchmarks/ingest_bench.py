@@ -34,7 +34,7 @@ from teston.core.partitions import day_bounds, partition_name
 
 DAY = date(2025, 5, 3)
 COPY_FILE = "ingest-rows.bin"
-TARGET_LIMIT_SHARE = 0.6
+TARGET_LIMIT_SHARE = 0.8
 TARGET_OLD_SPEEDUP = 30.0
 
 OLD_SCHEMA = """
