@@ -39,9 +39,14 @@ from teston.core.partitions import day_bounds
 from teston.core.schema import RECENT_CHANGE_COLUMNS
 
 DAY = date(2025, 5, 4)
-TARGET_READ_MULTIPLE = 2.0
-TARGET_PEAK_RSS = 1 << 30
-PEAK_RSS_STATED_AT = 4_000_000
+# Median of the rounds, and no round above the second figure; a bigger day gets a little more.
+TARGET_READ_MULTIPLE = 1.3
+TARGET_READ_MULTIPLE_LARGE = 1.4
+TARGET_WORST_ROUND = 1.5
+LARGE_DAY = 4_000_000
+# The day is streamed: the same peak RSS target from a 1M-event day up.
+TARGET_PEAK_RSS = 600 << 20
+PEAK_RSS_STATED_AT = 1_000_000
 
 # The columns and order of `analytics.day_rows`: the typed columns, then the raw JSON as text.
 _TYPED_COLUMNS = tuple(c for c in RECENT_CHANGE_COLUMNS if c != "raw")
@@ -92,13 +97,22 @@ def rollup_in_child(url: str, export_dir: str, day: date) -> dict[str, float]:
     }
 
 
+def target_text(events: int) -> str:
+    multiple = TARGET_READ_MULTIPLE_LARGE if events >= LARGE_DAY else TARGET_READ_MULTIPLE
+    text = f"≤ {multiple} × the read (no round over {TARGET_WORST_ROUND}×)"
+    text += f"; peak RSS ≤ {TARGET_PEAK_RSS >> 20} MiB"
+    if events < PEAK_RSS_STATED_AT:
+        text += " (RSS target not applicable at this size)"
+    return text
+
+
 def _failed(events: int, error: str) -> Figure:
     first_line = error.strip().splitlines()[0] if error.strip() else "unknown error"
     return Figure(
         number=3,
         what=f"roll-up of one day (export + all aggregates), {events:,} events",
         result=f"failed: {first_line}",
-        target="≤ 2 × the read; peak RSS ≤ 1 GiB at 4M",
+        target=target_text(events),
         met=False,
         values={"ratio": float("nan")},
         notes=f"`analytics.rollup.rollup_day` raised: {error.strip()[:500]}",
@@ -150,7 +164,12 @@ def run(context: Context) -> list[Figure]:
     multiple = ratio([a / b for a, b in zip(rollup_seconds, read_seconds, strict=True)])
     peak = max(peaks)
     rss_applies = events >= PEAK_RSS_STATED_AT
-    met = multiple.median <= TARGET_READ_MULTIPLE and (peak <= TARGET_PEAK_RSS or not rss_applies)
+    target_multiple = TARGET_READ_MULTIPLE_LARGE if stored >= LARGE_DAY else TARGET_READ_MULTIPLE
+    met = (
+        multiple.median <= target_multiple
+        and multiple.high <= TARGET_WORST_ROUND
+        and (peak <= TARGET_PEAK_RSS or not rss_applies)
+    )
     median_rollup = sorted(rollup_seconds)[len(rollup_seconds) // 2]
     median_read = sorted(read_seconds)[len(read_seconds) // 2]
     return [
@@ -161,8 +180,7 @@ def run(context: Context) -> list[Figure]:
             f"peak RSS {human_bytes(peak)}",
             baseline=f"PostgreSQL's COPY (SELECT …) TO STDOUT of the day, drained: {median_read:.2f} s",
             ratio=str(multiple),
-            target="≤ 2 × the read; peak RSS ≤ 1 GiB at 4M"
-            + ("" if rss_applies else " (RSS target not applicable at this size)"),
+            target=target_text(stored),
             met=met,
             values={
                 "rollup_s": median_rollup,
