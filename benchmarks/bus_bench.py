@@ -148,14 +148,24 @@ async def _stream_state(servers: Sequence[str]) -> tuple[int, int]:
 
 async def _delete_stream(servers: Sequence[str]) -> None:
     import nats
+    import nats.errors
     import nats.js.errors
 
     from ingestion.bus.naming import STREAM_NAME
 
     client = await nats.connect(servers=list(servers))
     try:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await client.jetstream(timeout=10).delete_stream(STREAM_NAME)
+        # The stream's own leader may be moving (a busy machine); a request lost then is asked again.
+        for attempt in range(1, 4):
+            try:
+                await client.jetstream(timeout=10).delete_stream(STREAM_NAME)
+            except nats.js.errors.NotFoundError:
+                return
+            except nats.errors.TimeoutError:
+                if attempt == 3:
+                    raise
+            else:
+                return
     finally:
         await client.close()
 

