@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from analytics import layout
 from analytics.day_rows import RAW_SCHEMA, TYPED_SCHEMA
+from analytics.memory import return_freed_memory
 from teston.core.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
@@ -137,9 +138,9 @@ def day_writers(path: Path, raw_path: Path | None) -> Iterator[tuple[DayFileWrit
                 writer.discard()
         raise
     finally:
-        # The row groups' buffers go back to the system rather than stay cached by Arrow's allocator
-        # beside whatever the process does next (the figures, another day).
-        pa.default_memory_pool().release_unused()
+        # The row groups' and the read's buffers go back to the system rather than stay cached by the
+        # allocators beside whatever the process does next (the figures, another day).
+        return_freed_memory()
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -43,9 +43,9 @@ _STATS_COLUMNS = ("day", "wiki", *DAILY_FIGURES, "hourly_changes")
 # Every table holding a day's figures: replaced or removed together.
 _SUMMARY_TABLES = ("daily_wiki_stats", "daily_top_pages", "daily_top_editors")
 _DELETE_DAY = sql.SQL("DELETE FROM {} WHERE day = %s")
-# Rows per shard of the per-page and per-editor figures: a day of 1M events is computed whole; larger
-# days are sharded to bound memory (BENCHMARKS.md, "Roll-up").
-ROWS_PER_SHARD = 1_000_000
+# Rows per shard of the per-page and per-editor figures: a day is computed a quarter of a million rows'
+# worth of distinct titles and user names at a time, which bounds memory (BENCHMARKS.md, "Roll-up").
+ROWS_PER_SHARD = 250_000
 
 
 class FiguresMismatch(AnalyticsError):
