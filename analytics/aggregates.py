@@ -40,11 +40,20 @@ def _count(condition: pl.Expr) -> pl.Expr:
     return condition.cast(pl.Int64).sum()
 
 
-def _hourly_changes(rows: pl.LazyFrame) -> pl.LazyFrame:
-    """Per wiki, a list of 24 change counts, one per UTC hour (zeros included)."""
-    counts = rows.group_by("wiki", pl.col("event_time").dt.hour().cast(pl.Int8).alias("hour")).agg(
+def hour_counts(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Per wiki and UTC hour with changes, their count (`wiki`, `hour`, `n`); see `sum_hour_counts`."""
+    return rows.group_by("wiki", pl.col("event_time").dt.hour().cast(pl.Int8).alias("hour")).agg(
         pl.len().cast(pl.Int64).alias("n")
     )
+
+
+def sum_hour_counts(parts: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """The `hour_counts` of a day from those of disjoint parts of its rows."""
+    return pl.concat(parts).group_by("wiki", "hour").agg(pl.col("n").sum().cast(pl.Int64))
+
+
+def _hourly_changes(counts: pl.LazyFrame) -> pl.LazyFrame:
+    """Per wiki, a list of 24 change counts, one per UTC hour (zeros included), from `hour_counts`."""
     grid = (
         counts.select("wiki")
         .unique()
@@ -92,6 +101,13 @@ def distinct_counts(frame: pl.LazyFrame, day: date, *, shard: int = 0, shards: i
     )
 
 
+def distinct_counts_apart(editor_rows: pl.LazyFrame, page_rows: pl.LazyFrame, day: date) -> pl.LazyFrame:
+    """`distinct_counts` of one shard whose user names and titles come in separate frames of rows."""
+    editors = _distinct(rows_of_day(editor_rows, day), "user_name", "distinct_editors")
+    pages = _distinct(rows_of_day(page_rows, day), "title", "distinct_pages")
+    return editors.join(pages, on="wiki", how="full", coalesce=True)
+
+
 def sum_distinct_counts(shards: list[pl.LazyFrame]) -> pl.LazyFrame:
     """The day's distinct counts per wiki from those of every shard (each value counted in one shard)."""
     return (
@@ -101,14 +117,26 @@ def sum_distinct_counts(shards: list[pl.LazyFrame]) -> pl.LazyFrame:
     )
 
 
-def daily_wiki_stats(frame: pl.LazyFrame, day: date, *, distinct: pl.LazyFrame | None = None) -> pl.LazyFrame:
-    """One row per wiki with the columns of `daily_wiki_stats` (less `computed_at`), sorted by wiki.
+# The figures of `wiki_counts`: sums over rows, so a day's are the sums of its parts' (`sum_wiki_counts`).
+ADDITIVE_FIGURES = (
+    "changes",
+    "edits",
+    "new_pages",
+    "log_actions",
+    "categorize",
+    "other_types",
+    "bot_changes",
+    "anonymous_changes",
+    "human_changes",
+    "content_changes",
+    "other_namespace_changes",
+    "bytes_added",
+    "bytes_removed",
+)
 
-    `distinct`: the distinct counts of the day if they were computed apart (`sum_distinct_counts`).
-    """
-    rows = rows_of_day(frame, day)
-    if distinct is None:
-        distinct = distinct_counts(frame, day)
+
+def wiki_counts(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Per wiki, the `ADDITIVE_FIGURES` of `rows` (rows of one day)."""
     kind = pl.col("type")
     bot = pl.col("bot")
     anonymous = ~bot & is_anonymous(pl.col("user_name"))
@@ -116,7 +144,7 @@ def daily_wiki_stats(frame: pl.LazyFrame, day: date, *, distinct: pl.LazyFrame |
     delta = pl.when(kind.is_in(EDIT_TYPES)).then(
         pl.col("length_new").cast(pl.Int64) - pl.col("length_old").cast(pl.Int64).fill_null(0)
     )
-    counts = rows.group_by("wiki").agg(
+    return rows.group_by("wiki").agg(
         pl.len().cast(pl.Int64).alias("changes"),
         _count(kind.is_in(EDIT_TYPES)).alias("edits"),
         _count(kind == "new").alias("new_pages"),
@@ -131,9 +159,36 @@ def daily_wiki_stats(frame: pl.LazyFrame, day: date, *, distinct: pl.LazyFrame |
         delta.clip(lower_bound=0).sum().cast(pl.Int64).alias("bytes_added"),
         (-delta).clip(lower_bound=0).sum().cast(pl.Int64).alias("bytes_removed"),
     )
+
+
+def sum_wiki_counts(parts: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """The `wiki_counts` of a day from those of disjoint parts of its rows."""
+    return pl.concat(parts).group_by("wiki").agg(pl.col(*ADDITIVE_FIGURES).sum().cast(pl.Int64))
+
+
+def daily_wiki_stats(
+    frame: pl.LazyFrame,
+    day: date,
+    *,
+    distinct: pl.LazyFrame | None = None,
+    counts: pl.LazyFrame | None = None,
+    hours: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """One row per wiki with the columns of `daily_wiki_stats` (less `computed_at`), sorted by wiki.
+
+    What was computed apart is passed in and not computed from `frame` again: `distinct`
+    (`sum_distinct_counts`), `counts` (`sum_wiki_counts`) and `hours` (`sum_hour_counts`).
+    """
+    rows = rows_of_day(frame, day)
+    if distinct is None:
+        distinct = distinct_counts(frame, day)
+    if counts is None:
+        counts = wiki_counts(rows)
+    if hours is None:
+        hours = hour_counts(rows)
     return (
         counts.join(distinct, on="wiki", how="left")
-        .join(_hourly_changes(rows), on="wiki", how="left")
+        .join(_hourly_changes(hours), on="wiki", how="left")
         .with_columns(
             (pl.col("bytes_added") - pl.col("bytes_removed")).alias("net_bytes"),
             pl.col("distinct_editors", "distinct_pages").fill_null(0),

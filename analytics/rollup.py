@@ -30,7 +30,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from analytics import aggregates, bookkeeping, exports
+from analytics import aggregates, bookkeeping, exports, figure_passes
 from analytics.bookkeeping import DayExport
 from analytics.day_files import parquet_rows
 from teston.core.errors import AnalyticsError
@@ -43,8 +43,9 @@ _STATS_COLUMNS = ("day", "wiki", *DAILY_FIGURES, "hourly_changes")
 # Every table holding a day's figures: replaced or removed together.
 _SUMMARY_TABLES = ("daily_wiki_stats", "daily_top_pages", "daily_top_editors")
 _DELETE_DAY = sql.SQL("DELETE FROM {} WHERE day = %s")
-# Rows per shard of the per-page and per-editor figures: a day is computed a quarter of a million rows'
-# worth of distinct titles and user names at a time, which bounds memory (BENCHMARKS.md, "Roll-up").
+# Rows per shard of the per-page and per-editor figures: a larger day is computed in passes
+# (`figure_passes`), a quarter of a million rows' worth of titles and user names at a time, which
+# bounds memory whatever the day's size (BENCHMARKS.md, "Figure 3").
 ROWS_PER_SHARD = 250_000
 
 
@@ -143,8 +144,13 @@ def shards_for(rows: int) -> int:
     return max(1, -(-rows // ROWS_PER_SHARD))
 
 
-def figures_of_parquet(path: Path, day: date) -> DayFigures:
-    return figures_of_day(pl.scan_parquet(path), day, shards=shards_for(parquet_rows(path)))
+def figures_of_parquet(path: Path, day: date, *, scratch_dir: Path | None = None) -> DayFigures:
+    """The figures of the day in the Parquet file at `path`; a large day in passes (`figure_passes`)."""
+    shards = shards_for(parquet_rows(path))
+    if shards == 1:
+        return figures_of_day(pl.scan_parquet(path), day)
+    stats, pages, editors = figure_passes.figures_in_passes(path, day, shards=shards, scratch_dir=scratch_dir)
+    return DayFigures(day=day, wiki_stats=stats, top_pages=pages, top_editors=editors)
 
 
 def write_figures(
@@ -329,7 +335,7 @@ def rollup_day(
     ) as staged:
         if isinstance(staged, NoData):
             return staged
-        figures = figures_of_parquet(staged.file.path, day)
+        figures = figures_of_parquet(staged.file.path, day, scratch_dir=scratch_dir)
         return record_figures(conn, staged, figures, computed_at=computed_at)
 
 
