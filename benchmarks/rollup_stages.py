@@ -9,7 +9,7 @@ Stages of the roll-up, each from the end of the one before:
   wait      the read's start until the first batch of rows is parsed
   stream    the rest of the day: parsed, split and handed to the two Parquet writers
   files     the writers finish (last row groups, fsync), the files are checked, renamed and recorded
-  figures   every aggregate, from the typed file (Polars' streaming engine)
+  figures   every aggregate, from the typed file (a large day in two passes, `analytics.figure_passes`)
   record    the summary rows replaced in PostgreSQL
 """
 
