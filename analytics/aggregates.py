@@ -118,20 +118,9 @@ def sum_distinct_counts(shards: list[pl.LazyFrame]) -> pl.LazyFrame:
 
 
 # The figures of `wiki_counts`: sums over rows, so a day's are the sums of its parts' (`sum_wiki_counts`).
-ADDITIVE_FIGURES = (
-    "changes",
-    "edits",
-    "new_pages",
-    "log_actions",
-    "categorize",
-    "other_types",
-    "bot_changes",
-    "anonymous_changes",
-    "human_changes",
-    "content_changes",
-    "other_namespace_changes",
-    "bytes_added",
-    "bytes_removed",
+# The others are derived from them (`net_bytes`) or counted per shard (the distinct counts).
+ADDITIVE_FIGURES: tuple[str, ...] = tuple(
+    name for name in DAILY_FIGURES if name not in {"net_bytes", "distinct_editors", "distinct_pages"}
 )
 
 
