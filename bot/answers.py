@@ -242,6 +242,8 @@ class Digest:
     dbname: str
     at: time
     last_day: date | None = None
+    paused_reason: str | None = None
+    paused_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

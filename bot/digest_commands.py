@@ -26,6 +26,8 @@ def digest_of(catalog: WikiCatalog, stored: digest_store.StoredDigest) -> Digest
         dbname=stored.wiki,
         at=stored.post_at,
         last_day=stored.last_day,
+        paused_reason=stored.paused_reason,
+        paused_at=stored.paused_at,
     )
 
 

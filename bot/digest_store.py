@@ -26,10 +26,12 @@ class StoredDigest:
     post_at: time
     created_at: datetime
     last_day: date | None = None
+    paused_reason: str | None = None
+    paused_at: datetime | None = None
 
 
 _SELECT = (
-    "SELECT d.id, d.guild_id, d.channel_id, d.wiki, d.post_at, d.created_at,"
+    "SELECT d.id, d.guild_id, d.channel_id, d.wiki, d.post_at, d.created_at, d.paused_reason, d.paused_at,"
     " (SELECT max(p.day) FROM digest_posts p"
     "  WHERE p.digest_id = d.id AND p.posted_at IS NOT NULL) AS last_day"
     " FROM digests d"
@@ -44,6 +46,17 @@ async def _digests(conn: AsyncConnection[Any], where: str, params: tuple[Any, ..
 
 async def all_digests(conn: AsyncConnection[Any]) -> list[StoredDigest]:
     return await _digests(conn, "", ())
+
+
+async def active_digests(conn: AsyncConnection[Any]) -> list[StoredDigest]:
+    """Every digest that is not paused."""
+    return await _digests(conn, "WHERE d.paused_reason IS NULL", ())
+
+
+async def pause_digest(conn: AsyncConnection[Any], digest_id: int, reason: str) -> None:
+    await conn.execute(
+        "UPDATE digests SET paused_reason = %s, paused_at = now() WHERE id = %s", (reason, digest_id)
+    )
 
 
 async def digests_of(conn: AsyncConnection[Any], guild_id: int | None, channel_id: int) -> list[StoredDigest]:
@@ -63,11 +76,12 @@ async def set_digest(
     created_by: int | None,
     created_at: datetime,
 ) -> tuple[StoredDigest, bool]:
-    """Add the channel's digest of `wiki`, or move an existing one to `post_at`; True if it is new."""
+    """Add the channel's digest of `wiki`, or move (and resume) an existing one; True if it is new."""
     cursor = await conn.execute(
         "INSERT INTO digests (guild_id, channel_id, wiki, post_at, created_by, created_at)"
         " VALUES (%s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (channel_id, wiki) DO UPDATE SET post_at = EXCLUDED.post_at"
+        " ON CONFLICT (channel_id, wiki) DO UPDATE"
+        " SET post_at = EXCLUDED.post_at, paused_reason = NULL, paused_at = NULL"
         " RETURNING id, xmax = 0",
         (guild_id, channel_id, wiki, post_at, created_by, created_at),
     )
@@ -109,11 +123,16 @@ async def posted_days(conn: AsyncConnection[Any], digest_id: int, since: date) -
 async def claim_post(
     conn: AsyncConnection[Any], digest_id: int, day: date, *, claimer: str, lease: timedelta
 ) -> bool:
-    """Claim the post of `day`; False if it was posted, or another process claimed it within `lease`."""
+    """Claim the post of `day`; False if it was posted, or another process claimed it within `lease`.
+
+    The claimer of an unposted day may claim it again at once: a post it could not finish is sent again
+    with the same nonces, which Discord answers with the messages it already created.
+    """
     cursor = await conn.execute(
         "INSERT INTO digest_posts (digest_id, day, claimed_by, claimed_at) VALUES (%s, %s, %s, now())"
         " ON CONFLICT (digest_id, day) DO UPDATE SET claimed_by = EXCLUDED.claimed_by, claimed_at = now()"
-        " WHERE digest_posts.posted_at IS NULL AND digest_posts.claimed_at < now() - %s"
+        " WHERE digest_posts.posted_at IS NULL"
+        " AND (digest_posts.claimed_by = EXCLUDED.claimed_by OR digest_posts.claimed_at < now() - %s)"
         " RETURNING day",
         (digest_id, day, claimer, lease),
     )

@@ -7,14 +7,19 @@ ran is posted late, once, going back at most `CATCH_UP_DAYS`.
 
 Each bot process runs a `DigestPoster`; before sending, a process claims `(digest, day)` in
 `digest_posts` (see `bot.digest_store`), so however many processes run, each day is posted once. A claim
-whose process died before Discord accepted the post is taken over after `CLAIM_LEASE`; a process dying
-between Discord accepting the post and recording it would post that day again (the one duplicate window).
+whose process died before Discord accepted the post is taken over after `CLAIM_LEASE`. Every message of
+a day's post carries the same nonce whenever it is sent (`digest_nonce`), so a post sent again after a
+failure (by the same process, at its next round) is answered with the messages Discord already created
+rather than posted twice; a process dying between Discord accepting the post and recording it, and the
+day taken over by another process after the lease, posts it again (the one duplicate window). A channel
+that is gone (404) or closed to TestON (403) pauses its digest; `!digests` shows why, `!digest` resumes.
 With shards (`SHARD_IDS`), a process posts only the digests of the guilds on its shards (`bot.shards`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import os
@@ -27,6 +32,7 @@ import discord
 from bot import digest_store
 from bot.answers import Chart, DayStats, NoStats
 from bot.commands import CommandCore, Invoker
+from bot.feeds.poster import CHANNEL_GONE, NOT_ALLOWED
 from bot.messages import Attachment, Message
 from bot.rendering import discord_reply
 from bot.requests import ChartRequest, StatsRequest
@@ -38,6 +44,8 @@ FINAL_WAIT = timedelta(hours=6)
 CATCH_UP_DAYS = 7
 CLAIM_LEASE = timedelta(minutes=10)
 NO_MENTIONS = discord.AllowedMentions.none()
+# Discord keeps nonces of at most 25 characters.
+_NONCE_LENGTH = 25
 
 
 def post_time(day: date, at: time) -> datetime:
@@ -56,6 +64,14 @@ def due_days(
         first += timedelta(days=1)
     first = max(first, last - timedelta(days=catch_up_days - 1))
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def digest_nonce(digest_id: int, day: date, index: int) -> str:
+    """The nonce of message `index` of a digest's post of `day`: the same every time it is sent."""
+    nonce = f"d{digest_id}-{day:%Y%m%d}-{index}"
+    if len(nonce) > _NONCE_LENGTH:
+        nonce = "d" + hashlib.sha256(nonce.encode()).hexdigest()[: _NONCE_LENGTH - 1]
+    return nonce
 
 
 def digest_messages(label: str, day: date, stats: DayStats | NoStats, chart: Chart | None) -> list[Message]:
@@ -107,7 +123,7 @@ class DigestPoster:
         """Post every due, unposted day of every digest of this process's guilds; the number of posts sent."""
         now = self.clock()
         async with self.core.database.connection() as conn:
-            digests = await digest_store.all_digests(conn)
+            digests = await digest_store.active_digests(conn)
         sent = 0
         for digest in digests:
             if not self.owns(digest.guild_id):
@@ -147,17 +163,26 @@ class DigestPoster:
         channel = self.client.get_partial_messageable(digest.channel_id, guild_id=digest.guild_id)
         first_id: int | None = None
         try:
-            for message in digest_messages(wiki.label, day, stats, chart):
+            for index, message in enumerate(digest_messages(wiki.label, day, stats, chart)):
                 files = [discord.File(io.BytesIO(a.data), a.filename) for a in message.attachments]
+                # discord.py sends `enforce_nonce: true` with a nonce.
                 sent = await channel.send(
                     content=message.content or None,
                     embeds=[discord.Embed.from_dict(e.to_dict()) for e in message.embeds],
                     files=files,
                     allowed_mentions=NO_MENTIONS,
+                    nonce=digest_nonce(digest.id, day, index),
                 )
                 first_id = first_id or sent.id
+        except (discord.NotFound, discord.Forbidden) as error:
+            reason = CHANNEL_GONE if isinstance(error, discord.NotFound) else NOT_ALLOWED
+            log.warning("digest #%d paused: %s (%s)", digest.id, reason, error)
+            async with self.core.database.connection() as conn:
+                await digest_store.pause_digest(conn, digest.id, reason)
+            return False
         except discord.HTTPException as error:
-            # The claim stays; another round (here or elsewhere) takes it over once the lease is over.
+            # The claim stays: this process sends the post again at its next round (the same nonces),
+            # another one once the lease is over.
             log.warning(
                 "digest #%d could not be posted in channel %d: %s", digest.id, digest.channel_id, error
             )

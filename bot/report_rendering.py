@@ -163,7 +163,11 @@ def digest_line(digest: Digest, *, markdown: bool) -> str:
     label = digest.wiki.label if digest.wiki else digest.dbname
     channel = f"<#{digest.channel_id}>" if markdown else f"channel {digest.channel_id}"
     last = f", last posted for {digest.last_day.isoformat()}" if digest.last_day else ", not posted yet"
-    return f"#{digest.id}: '{label}' in {channel} daily at {digest.at:%H:%M} UTC{last}"
+    paused = ""
+    if digest.paused_reason is not None:
+        since = f" since {digest.paused_at:%Y-%m-%d %H:%M} UTC" if digest.paused_at else ""
+        paused = f"; paused{since}: {digest.paused_reason}"
+    return f"#{digest.id}: '{label}' in {channel} daily at {digest.at:%H:%M} UTC{last}{paused}"
 
 
 def digest_lines(

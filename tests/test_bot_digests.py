@@ -24,7 +24,7 @@ from analytics import rollup
 from bot import digest_store
 from bot.client import ShardedWikiBot, WikiBot, wiki_bot
 from bot.commands import CommandCore
-from bot.digests import DigestPoster, due_days
+from bot.digests import DigestPoster, digest_nonce, due_days
 from bot.shards import ShardPlan, shard_of
 from teston.core.settings import DiscordSettings
 from tests.bot_fixtures import CATALOG
@@ -303,3 +303,73 @@ def test_a_sharded_bot_hands_its_shards_to_its_digest_poster() -> None:
     owned = [bot.digest_poster.owns(((1 << 30) + n) << 22) for n in range(4)]
     assert owned == [False, False, True, True]
     assert not isinstance(wiki_bot(core, SETTINGS, digest_interval=60.0), ShardedWikiBot)
+
+
+def test_digest_nonces_are_stable_distinct_and_short() -> None:
+    nonces = {digest_nonce(7, DAY, index) for index in range(3)} | {digest_nonce(8, DAY, 0)}
+    assert len(nonces) == 4
+    assert digest_nonce(7, DAY, 1) == digest_nonce(7, DAY, 1) == "d7-20210827-1"
+    huge = digest_nonce(2**62, DAY, 12)
+    assert len(huge) <= 25
+    assert huge != digest_nonce(2**62, DAY, 13)
+
+
+async def test_a_post_sent_again_is_not_posted_twice(
+    fake_discord: FakeDiscord, make_core: Any, clock: Clock, rolled_up: str
+) -> None:
+    core = await make_core()
+    async with running(make_bot(core), fake_discord) as bot:
+        poster = DigestPoster(core, bot, clock=clock, claimer="a")
+        await ask(fake_discord, "!digest en")
+        clock.now = datetime(2021, 8, 28, 9, 0, tzinfo=UTC)
+        assert await poster.post_due() == 1
+        # As if the process had failed to record the post Discord accepted: its next round sends it
+        # again, with the same nonce, and Discord answers with the message it already has.
+        with psycopg.connect(rolled_up) as conn:
+            conn.execute("UPDATE digest_posts SET posted_at = NULL, message_id = NULL")
+        assert await poster.post_due() == 1
+        # Another process cannot take the unfinished claim before its lease is over.
+        other = DigestPoster(core, bot, clock=clock, claimer="b")
+        with psycopg.connect(rolled_up) as conn:
+            conn.execute("UPDATE digest_posts SET posted_at = NULL")
+        assert await other.post_due() == 0
+    posts = [
+        m for m in fake_discord.bot_messages(fake_discord.channels.general) if "Daily digest" in m.content
+    ]
+    assert [m.nonce for m in posts] == ["d1-20210827-0"]
+    with psycopg.connect(rolled_up) as conn:
+        assert conn.execute("SELECT message_id, claimed_by FROM digest_posts").fetchall() == [
+            (posts[0].id, "a")
+        ]
+
+
+async def test_a_digest_whose_channel_is_closed_is_paused_until_set_again(
+    fake_discord: FakeDiscord, make_core: Any, clock: Clock, rolled_up: str
+) -> None:
+    core = await make_core()
+    async with running(make_bot(core), fake_discord) as bot:
+        poster = DigestPoster(core, bot, clock=clock, claimer="a")
+        await ask(fake_discord, "!digest en")
+        fake_discord.deny_posting(fake_discord.channels.general)
+        clock.now = datetime(2021, 8, 28, 9, 0, tzinfo=UTC)
+        assert await poster.post_due() == 0
+        attempts = len(fake_discord.post_attempts())
+        assert await poster.post_due() == 0
+        # Paused: the next round does not try again.
+        assert len(fake_discord.post_attempts()) == attempts
+        with psycopg.connect(rolled_up) as conn:
+            [(reason,)] = conn.execute("SELECT paused_reason FROM digests").fetchall()
+        assert reason.startswith("TestON may not post in the channel")
+        fake_discord.world.muted_channel_ids.discard(fake_discord.channels.general.id)
+        [listed] = await ask(fake_discord, "!digests")
+        assert "; paused since " in listed.content
+        assert listed.content.endswith(reason)
+        [resumed] = await ask(fake_discord, "!digest en")
+        assert await poster.post_due() == 1
+    assert "paused" not in resumed.content
+    posts = [
+        m for m in fake_discord.bot_messages(fake_discord.channels.general) if "**Daily digest**" in m.content
+    ]
+    assert len(posts) == 1
+    with psycopg.connect(rolled_up) as conn:
+        assert conn.execute("SELECT paused_reason, paused_at FROM digests").fetchall() == [(None, None)]

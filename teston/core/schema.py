@@ -300,6 +300,10 @@ class ChannelDigest(SchemaModel, table=True):
     post_at: time = Field(sa_column=Column(Time, nullable=False))
     created_by: int | None = Field(default=None, sa_column=Column(BigInteger))
     created_at: datetime = _tz(nullable=False, server_default=text("now()"))
+    # Set when Discord answered that the channel is gone (404) or closed to TestON (403); `!digest`
+    # again in the channel resumes it.
+    paused_reason: str | None = Field(default=None, sa_column=Column(Text))
+    paused_at: datetime | None = _tz()
 
 
 class DigestPost(SchemaModel, table=True):
