@@ -24,6 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from analytics import bookkeeping, jobs
+from analytics.memory import return_freed_memory
 from analytics.metrics import JobMetrics
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,12 @@ class AnalyticsScheduler:
         self, kind: str, work: Callable[[psycopg.Connection], jobs.JobResult], slot: datetime
     ) -> jobs.JobRun:
         started = perf_counter()
-        run = jobs.run_recorded(self._connect, kind, work, slot=slot)
+        try:
+            run = jobs.run_recorded(self._connect, kind, work, slot=slot)
+        finally:
+            # What the run's export and figures freed goes back to the system, not kept by the
+            # allocators in this long-lived process until the next run.
+            return_freed_memory()
         if self._metrics is not None:
             self._metrics.observe_run(run, perf_counter() - started)
             self._observe_final_day(self._metrics)
