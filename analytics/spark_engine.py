@@ -29,6 +29,9 @@ from teston.core.schema import DAILY_FIGURES
 
 log = logging.getLogger(__name__)
 
+# The driver JVM's default heap: in local mode it also runs the tasks, and a 1M-event day's figures
+# did not fit in 512 MiB (BENCHMARKS.md, "Figure 12").
+DRIVER_MEMORY = "2g"
 # Java's `$` also matches before a final line break; `\z` is the end of the text, as `$` is in Polars.
 ANONYMOUS_USER_PATTERN = editors.ANONYMOUS_USER_PATTERN.removesuffix("$") + r"\z"
 
@@ -59,13 +62,17 @@ _TOP_EDITOR_SCHEMA = pl.Schema(
 
 @contextmanager
 def spark_session(
-    master: str, *, app_name: str = "teston-rollup", config: Mapping[str, str] | None = None
+    master: str,
+    *,
+    app_name: str = "teston-rollup",
+    driver_memory: str = DRIVER_MEMORY,
+    config: Mapping[str, str] | None = None,
 ) -> Iterator[SparkSession]:
     """A session on `master` (`local[2]`, `spark://host:7077`); stopped, with its driver JVM, after use.
 
-    `config`: further Spark properties (e.g. `spark.executor.memory` for a small cluster). A session
-    already running on `master` in this process (a notebook's) is used, with the settings below, and
-    left running.
+    `driver_memory`: the driver JVM's heap; in local mode the tasks run in it too. `config`: further
+    Spark properties (e.g. `spark.executor.memory` for a small cluster), over the ones set here. A
+    session already running on `master` in this process (a notebook's) is used and left running.
     """
     running = SparkSession.getActiveSession()
     if running is not None and running.sparkContext.master != master:
@@ -73,22 +80,21 @@ def spark_session(
     # The driver listens on loopback unless SPARK_LOCAL_IP names an address a remote cluster's
     # executors can reach: a machine's own host name may not resolve to an address it listens on.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder
-    for key, value in (config or {}).items():
-        builder = builder.config(key, value)
-    spark = (
-        builder.master(master)
-        .appName(app_name)
-        .config("spark.sql.session.timeZone", "UTC")  # else days and hours follow the JVM's zone
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.driver.memory", "512m")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
+    properties = {
+        "spark.sql.session.timeZone": "UTC",  # else days and hours follow the JVM's zone
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.driver.memory": driver_memory,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
         # Shuffle partitions stay many (a year has millions of pages per day); adaptive execution
         # merges them into a few for the small groups of a day or two.
-        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
-        .getOrCreate()
-    )
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        **(config or {}),
+    }
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in properties.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     if running is not None:
         yield spark

@@ -64,6 +64,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.analytics.nightly_at == time(0, 15)
     assert settings.analytics.intraday_interval == timedelta(minutes=5)
     assert (settings.analytics.rollup_engine, settings.analytics.spark_master) == ("duckdb", "local[2]")
+    assert settings.analytics.spark_driver_memory == "2g"
     assert settings.ingest.user_agent_product.startswith("TestON/")
 
 
@@ -78,6 +79,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("LOG_LEVEL", "chatty"),
         ("METRICS_PORT", "70000"),
         ("ROLLUP_INTERVAL", "0s"),
+        ("SPARK_DRIVER_MEMORY", "lots"),
         ("ROLLUP_ENGINE", "hadoop"),
         ("INGEST_FLUSH_INTERVAL", "0"),
         ("DB_ADDR", "notaurl"),

@@ -72,18 +72,20 @@ def rollup_command(
     with contextlib.ExitStack() as resources:
         figures_engine = None
         if (engine or settings.analytics.rollup_engine) == "spark":
-            figures_engine = _spark_engine(resources, settings.analytics.spark_master)
+            figures_engine = _spark_engine(
+                resources, settings.analytics.spark_master, settings.analytics.spark_driver_memory
+            )
         _roll_up(settings, requested, figures_engine)
 
 
-def _spark_engine(resources: contextlib.ExitStack, master: str) -> rollup.FiguresEngine:
+def _spark_engine(resources: contextlib.ExitStack, master: str, driver_memory: str) -> rollup.FiguresEngine:
     """A Spark session on `master` for the run, as the figures engine; stopped when `resources` close."""
     try:
         from analytics import spark_engine
     except ImportError:
         typer.secho("teston: the spark engine needs pyspark: pip install 'teston[spark]'", err=True)
         raise typer.Exit(2) from None
-    spark = resources.enter_context(spark_engine.spark_session(master))
+    spark = resources.enter_context(spark_engine.spark_session(master, driver_memory=driver_memory))
     return functools.partial(spark_engine.figures_of_files, spark)
 
 

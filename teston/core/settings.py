@@ -204,6 +204,10 @@ class AnalyticsSettings(_Group):
     # `duckdb`: in-process, each day in turn; `spark`: many days in one Spark job on `SPARK_MASTER`.
     rollup_engine: Literal["duckdb", "spark"] = Field(default="duckdb", validation_alias="ROLLUP_ENGINE")
     spark_master: str = Field(default="local[2]", min_length=1, validation_alias="SPARK_MASTER")
+    # The Spark driver JVM's heap (`512m`, `2g`); in local mode the roll-up's tasks run in it too.
+    spark_driver_memory: str = Field(
+        default="2g", pattern=r"^[1-9][0-9]*[kmgt]?$", validation_alias="SPARK_DRIVER_MEMORY"
+    )
 
     @field_validator("intraday_interval", mode="before")
     @classmethod
