@@ -33,6 +33,7 @@ BENCHMARKS: dict[tuple[int, ...], str] = {
     (8,): "benchmarks.bus_bench",
     (9,): "benchmarks.feed_bench",
     (10, 11): "benchmarks.bot_bench",
+    (12,): "benchmarks.spark_bench",
     (13,): "benchmarks.memory_bench",
 }
 ALL_FIGURES = tuple(n for numbers in BENCHMARKS for n in numbers)
