@@ -29,6 +29,9 @@ def test_smoke_run_produces_every_figure_as_a_finite_number() -> None:
     assert by_number[9].values["posted"] > 0
     assert by_number[9].values["ignored_429"] == 0
     assert by_number[10].values["png_bytes_one"] > 0
+    # Both engines rolled the same days up into identical summary rows.
+    assert by_number[12].values["identical"] == 1.0
+    assert by_number[12].values["events"] > 0
     assert by_number[11].values["load_calls"] == by_number[11].values["alone_calls"] * 4
     report = render_report(machine, figures)
     assert all(f"| {number} |" in report for number in ALL_FIGURES)
