@@ -7,6 +7,7 @@ processes: the database claim makes each day's digest one post.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Callable
@@ -314,13 +315,19 @@ def test_digest_nonces_are_stable_distinct_and_short() -> None:
     assert huge != digest_nonce(2**62, DAY, 13)
 
 
+@contextlib.asynccontextmanager
+async def digest_of_en(fake: FakeDiscord, make_core: Any, clock: Clock) -> AsyncIterator[DigestPoster]:
+    """A running bot with `!digest en` set in the general channel, and a poster ("a") beside it."""
+    core = await make_core()
+    async with running(make_bot(core), fake) as bot:
+        await ask(fake, "!digest en")
+        yield DigestPoster(core, bot, clock=clock, claimer="a")
+
+
 async def test_a_post_sent_again_is_not_posted_twice(
     fake_discord: FakeDiscord, make_core: Any, clock: Clock, rolled_up: str
 ) -> None:
-    core = await make_core()
-    async with running(make_bot(core), fake_discord) as bot:
-        poster = DigestPoster(core, bot, clock=clock, claimer="a")
-        await ask(fake_discord, "!digest en")
+    async with digest_of_en(fake_discord, make_core, clock) as poster:
         clock.now = datetime(2021, 8, 28, 9, 0, tzinfo=UTC)
         assert await poster.post_due() == 1
         # As if the process had failed to record the post Discord accepted: its next round sends it
@@ -329,7 +336,7 @@ async def test_a_post_sent_again_is_not_posted_twice(
             conn.execute("UPDATE digest_posts SET posted_at = NULL, message_id = NULL")
         assert await poster.post_due() == 1
         # Another process cannot take the unfinished claim before its lease is over.
-        other = DigestPoster(core, bot, clock=clock, claimer="b")
+        other = DigestPoster(poster.core, poster.client, clock=clock, claimer="b")
         with psycopg.connect(rolled_up) as conn:
             conn.execute("UPDATE digest_posts SET posted_at = NULL")
         assert await other.post_due() == 0
@@ -346,10 +353,7 @@ async def test_a_post_sent_again_is_not_posted_twice(
 async def test_a_digest_whose_channel_is_closed_is_paused_until_set_again(
     fake_discord: FakeDiscord, make_core: Any, clock: Clock, rolled_up: str
 ) -> None:
-    core = await make_core()
-    async with running(make_bot(core), fake_discord) as bot:
-        poster = DigestPoster(core, bot, clock=clock, claimer="a")
-        await ask(fake_discord, "!digest en")
+    async with digest_of_en(fake_discord, make_core, clock) as poster:
         fake_discord.deny_posting(fake_discord.channels.general)
         clock.now = datetime(2021, 8, 28, 9, 0, tzinfo=UTC)
         assert await poster.post_due() == 0
