@@ -75,7 +75,12 @@ def in_shard(column: str, shard: int, shards: int) -> pl.Expr:
     """
     if shards == 1:
         return pl.lit(True)
-    return (pl.col(column).hash(seed=0) % shards) == shard
+    return shard_of(column, shards) == shard
+
+
+def shard_of(column: str, shards: int) -> pl.Expr:
+    """The shard (0 to `shards` - 1) of each row's `column` value: a hash, the same in every batch."""
+    return pl.col(column).hash(seed=0) % shards
 
 
 def _distinct(rows: pl.LazyFrame, column: str, alias: str, shard: int = 0, shards: int = 1) -> pl.LazyFrame:

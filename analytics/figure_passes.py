@@ -60,7 +60,7 @@ class _ShardFiles:
         for column, columns in _SPILLS.items():
             spilled = rows.select(columns).filter(pl.col(column).is_not_null())
             spilled = spilled.with_columns(
-                (pl.col(column).hash(seed=0) % self.shards).cast(pl.Int64).alias("_shard")
+                aggregates.shard_of(column, self.shards).cast(pl.Int64).alias("_shard")
             )
             for (shard,), part in spilled.partition_by("_shard", as_dict=True).items():
                 table = part.drop("_shard").to_arrow()

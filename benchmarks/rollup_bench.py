@@ -97,9 +97,12 @@ def rollup_in_child(url: str, export_dir: str, day: date) -> dict[str, float]:
     }
 
 
+def target_multiple(events: int) -> float:
+    return TARGET_READ_MULTIPLE_LARGE if events >= LARGE_DAY else TARGET_READ_MULTIPLE
+
+
 def target_text(events: int) -> str:
-    multiple = TARGET_READ_MULTIPLE_LARGE if events >= LARGE_DAY else TARGET_READ_MULTIPLE
-    text = f"≤ {multiple} × the read (no round over {TARGET_WORST_ROUND}×)"
+    text = f"≤ {target_multiple(events)} × the read (no round over {TARGET_WORST_ROUND}×)"
     text += f"; peak RSS ≤ {TARGET_PEAK_RSS >> 20} MiB"
     if events < PEAK_RSS_STATED_AT:
         text += " (RSS target not applicable at this size)"
@@ -164,9 +167,8 @@ def run(context: Context) -> list[Figure]:
     multiple = ratio([a / b for a, b in zip(rollup_seconds, read_seconds, strict=True)])
     peak = max(peaks)
     rss_applies = events >= PEAK_RSS_STATED_AT
-    target_multiple = TARGET_READ_MULTIPLE_LARGE if stored >= LARGE_DAY else TARGET_READ_MULTIPLE
     met = (
-        multiple.median <= target_multiple
+        multiple.median <= target_multiple(stored)
         and multiple.high <= TARGET_WORST_ROUND
         and (peak <= TARGET_PEAK_RSS or not rss_applies)
     )
