@@ -18,7 +18,6 @@ again). A channel that is gone (404) or that TestON may no longer post in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -36,6 +35,7 @@ from bot.feeds.pacing import DISCORD_CHANNEL_LIMIT, DISCORD_CHANNEL_WINDOW, Chan
 from bot.feeds.plan import Advance, Backlog, Post, Skip, Step, next_step, nonce, resent_step
 from bot.feeds.posts import changes_message, skipped_message
 from bot.messages import Message
+from teston.core.waiting import wait_event
 from teston.core.wikis import WikiCatalog
 
 if TYPE_CHECKING:
@@ -153,8 +153,7 @@ class FeedPoster:
                 for event in self._feed_wakes.values():
                     event.set()
                 woken_at = self._clock()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                await wait_event(self._wake, self.poll_interval)
                 # An idle ingester commits each event as it comes, up to fifty times a second: the
                 # notifications of one interval wake every feed once, not once per commit.
                 rest = self.wake_interval - (self._clock() - woken_at)

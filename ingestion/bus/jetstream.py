@@ -35,6 +35,7 @@ from ingestion.bus.naming import (
     subject_for,
 )
 from teston.core.bus_address import BusAddress, BusEngine
+from teston.core.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,8 @@ class JetStreamPublisher:
                 for index, message in enumerate(messages):
                     while state.outstanding >= _IN_FLIGHT:
                         state.progress.clear()
-                        await asyncio.wait_for(state.progress.wait(), self._timeout)
+                        if not await wait_event(state.progress, self._timeout):
+                            raise TimeoutError("no acknowledgement within the publish timeout")
                     state.outstanding += 1
                     await publish(
                         subject_for(message.wiki),
@@ -187,7 +189,8 @@ class JetStreamPublisher:
                     )
                 while state.answered < len(messages):
                     state.progress.clear()
-                    await asyncio.wait_for(state.progress.wait(), self._timeout)
+                    if not await wait_event(state.progress, self._timeout):
+                        raise TimeoutError("no acknowledgement within the publish timeout")
             except (*_NATS_ERRORS, OSError) as exc:
                 log.warning("publishing to JetStream failed (%s)", exc or type(exc).__name__)
             return list(state.results)

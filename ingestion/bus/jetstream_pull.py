@@ -18,6 +18,8 @@ import time
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from teston.core.waiting import wait_event
+
 # After the first message, a pause this long ends the burst.
 _GATHER = 0.01
 # A request expires this much before the caller stops waiting, so that its end is seen.
@@ -63,11 +65,7 @@ class Puller:
     async def _wait(self, seconds: float) -> bool:
         """Whether anything arrived (a message or a request's end) within `seconds`."""
         self._arrived.clear()
-        try:
-            await asyncio.wait_for(self._arrived.wait(), max(seconds, 0.0))
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._arrived, seconds)
 
     async def take(self, max_messages: int, max_wait: float) -> list[Msg]:
         """Up to `max_messages`: as soon as a burst has arrived, or none after `max_wait` seconds."""
