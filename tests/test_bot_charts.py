@@ -6,6 +6,7 @@ summary rows read back with plain SQL), never from the code under test.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -13,8 +14,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
+from matplotlib.collections import Collection, LineCollection
+from matplotlib.colors import to_hex
+from matplotlib.text import Text
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -94,6 +99,16 @@ def bar_heights(figure: Any) -> list[list[float]]:
     return heights
 
 
+def legend_entries(figure: Any) -> list[tuple[str, str]]:
+    """The legend's labels, each with the colour of its handle, read back from the artists drawn."""
+    [axes] = figure.axes
+    drawn = [artist for artist in axes.get_children() if artist.get_gid() == charts.LEGEND_GID]
+    labels = [artist.get_text() for artist in drawn if isinstance(artist, Text)]
+    [handles] = [artist for artist in drawn if isinstance(artist, Collection)]
+    colours = handles.get_edgecolor() if isinstance(handles, LineCollection) else handles.get_facecolor()
+    return list(zip(labels, (to_hex(colour) for colour in colours), strict=True))
+
+
 def bar_bottoms(figure: Any) -> list[list[float]]:
     [axes] = figure.axes
     return [
@@ -127,8 +142,11 @@ def test_chart_data_and_drawing_equal_the_summary_rows(captured: str) -> None:
         list(bots.values),
         [b + h for b, h in zip(bots.values, humans.values, strict=True)],
     ]
-    [axes] = charts.draw(data).axes
-    assert [text.get_text() for text in axes.get_legend().get_texts()] == [s.label for s in data.series]
+    assert legend_entries(charts.draw(data)) == [
+        ("Bots", charts.KIND_COLOURS["Bots"]),
+        ("Registered humans", charts.KIND_COLOURS["Registered humans"]),
+        ("Anonymous", charts.KIND_COLOURS["Anonymous"]),
+    ]
 
     hourly = charts.hourly_by_wiki({"enwiki": "en.wikipedia.org"}, en, DAY)
     assert hourly.series[0].values == row.hourly_changes
@@ -140,8 +158,15 @@ def test_chart_data_and_drawing_equal_the_summary_rows(captured: str) -> None:
         ("en", (0, 0, row.changes, 0)),
         ("de", (0, 0, de.changes, 0)),
     ]
-    [axes] = charts.draw(lines).axes
+    figure = charts.draw(lines)
+    [axes] = figure.axes
     assert [list(line.get_ydata()) for line in axes.get_lines()] == [[0, 0, 210, 0], [0, 0, de.changes, 0]]
+    assert [to_hex(line.get_color()) for line in axes.get_lines()] == list(charts.LINE_COLOURS[:2])
+    assert legend_entries(figure) == [("en", charts.LINE_COLOURS[0]), ("de", charts.LINE_COLOURS[1])]
+    # Every data point is within the axes.
+    low, high = axes.get_ylim()
+    assert low == 0
+    assert high >= max(row.changes, de.changes)
 
 
 def test_a_long_period_is_drawn_as_stacked_areas_of_the_same_values() -> None:
@@ -155,8 +180,10 @@ def test_a_long_period_is_drawn_as_stacked_areas_of_the_same_values() -> None:
     [axes] = charts.draw(data).axes
     assert bar_heights(charts.draw(data)) == []
     # The top edge of the last area is the day's total: bots + registered humans + anonymous.
+    areas = [collection for collection in axes.collections if collection.get_gid() == charts.AREAS_GID]
+    assert len(areas) == 3
     tops: dict[float, float] = {}
-    for x, y in axes.collections[-1].get_paths()[0].vertices:
+    for x, y in areas[-1].get_paths()[0].vertices:
         tops[float(x)] = max(tops.get(float(x), 0.0), float(y))
     assert [tops[float(n)] for n in range(100)] == [6.0 * n for n in range(100)]
 
@@ -164,10 +191,46 @@ def test_a_long_period_is_drawn_as_stacked_areas_of_the_same_values() -> None:
 def test_chart_png_decodes_at_its_size() -> None:
     rows = [DailyCounts(DAY, "enwiki", 6, 1, 2, 3, (1,) * 6 + (0,) * 18)]
     png = charts.render_png(charts.daily_by_kind("en.wikipedia.org", rows, DAY, DAY))
-    image = Image.open(__import__("io").BytesIO(png))
+    image = Image.open(io.BytesIO(png))
     image.load()
     assert image.format == "PNG"
     assert image.size == (charts.WIDTH_INCHES * charts.DPI, charts.HEIGHT_INCHES * charts.DPI) == (1000, 500)
+
+
+def test_the_png_holds_the_pixels_drawn() -> None:
+    rows = [DailyCounts(DAY, "enwiki", 6, 1, 2, 3, (1,) * 6 + (0,) * 18)]
+    figure = charts.draw(charts.daily_by_kind("en.wikipedia.org", rows, DAY - timedelta(days=6), DAY))
+    png = charts.figure_png(figure)
+    drawn = np.asarray(figure.canvas.buffer_rgba())
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.mode == "RGB"
+        assert (np.asarray(image) == drawn[:, :, :3]).all()
+    # Opaque: nothing is lost with the alpha channel.
+    assert (drawn[:, :, 3] == 255).all()
+
+
+def test_a_chart_drawn_on_the_kept_figure_is_the_one_drawn_on_a_new_figure() -> None:
+    """`render_png` draws every chart on one kept figure: nothing of the charts before it stays."""
+    first = date(2021, 1, 1)
+    rows = [
+        DailyCounts(first + timedelta(days=n), wiki, 6 * n + k, n, 2 * n + k, 3 * n, tuple(range(24)))
+        for n in range(100)
+        for k, wiki in enumerate(["enwiki", "dewiki", "frwiki"])
+    ]
+    names = {"enwiki": "en", "dewiki": "de", "frwiki": "fr"}
+    en = [row for row in rows if row.wiki == "enwiki"]
+    chosen = [
+        charts.daily_by_kind("en.wikipedia.org", en, first, first + timedelta(days=29)),
+        charts.daily_by_wiki(names, rows, first, first + timedelta(days=6)),
+        charts.daily_by_kind("en.wikipedia.org", en, first, first + timedelta(days=99)),
+        charts.hourly_by_wiki({"enwiki": "en.wikipedia.org"}, rows, first + timedelta(days=50)),
+        charts.hourly_by_wiki(names, rows, first + timedelta(days=50)),
+    ]
+    on_new_figures = [charts.figure_png(charts.draw(data)) for data in chosen]
+    assert len(set(on_new_figures)) == len(chosen)
+    assert [charts.render_png(data) for data in chosen + chosen[::-1]] == on_new_figures + on_new_figures[
+        ::-1
+    ]
 
 
 def test_ask_writes_the_chart_and_prints_its_path(captured: str, tmp_path: Path, rows: list[Any]) -> None:
