@@ -1,180 +1,28 @@
-"""The analytics jobs and how each run is guarded and recorded.
+"""The analytics jobs: which days each one rolls up, exports or drops.
 
-`run_recorded` wraps any job: a PostgreSQL advisory lock per job kind, held by the one connection the
-run uses, keeps two TestON processes from running the same job at once; a scheduled slot already done
-elsewhere is skipped, and every run (also the skipped ones) becomes a row of `job_runs` with its outcome
-and figures. The jobs themselves are thin: which days to roll up, then `rollup.rollup_day` and
-`retention.drop_expired_partitions`.
+The jobs are thin: which days to roll up, then `rollup.rollup_day` and
+`retention.drop_expired_partitions`. How a run is guarded and recorded (`run_recorded`, `JobRun`,
+`JobResult`) is `analytics.runs`, named here too for the callers of the jobs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
 
 from analytics import bookkeeping, retention, rollup
-from teston.core.locks import job_lock_key
-from teston.core.statuses import JobStatus
+from analytics.runs import Connect, JobResult, JobRun, run_recorded
+
+__all__ = ["Connect", "JobResult", "JobRun", "intraday", "nightly", "rollup_job", "run_recorded"]
 
 log = logging.getLogger(__name__)
-
-Connect = Callable[[], contextlib.AbstractContextManager[psycopg.Connection]]
-
-
-@dataclass
-class JobResult:
-    """What a job did: a row count, figures for `job_runs.details`, and per-day errors if any."""
-
-    rows: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class JobRun:
-    """One recorded run."""
-
-    id: int
-    kind: str
-    status: JobStatus
-    rows: int | None
-    details: dict[str, Any]
-    error: str | None
-
-
-def _record(
-    conn: psycopg.Connection,
-    kind: str,
-    status: JobStatus,
-    *,
-    day: date | None,
-    details: dict[str, Any],
-    error: str | None = None,
-) -> int:
-    with conn.transaction():
-        [row] = conn.execute(
-            """
-            INSERT INTO job_runs (kind, day, status, started_at, finished_at, duration_ms, details, error)
-            VALUES (%(kind)s, %(day)s, %(status)s, now(), CASE WHEN %(status)s <> %(running)s THEN now() END,
-                    CASE WHEN %(status)s <> %(running)s THEN 0 END, %(details)s, %(error)s)
-            RETURNING id
-            """,
-            {
-                "kind": kind,
-                "day": day,
-                "status": status,
-                "running": JobStatus.RUNNING,
-                "details": Jsonb(details),
-                "error": error,
-            },
-        ).fetchall()
-    return int(row[0])
-
-
-def _slot_done(conn: psycopg.Connection, kind: str, slot: datetime) -> bool:
-    with conn.transaction():
-        row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM job_runs"
-            " WHERE kind = %s AND status = %s AND details->>'slot' = %s)",
-            (kind, JobStatus.SUCCEEDED, slot.isoformat()),
-        ).fetchone()
-    return bool(row and row[0])
-
-
-def _finish(
-    conn: psycopg.Connection,
-    run_id: int,
-    status: JobStatus,
-    rows: int,
-    ms: float,
-    details: Any,
-    error: str | None,
-) -> None:
-    with conn.transaction():
-        conn.execute(
-            """
-            UPDATE job_runs SET status = %s, rows = %s, finished_at = now(), duration_ms = %s,
-                details = %s, error = %s
-            WHERE id = %s
-            """,
-            (status, rows, ms, Jsonb(details), error, run_id),
-        )
-
-
-def _usable(conn: psycopg.Connection) -> bool:
-    return not conn.closed and conn.info.transaction_status != TransactionStatus.UNKNOWN
-
-
-def run_recorded(
-    connect: Connect,
-    kind: str,
-    work: Callable[[psycopg.Connection], JobResult],
-    *,
-    day: date | None = None,
-    slot: datetime | None = None,
-) -> JobRun:
-    """Run `work` under the job's advisory lock and record the run; never raises for the job's errors.
-
-    One connection holds the lock, records the run and does the work (the lock is the session's, so
-    the work's commits and rollbacks keep it): a run needs a single connection of the budget.
-    """
-    base: dict[str, Any] = {"slot": slot.isoformat()} if slot else {}
-    unrecorded: tuple[int, JobStatus, int, float, dict[str, Any], str | None] | None = None
-    with connect() as conn:
-        with conn.transaction():
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", job_lock_key(kind)).fetchone()
-        if not (row and row[0]):
-            details = base | {"reason": "running in another process"}
-            run_id = _record(conn, kind, JobStatus.SKIPPED, day=day, details=details)
-            log.info("%s skipped: running in another process", kind)
-            return JobRun(run_id, kind, JobStatus.SKIPPED, None, details, None)
-        try:
-            if slot is not None and _slot_done(conn, kind, slot):
-                details = base | {"reason": "slot already run"}
-                run_id = _record(conn, kind, JobStatus.SKIPPED, day=day, details=details)
-                log.info("%s skipped: slot %s already run", kind, slot.isoformat())
-                return JobRun(run_id, kind, JobStatus.SKIPPED, None, details, None)
-            run_id = _record(conn, kind, JobStatus.RUNNING, day=day, details=base)
-            started = time.perf_counter()
-            error: str | None = None
-            try:
-                result = work(conn)
-            except Exception as exc:
-                log.exception("%s failed", kind)
-                result = JobResult()
-                error = "".join(traceback.format_exception_only(exc)).strip()
-                if _usable(conn) and conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.rollback()
-            if result.errors and error is None:
-                error = "; ".join(result.errors)
-            status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
-            details = base | result.details
-            outcome = (run_id, status, result.rows, (time.perf_counter() - started) * 1000, details, error)
-            if _usable(conn):
-                _finish(conn, *outcome)
-            else:
-                unrecorded = outcome  # the connection was lost: recorded on a new one below
-            finished = JobRun(run_id, kind, status, result.rows, details, error)
-        finally:
-            if _usable(conn):
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", job_lock_key(kind))
-            # Otherwise the session, and the lock with it, is gone.
-    if unrecorded is not None:
-        with connect() as conn:
-            _finish(conn, *unrecorded)
-    return finished
 
 
 def _describe(result: rollup.DayRollup) -> dict[str, Any]:

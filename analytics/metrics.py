@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from analytics import jobs
+from analytics.runs import JobRun
 from teston.core.statuses import JobStatus
 
 # Intraday runs take seconds; a nightly export of a busy day takes minutes.
@@ -79,7 +79,7 @@ class JobMetrics:
         )
         self.final_day_lag.set_function(self._final_day_lag)
 
-    def observe_run(self, run: jobs.JobRun, seconds: float) -> None:
+    def observe_run(self, run: JobRun, seconds: float) -> None:
         """Count one recorded run; a skipped run has no duration and changes no last-run time."""
         self.runs.labels(kind=run.kind, status=run.status).inc()
         if run.status == JobStatus.SKIPPED:

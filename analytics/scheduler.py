@@ -2,7 +2,9 @@
 
 APScheduler 3 runs the jobs on worker threads beside the event loop, each job coalesced (a backlog of
 missed runs is one run), one instance at a time, with a misfire grace period. Across processes the
-jobs' advisory locks and scheduled slots (see `jobs.run_recorded`) make each slot run once.
+jobs' advisory locks and scheduled slots (see `runs.run_recorded`) make each slot run once. Given
+`ChildJobs`, each run happens in a child process of its own (`analytics.job_process`), bounded by a
+time limit, and the service's memory stays as it was before the run.
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from analytics import bookkeeping, jobs
-from analytics.memory import return_freed_memory
+from analytics import bookkeeping
+from analytics.job_process import ChildJobs, JobRequest, run_here, run_in_child
 from analytics.metrics import JobMetrics
+from analytics.runs import INTRADAY, NIGHTLY, Connect, JobRun
+
+__all__ = ["INTRADAY", "NIGHTLY", "AnalyticsScheduler", "ChildJobs", "Schedule"]
 
 log = logging.getLogger(__name__)
 
-INTRADAY = "intraday"
-NIGHTLY = "nightly"
 # Interval slots are counted from a fixed instant so that every process agrees on them.
 SLOT_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 NIGHTLY_MISFIRE_GRACE = timedelta(hours=6)
@@ -88,14 +91,17 @@ class AnalyticsScheduler:
 
     def __init__(
         self,
-        connect: jobs.Connect,
+        connect: Connect,
         schedule: Schedule,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         workers: int = 2,
         metrics: JobMetrics | None = None,
+        child: ChildJobs | None = None,
     ) -> None:
+        """`child`: run each job in a child process of its own; without it, in this process."""
         self._connect = connect
+        self._child = child
         self._metrics = metrics
         self._schedule = schedule
         self._clock = clock
@@ -104,16 +110,19 @@ class AnalyticsScheduler:
         self._stopped = asyncio.Event()
         self.scheduler: AsyncIOScheduler | None = None
 
-    def _run_recorded(
-        self, kind: str, work: Callable[[psycopg.Connection], jobs.JobResult], slot: datetime
-    ) -> jobs.JobRun:
+    def _run(self, kind: str, slot: datetime, now: datetime) -> JobRun:
+        request = JobRequest(
+            kind=kind,
+            now=now,
+            slot=slot,
+            export_dir=self._schedule.export_dir,
+            retention_days=self._schedule.retention_days,
+        )
         started = perf_counter()
-        try:
-            run = jobs.run_recorded(self._connect, kind, work, slot=slot)
-        finally:
-            # What the run's export and figures freed goes back to the system, not kept by the
-            # allocators in this long-lived process until the next run.
-            return_freed_memory()
+        if self._child is not None:
+            run = run_in_child(self._connect, request, self._child)
+        else:
+            run = run_here(self._connect, request)
         if self._metrics is not None:
             self._metrics.observe_run(run, perf_counter() - started)
             self._observe_final_day(self._metrics)
@@ -124,25 +133,13 @@ class AnalyticsScheduler:
         with contextlib.suppress(psycopg.Error), self._connect() as conn:
             metrics.set_newest_final_day(bookkeeping.newest_final_day(conn))
 
-    def run_intraday(self) -> jobs.JobRun:
+    def run_intraday(self) -> JobRun:
         now = self._clock()
-        slot = intraday_slot(now, self._schedule.intraday_interval)
-        return self._run_recorded(
-            INTRADAY,
-            lambda conn: jobs.intraday(conn, self._schedule.export_dir, now=now),
-            slot=slot,
-        )
+        return self._run(INTRADAY, intraday_slot(now, self._schedule.intraday_interval), now)
 
-    def run_nightly(self) -> jobs.JobRun:
+    def run_nightly(self) -> JobRun:
         now = self._clock()
-        slot = nightly_slot(now, self._schedule.nightly_at)
-        return self._run_recorded(
-            NIGHTLY,
-            lambda conn: jobs.nightly(
-                conn, self._schedule.export_dir, retention_days=self._schedule.retention_days, now=now
-            ),
-            slot=slot,
-        )
+        return self._run(NIGHTLY, nightly_slot(now, self._schedule.nightly_at), now)
 
     def build(self) -> AsyncIOScheduler:
         """The APScheduler instance with both jobs (not started)."""

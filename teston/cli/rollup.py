@@ -1,10 +1,16 @@
-"""`teston rollup`: export and roll up chosen days now, with a table of what each day became."""
+"""`teston rollup`: export and roll up chosen days now, with a table of what each day became.
+
+The roll-up's modules (Arrow, Polars, DuckDB) are imported when the command runs, not with the CLI:
+`teston up` and the other long-running commands run their roll-ups in a child process
+(`analytics.job_process`) and never load them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 from datetime import date
+from typing import TYPE_CHECKING
 
 import psycopg
 import typer
@@ -12,11 +18,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from analytics import bookkeeping, jobs, rollup
 from teston.cli.common import read_settings
 from teston.core import database
 from teston.core.settings import Settings
 from teston.core.statuses import JobStatus
+
+if TYPE_CHECKING:
+    from analytics import rollup
 
 ENGINES = ("duckdb", "spark")
 
@@ -35,6 +43,8 @@ def _parse_day(value: str, option: str, *, today: date) -> date:
 
 def _requested_days(day: str | None, first: str | None, last: str | None) -> list[date]:
     """The days `--date D` or `--from D --to D` name, refused if reversed or after today (UTC)."""
+    from analytics import bookkeeping, rollup
+
     today = rollup.today_utc()
     if day is not None:
         return [_parse_day(day, "--date", today=today)]
@@ -90,6 +100,8 @@ def _spark_engine(resources: contextlib.ExitStack, master: str, driver_memory: s
 
 
 def _roll_up(settings: Settings, requested: list[date] | None, engine: rollup.FiguresEngine | None) -> None:
+    from analytics import bookkeeping, jobs, rollup
+
     console = Console(stderr=True)
     with database.database_url(settings) as url:
         database.upgrade(url)

@@ -6,8 +6,9 @@ analytics and the bot, which never build a resource they use:
 - the wiki catalog (`catalog`), loaded once per process and shared by every part;
 - the connection budget (`connection_budget`): `DB_MAX_OPEN_CONNS` shared out among the parts;
 - the ingester's and a sink's connection factory (`writer_connector`);
-- the schedule's pool (`analytics_pool`), the bot's pool (`bot_pool`) and its LISTEN connections for the
-  live feeds (`listen_connector`), `teston ask`'s one-connection pool (`ask_pool`);
+- the schedule's connections (`analytics_scheduler`, its jobs in child processes) or pool
+  (`analytics_pool`, for jobs run in the process), the bot's pool (`bot_pool`) and its LISTEN
+  connections for the live feeds (`listen_connector`), `teston ask`'s one-connection pool (`ask_pool`);
 - the ingester's source (`event_source`), the components themselves (`ingestion_service`,
   `sink_service`, `analytics_scheduler`, `discord_bot_service`), the process's metrics endpoint
   (`metrics_server`) and a component's own (`metrics_endpoint`).
@@ -32,7 +33,7 @@ from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from analytics.metrics import JobMetrics
-from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, Schedule
+from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, ChildJobs, Schedule
 from bot.app import DiscordBotService
 from bot.metrics import BotMetrics
 from ingestion.bus.engine import BusOptions, open_consumer, open_publisher
@@ -43,6 +44,7 @@ from ingestion.pipeline import IngestSummary, PipelineOptions
 from ingestion.resilient_writer import ResilientWriter
 from ingestion.service import ClosingCommitter, IngestionService, open_source
 from ingestion.sources import Source
+from teston.cli.common import LOG_FORMAT
 from teston.core import database
 from teston.core.bus_address import parse_bus_url
 from teston.core.connections import ConnectionBudget, TooFewConnections, share_connections
@@ -240,7 +242,13 @@ def sink_service(
 def analytics_scheduler(
     settings: Settings, url: str, connections: int, registry: CollectorRegistry | None = None
 ) -> Iterator[AnalyticsScheduler]:
-    """The analytics schedule on its own pool of `connections`, connected only while jobs run."""
+    """The analytics schedule, running `connections` jobs at once, each in a child process.
+
+    A job's child runs it on a connection of its own, closed when the child ends (`JOB_TIMEOUT` at
+    most). The schedule's own reads in between (the newest final day after a run, a run a child could
+    not record) each open one connection and close it at once: no idle connection waits beside a
+    running child, so together they stay within the schedule's share.
+    """
     metrics = JobMetrics(registry, (INTRADAY, NIGHTLY)) if registry is not None else None
     schedule = Schedule(
         export_dir=settings.export_dir,
@@ -248,8 +256,18 @@ def analytics_scheduler(
         intraday_interval=settings.analytics.intraday_interval,
         nightly_at=settings.analytics.nightly_at,
     )
-    with analytics_pool(url, settings.database, connections) as pool:
-        yield AnalyticsScheduler(pool.connection, schedule, workers=connections, metrics=metrics)
+    conninfo = database.in_utc(url)
+    child = ChildJobs(
+        url=conninfo,
+        timeout=settings.analytics.job_timeout,
+        log_level=settings.log_level,
+        log_format=LOG_FORMAT,
+    )
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(conninfo, connect_timeout=5, application_name="teston-scheduler")
+
+    yield AnalyticsScheduler(connect, schedule, workers=connections, metrics=metrics, child=child)
 
 
 def discord_bot_service(

@@ -10,7 +10,7 @@ unlikely to collide with ours.
   PARTITION_DDL_KEY  0x7E57_0001     transaction  creating and dropping daily partitions    core.partitions
   ARRIVAL_KEY        0x7E57_0010     transaction  arrival numbers drawn until the commit,   ingestion.writer
                                                   so none smaller appears later
-  JOB_CLASS          0x7E57_0002,    session,     one run of a job kind at a time           analytics.jobs
+  JOB_CLASS          0x7E57_0002,    session,     one run of a job kind at a time           analytics.runs
                      CRC-32(kind)    try
   STREAM_CLASS       0x7E57_0003,    session,     one ingester per stream                   ingestion.
                      CRC-32(stream)  try                                                    stream_lock

@@ -201,6 +201,8 @@ class AnalyticsSettings(_Group):
     retention_days: int = Field(default=30, ge=1, validation_alias="RETENTION_DAYS")
     intraday_interval: timedelta = Field(default=timedelta(minutes=5), validation_alias="ROLLUP_INTERVAL")
     nightly_at: time = Field(default=time(0, 15), validation_alias="NIGHTLY_AT")
+    # A scheduled job runs in a child process; one still running after this long is killed and failed.
+    job_timeout: timedelta = Field(default=timedelta(hours=2), validation_alias="JOB_TIMEOUT")
     # `duckdb`: in-process, each day in turn; `spark`: many days in one Spark job on `SPARK_MASTER`.
     rollup_engine: Literal["duckdb", "spark"] = Field(default="duckdb", validation_alias="ROLLUP_ENGINE")
     spark_master: str = Field(default="local[2]", min_length=1, validation_alias="SPARK_MASTER")
@@ -209,7 +211,7 @@ class AnalyticsSettings(_Group):
         default="2g", pattern=r"^[1-9][0-9]*[kmgt]?$", validation_alias="SPARK_DRIVER_MEMORY"
     )
 
-    @field_validator("intraday_interval", mode="before")
+    @field_validator("intraday_interval", "job_timeout", mode="before")
     @classmethod
     def _go_duration(cls, value: Any) -> timedelta:
         return _positive(parse_duration(value))
