@@ -8,10 +8,18 @@ server (the most `!watch` allows), follow the fifty wikis that have most changes
 default filter. The stream is a local SSE server (`local_stream.PacedStream`) sending synthetic events at
 50/s with event times running with the clock.
 
-Every second the resident set of the process tree (the process and any children, read from
-`/proc/<pid>/status`, `VmRSS`) is sampled; the peak is the larger of the highest sample and the process's
-own high-water mark (`VmHWM`, read before it is stopped). Growth is the least-squares slope of the samples
-over the second half of the stream, in MiB per minute.
+The service runs each scheduled roll-up in a child process of its own (`analytics.job_process`), which
+lives for the seconds the job takes. Every second the resident set (`VmRSS` of `/proc/<pid>/status`) of
+the service process and of its whole process tree (the service and any job child) is sampled.
+
+- Peak: the largest of the highest tree sample, the service's own high-water mark (`VmHWM`, read
+  before it is stopped) and the sum of that high-water mark and the largest peak of a job's child (each
+  child's `ru_maxrss`, recorded in its run's `job_runs.details.max_rss_mib`). Samples a second apart
+  can miss a child's peak; the sum cannot, being a bound above any moment's tree.
+- Growth: the least-squares slope of the service process's samples over the second half of the
+  stream, in MiB per minute (`TARGET_SLOPE_MIB_PER_MIN` at most). The long-lived process is what must
+  not grow; a child's few seconds in the tree samples would tilt a slope by where they fall in the
+  window, so the tree's slope is reported beside it, not judged.
 """
 
 from __future__ import annotations
@@ -129,6 +137,11 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def rss_bytes(pid: int) -> int:
+    """The resident set of process `pid` in bytes (0 once it is gone)."""
+    return _status_kib(pid, "VmRSS") * 1024
+
+
 def tree_rss_bytes(pid: int) -> tuple[int, int]:
     """The resident set of the tree rooted at `pid` in bytes, and how many processes it has."""
     pids = process_tree(pid)
@@ -232,6 +245,7 @@ def run(context: Context) -> list[Figure]:
     )
     wikis = _feed_wikis(lines, size.memory_feeds)
     samples: list[tuple[float, float]] = []  # (seconds since the stream started, tree RSS in MiB)
+    service_samples: list[tuple[float, float]] = []  # the same, of the service process alone
     processes = 0
     high_water = 0
     with context.postgres() as server, FakeDiscordThread(_add_servers) as (fake, servers):
@@ -250,8 +264,11 @@ def run(context: Context) -> list[Figure]:
                     started = time.monotonic()
                     context.log(f"memory: `teston up` follows the stream ({count} events at {rate:.0f}/s)")
                 rss, tree = tree_rss_bytes(up.pid)
+                own = rss_bytes(up.pid)
                 if started is not None:
-                    samples.append((time.monotonic() - started, rss / MIB))
+                    moment = time.monotonic() - started
+                    samples.append((moment, rss / MIB))
+                    service_samples.append((moment, own / MIB))
                     processes = max(processes, tree)
                 high_water = max(high_water, _status_kib(up.pid, "VmHWM") * 1024)
                 if stream.done.is_set():
@@ -259,16 +276,19 @@ def run(context: Context) -> list[Figure]:
                 time.sleep(SAMPLE_SECONDS)
             exited = up.poll()
         stored = _count(server.url, now)
+        job_peaks = _job_peaks(server.url)
         posts = len(fake.bot_messages())
         errors = fake.internal_errors
     if exited is not None or not samples:
         log = (context.workdir / "memory-up.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"`teston up` ended early (exit {exited}):\n{log}")
-    peak = max(max(v for _, v in samples), high_water / MIB)
+    sampled_peak = max(v for _, v in samples)
+    child_peak = max((mib for _, mib in job_peaks), default=0.0)
+    peak = max(sampled_peak, high_water / MIB, high_water / MIB + child_peak)
     half = samples[-1][0] / 2
-    second_half = [(t, v) for t, v in samples if t >= half]
-    slope = slope_per_minute(second_half)
-    last = samples[-1][1]
+    slope = slope_per_minute([(t, v) for t, v in service_samples if t >= half])
+    tree_slope = slope_per_minute([(t, v) for t, v in samples if t >= half])
+    last = service_samples[-1][1]
     step = 60.0 if seconds >= 120 else 5.0
     met = peak <= TARGET_PEAK_MIB and slope <= TARGET_SLOPE_MIB_PER_MIN
     return [
@@ -278,22 +298,37 @@ def run(context: Context) -> list[Figure]:
                 f"memory: peak RSS of `teston up` (ingest, roll-ups, bot) following {rate:.0f} events/s for "
                 f"{_duration(seconds)} with {feeds} feeds"
             ),
-            result=f"peak {peak:.0f} MiB (end {last:.0f} MiB); second half {slope:+.2f} MiB/min",
-            target=f"≤ {TARGET_PEAK_MIB:.0f} MiB, and not growing (≤ {TARGET_SLOPE_MIB_PER_MIN:.0f} MiB/min)",
+            result=(
+                f"peak {peak:.0f} MiB (service at the end {last:.0f} MiB); "
+                f"service, second half {slope:+.2f} MiB/min"
+            ),
+            target=(
+                f"≤ {TARGET_PEAK_MIB:.0f} MiB, and not growing "
+                f"(service's slope over the second half ≤ {TARGET_SLOPE_MIB_PER_MIN:.0f} MiB/min)"
+            ),
             met=met,
             values={
                 "peak_mib": peak,
+                "sampled_peak_mib": sampled_peak,
+                "service_high_water_mib": high_water / MIB,
+                "job_child_peak_mib": child_peak,
+                "job_runs": float(len(job_peaks)),
                 "end_mib": last,
-                "first_sample_mib": samples[0][1],
+                "first_sample_mib": service_samples[0][1],
                 "slope_mib_per_min": slope,
+                "tree_slope_mib_per_min": tree_slope,
                 "samples": float(len(samples)),
                 "rows_stored": float(stored),
                 "feed_posts": float(posts),
                 "feeds": float(feeds),
             },
             notes=(
-                f"{len(samples)} samples of the process tree ({processes} process(es) at most), "
-                f"RSS every {step:.0f} s: {_marks(samples, step)} MiB; "
+                f"{len(samples)} samples ({processes} process(es) at most in the tree); the service's RSS "
+                f"every {step:.0f} s: {_marks(service_samples, step)} MiB; highest tree sample "
+                f"{sampled_peak:.0f} MiB, service high-water {high_water / MIB:.0f} MiB, "
+                f"{len(job_peaks)} job runs in children peaking at "
+                f"{', '.join(f'{mib:.0f}' for _, mib in job_peaks) or '-'} MiB; "
+                f"tree slope over the second half {tree_slope:+.2f} MiB/min; "
                 f"{stored:,} of {count:,} events stored, {posts:,} messages posted by the bot on "
                 f"{channels} channels of {len(servers)} servers"
                 + (f"; fake Discord errors: {errors}" if errors else "")
@@ -309,6 +344,16 @@ def _count(url: str, since: datetime) -> int:
             "SELECT count(*) FROM recent_changes WHERE event_time >= %s", (since - timedelta(minutes=5),)
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _job_peaks(url: str) -> list[tuple[str, float]]:
+    """Each job run's kind and its child's peak resident set (MiB), in the order they ran."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT kind, (details->>'max_rss_mib')::float FROM job_runs"
+            " WHERE details ? 'max_rss_mib' ORDER BY id"
+        ).fetchall()
+    return [(str(kind), float(mib)) for kind, mib in rows]
 
 
 def _duration(seconds: float) -> str:

@@ -25,6 +25,9 @@ def test_smoke_run_produces_every_figure_as_a_finite_number() -> None:
     assert by_number[8].values["missing"] == 0
     assert by_number[13].values["rows_stored"] == 20 * 50
     assert by_number[13].values["feed_posts"] > 0
+    # The roll-ups ran in children of `teston up` (the nightly catch-up at start at least), each measured.
+    assert by_number[13].values["job_runs"] >= 1
+    assert by_number[13].values["job_child_peak_mib"] > 0
     # The live feeds posted through the fake Discord, which never saw a 429 ignored.
     assert by_number[9].values["posted"] > 0
     assert by_number[9].values["ignored_429"] == 0
