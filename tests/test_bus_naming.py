@@ -1,9 +1,8 @@
-"""The bus's pure parts: `BUS_URL` parsing, subject names, replicas, roles, the `BUS_*` settings and the
-messages a batch's rows become."""
+"""The bus's pure parts: `BUS_URL` parsing, subject names, replicas, roles and the `BUS_*` settings
+(`tests/test_bus_grouping.py`: the messages a batch's rows become)."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -15,15 +14,10 @@ from ingestion.bus.naming import (
     subject_for,
     subject_token,
 )
-from ingestion.bus.publisher import outgoing_messages
-from ingestion.copy_rows import CopyRows
-from ingestion.events import ChangeRow, parse_event
 from teston.cli import app
 from teston.core.bus_address import BusAddress, BusEngine, parse_bus_url
 from teston.core.roles import Role, configured_roles, missing_configuration, parse_roles
 from teston.core.settings import SettingsError, load_settings
-from teston.core.wikis import WikiCatalog
-from tests.conftest import DATA_DIR
 
 
 @pytest.mark.parametrize(
@@ -149,23 +143,3 @@ def test_up_refuses_a_role_without_its_configuration(monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(app, ["sink"])
     assert result.exit_code == 2
     assert "`teston sink` needs BUS_URL" in result.output
-
-
-def test_bus_messages_carry_each_kept_rows_wiki_event_id_and_json_as_received() -> None:
-    catalog = WikiCatalog.load()
-    lines = (DATA_DIR / "2021-08-27_all-wikis_1950.jsonl").read_bytes().splitlines()
-    rows = CopyRows()
-    parsed = [parse_event(line, catalog) for line in lines]
-    for row in parsed:
-        if isinstance(row, ChangeRow):
-            rows.append(row)
-    rows.append(next(row for row in parsed if isinstance(row, ChangeRow)))  # a copy: dropped
-
-    messages = outgoing_messages(rows)
-
-    events = [json.loads(line) for line in lines]
-    kept = [event for event, row in zip(events, parsed, strict=True) if isinstance(row, ChangeRow)]
-    assert len(messages) == len(rows) == len(kept) > 1900
-    assert [(m.wiki, m.event_id) for m in messages] == [(e["wiki"], e["meta"]["id"]) for e in kept]
-    assert [json.loads(m.payload) for m in messages] == kept
-    assert [m.payload.decode() for m in messages] == [rows.raw(index) for index in range(len(rows))]

@@ -19,21 +19,25 @@ from teston.core.errors import IngestionError
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """One valid event to publish: its raw JSON, its wiki (subject / key) and `meta.id` (message id)."""
+    """Valid events of one wiki to publish: their wiki (subject / key), the message id (a lone event's
+    `meta.id`; see `ingestion.bus.grouping`) and their raw JSON, one event per line."""
 
     wiki: str
-    event_id: str
+    message_id: str
     payload: bytes
+    events: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
-    """A message a sink fetched: its payload, where it came from (for quarantine), the engine's handle."""
+    """A message a sink fetched: its payload, where it came from (for quarantine), the engine's handle,
+    and how many events its header says it holds."""
 
     payload: bytes
     source: str
     published_at: datetime | None
     handle: Any
+    events: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ class BusPublisher(Protocol):
     """The ingester's side: publish a batch and return once the bus has acknowledged every message."""
 
     async def publish(self, messages: Sequence[OutgoingMessage], give_up: threading.Event) -> int:
-        """Publish until all are acknowledged; return how many the bus already had (duplicates)."""
+        """Publish until all are acknowledged; return how many events the bus already had (duplicates)."""
         ...
 
     async def close(self) -> None: ...

@@ -1,8 +1,9 @@
 """NATS JetStream behind the bus seam: one file-backed stream, one durable pull consumer for all sinks.
 
 Durability comes from JetStream itself: the stream keeps `min(3, servers)` replicas, a publish is
-acknowledged once a quorum has it, and the `Nats-Msg-Id` header (the event's `meta.id`) lets the stream drop
-a message sent again within the duplicate window (a publish retried after a leader change, say).
+acknowledged once a quorum has it, and the `Nats-Msg-Id` header (the event's `meta.id`, or a group's digest
+of them) lets the stream drop a message sent again within the duplicate window (a publish retried after a
+leader change, say).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from ingestion.bus.engine import BusLag, BusOptions, BusUnavailable, OutgoingMessage, ReceivedMessage
+from ingestion.bus.grouping import EVENTS_HEADER, header_events
 from ingestion.bus.jetstream_pull import Puller
 from ingestion.bus.naming import (
     CONSUMER_NAME,
@@ -125,7 +127,7 @@ class _Round:
 
 
 class JetStreamPublisher:
-    """Publishes events with their `meta.id` as message id and waits for every acknowledgement.
+    """Publishes messages with their message id and waits for every acknowledgement.
 
     Each message asks for its acknowledgement on an inbox of the round's own, `<prefix>.<round>.<index>`,
     answered into a plain list: the client's `publish_async` makes a future, a semaphore wait and a token
@@ -181,11 +183,11 @@ class JetStreamPublisher:
                         if not await wait_event(state.progress, self._timeout):
                             raise TimeoutError("no acknowledgement within the publish timeout")
                     state.outstanding += 1
+                    headers = {MESSAGE_ID_HEADER: message.message_id, _EXPECTED_STREAM: STREAM_NAME}
+                    if message.events > 1:
+                        headers[EVENTS_HEADER] = str(message.events)
                     await publish(
-                        subject_for(message.wiki),
-                        message.payload,
-                        reply=prefix + str(index),
-                        headers={MESSAGE_ID_HEADER: message.event_id, _EXPECTED_STREAM: STREAM_NAME},
+                        subject_for(message.wiki), message.payload, reply=prefix + str(index), headers=headers
                     )
                 while state.answered < len(messages):
                     state.progress.clear()
@@ -208,7 +210,9 @@ class JetStreamPublisher:
                 for message, result in zip(pending, results, strict=True)
                 if result is None or isinstance(result, Exception)
             ]
-            duplicates += sum(result is True for result in results)
+            duplicates += sum(
+                message.events for message, result in zip(pending, results, strict=True) if result is True
+            )
             if failed:
                 attempt += 1
                 if give_up.is_set():
@@ -296,6 +300,7 @@ class JetStreamConsumer:
             source=message_source(BusEngine.NATS, STREAM_NAME, metadata.sequence.stream),
             published_at=published,
             handle=message,
+            events=header_events(message.headers.get(EVENTS_HEADER) if message.headers else None),
         )
 
     async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:

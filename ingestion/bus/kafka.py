@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from ingestion.bus.engine import BusLag, BusOptions, BusUnavailable, OutgoingMessage, ReceivedMessage
+from ingestion.bus.grouping import EVENTS_HEADER, header_events
 from ingestion.bus.naming import (
     CONSUMER_NAME,
     TOPIC,
@@ -54,6 +55,11 @@ async def ensure_topic(address: BusAddress, options: BusOptions) -> None:
         await admin.close()
 
 
+def _headers(message: OutgoingMessage) -> list[tuple[str, bytes]] | None:
+    """A group's event count (a lone event's record has no header, as before)."""
+    return [(EVENTS_HEADER, str(message.events).encode())] if message.events > 1 else None
+
+
 class KafkaPublisher:
     """Sends events keyed by wiki with `acks=all` and waits for every acknowledgement."""
 
@@ -81,7 +87,12 @@ class KafkaPublisher:
             for index, message in enumerate(pending):
                 try:
                     futures.append(
-                        await self._producer.send(TOPIC, value=message.payload, key=message.wiki.encode())
+                        await self._producer.send(
+                            TOPIC,
+                            value=message.payload,
+                            key=message.wiki.encode(),
+                            headers=_headers(message),
+                        )
                     )
                 except KafkaError as exc:
                     log.warning("publishing to Kafka failed (%s)", exc)
@@ -150,6 +161,7 @@ class KafkaConsumer:
             source=message_source(BusEngine.KAFKA, f"{record.topic}/{record.partition}", record.offset),
             published_at=published,
             handle=record,
+            events=header_events(dict(record.headers or ()).get(EVENTS_HEADER)),
         )
 
     async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:

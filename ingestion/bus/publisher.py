@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ingestion.batch import Batch, BatchOutcome, QuarantinedEvent, StreamCursor
 from ingestion.bus.engine import BusPublisher, OutgoingMessage
+from ingestion.bus.grouping import group_events
 from ingestion.copy_rows import CopyRows
 from ingestion.resilient_writer import ResilientWriter
 
@@ -25,8 +26,9 @@ T = TypeVar("T")
 
 
 def outgoing_messages(rows: CopyRows) -> list[OutgoingMessage]:
-    """The rows the parser accepted (later copies of an event already dropped), as bus messages."""
-    return [OutgoingMessage(wiki, event_id, raw) for wiki, event_id, raw in rows.routed()]
+    """The rows the parser accepted (later copies of an event already dropped), as bus messages: each
+    wiki's events of the batch together (`ingestion.bus.grouping`)."""
+    return group_events(rows.routed())
 
 
 class BusCommitter:
@@ -72,7 +74,7 @@ class BusCommitter:
         if quarantined or batch.gaps or batch.position is not None:
             rest = Batch(batch.stream, [], quarantined, batch.position, batch.last_event_time, batch.gaps)
             new_records = self._writer.commit(rest).new_quarantine_records
-        published = len(messages) - duplicates
+        published = sum(message.events for message in messages) - duplicates
         return BatchOutcome(
             inserted=published,
             duplicates=rows.received - published - len(unencodable),

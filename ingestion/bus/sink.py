@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ingestion.batch import Batch, QuarantinedEvent
 from ingestion.bus.engine import BusConsumer, ReceivedMessage
+from ingestion.bus.grouping import events_of
 from ingestion.copy_rows import CopyRows
 from ingestion.events import ChangeRow, Rejection, parse_event
 from ingestion.resilient_writer import ResilientWriter
@@ -72,7 +73,8 @@ class SinkMetrics:
 class SinkSummary:
     """What one sink run did."""
 
-    received: int = 0
+    received: int = 0  # events
+    messages: int = 0
     inserted: int = 0
     duplicates: int = 0
     canary: int = 0
@@ -81,7 +83,8 @@ class SinkSummary:
 
     def describe(self) -> str:
         return (
-            f"received {self.received}, inserted {self.inserted}, duplicates {self.duplicates}, "
+            f"received {self.received} in {self.messages} messages, inserted {self.inserted}, "
+            f"duplicates {self.duplicates}, "
             f"canary {self.canary}, rejected {self.rejected} in {self.batches} batches"
         )
 
@@ -92,14 +95,22 @@ def sink_batch(stream: str, messages: Sequence[ReceivedMessage], catalog: WikiCa
     quarantined: list[QuarantinedEvent] = []
     canary = 0
     for message in messages:
-        result = parse_event(message.payload, catalog)
-        if isinstance(result, ChangeRow):
-            rows.append(result)
-        elif isinstance(result, Rejection):
-            quarantined.append(QuarantinedEvent(message.source, result.reason, result.payload))
-        else:
-            canary += 1
+        payloads = events_of(message.payload, message.events)
+        for index, payload in enumerate(payloads):
+            result = parse_event(payload, catalog)
+            if isinstance(result, ChangeRow):
+                rows.append(result)
+            elif isinstance(result, Rejection):
+                source = message.source if len(payloads) == 1 else f"{message.source}/{index}"
+                quarantined.append(QuarantinedEvent(source, result.reason, result.payload))
+            else:
+                canary += 1
     return Batch(stream=stream, rows=rows, quarantined=quarantined), canary
+
+
+def messages_to_fetch(batch_events: int, events_per_message: float) -> int:
+    """How many messages make about `batch_events` events, given how many a message has held lately."""
+    return max(1, min(batch_events, round(batch_events / max(events_per_message, 1.0))))
 
 
 def sink_lock_name() -> str:
@@ -139,6 +150,8 @@ class BusSink:
         self._lock_name = sink_lock_name()
         self.summary = SinkSummary()
         self._last_commit_at = time.monotonic()
+        # Events per message in the last batch: a sink fetches about `batch_size` events, not messages.
+        self._events_per_message = 1.0
         # The endpoint (built by the composition root) serves this sink's health.
         self._metrics_server = serve_metrics(self.health) if serve_metrics is not None else None
 
@@ -187,7 +200,8 @@ class BusSink:
         idle_since = time.monotonic()
         try:
             while not self._stop.is_set():
-                messages = await consumer.fetch(self._batch_size, self._fetch_timeout)
+                wanted = messages_to_fetch(self._batch_size, self._events_per_message)
+                messages = await consumer.fetch(wanted, self._fetch_timeout)
                 self._observe_lag(consumer)
                 if not messages:
                     if self._idle_exit is not None and time.monotonic() - idle_since >= self._idle_exit:
@@ -206,7 +220,10 @@ class BusSink:
         self._last_commit_at = time.monotonic()
         summary = self.summary
         summary.batches += 1
-        summary.received += len(messages)
+        events = sum(message.events for message in messages)
+        self._events_per_message = events / len(messages)
+        summary.messages += len(messages)
+        summary.received += events
         summary.inserted += outcome.inserted
         summary.duplicates += outcome.duplicates
         summary.canary += canary
