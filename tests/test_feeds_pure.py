@@ -12,7 +12,17 @@ from bot.arguments import parse_command
 from bot.feeds.filters import DEFAULT_FILTER, FeedFilter, FilterError, parse_filter_words, parse_filters
 from bot.feeds.matching import FeedChange, is_anonymous, matches
 from bot.feeds.pacing import ChannelPace
-from bot.feeds.plan import Advance, Backlog, Post, Skip, next_step, nonce, resent_step
+from bot.feeds.plan import (
+    Advance,
+    Backlog,
+    Post,
+    Skip,
+    next_step,
+    nonce,
+    resent_step,
+    shared_nonce,
+    shared_post,
+)
 from bot.feeds.posts import change_embed, changes_message, fitting, plain_post, skipped_line
 from bot.messages import EMBED_TOTAL_LIMIT
 from bot.rendering import discord_reply
@@ -243,6 +253,38 @@ def test_a_step_written_down_is_rebuilt_the_same_and_keeps_its_nonce() -> None:
     assert len(nonce(2**62, 2**62)) == 25
 
 
+def test_a_post_with_room_takes_along_the_first_changes_of_the_channels_other_feeds() -> None:
+    lead = next_step(backlog_of([item(n) for n in (1, 2, 3)], read_to=5), cursor=0)
+    assert isinstance(lead, Post)
+    second = backlog_of([item(n) for n in (4, 6, 8)], read_to=9)  # all of it fits: covers what it read
+    third = backlog_of([item(n) for n in range(10, 20)], read_to=30)  # room for four of its ten
+    fourth = backlog_of([item(40)])  # no room left
+    idle = backlog_of([], read_to=50)
+    shares = shared_post(lead, [(2, second), (7, idle), (3, third), (4, fourth)])
+    assert shares == [
+        (2, Post(changes=tuple(second.first), to=9)),
+        (3, Post(changes=tuple(third.first[:4]), to=13)),
+    ]
+    # Discord's 6,000 characters hold fewer long changes.
+    alone = Post(changes=(item(1),), to=1)
+    long = backlog_of(
+        [item(60 + n, title="T" * 250, comment="c" * 400, user_name="u" * 200) for n in range(9)]
+    )
+    [(_, fitted)] = shared_post(alone, [(5, long)])
+    assert len(fitted.changes) == 7  # room for nine embeds, but not for their characters
+    shown = [alone.changes[0].change, *(i.change for i in fitted.changes)]
+    assert sum(change_embed(c).size() for c in shown) <= EMBED_TOTAL_LIMIT
+    # A feed so far behind it posts a skip line goes alone.
+    behind = backlog_of([item(100 + n) for n in range(120)])
+    assert shared_post(lead, [(6, behind), (2, second)]) == [(2, Post(changes=tuple(second.first), to=9))]
+
+
+def test_a_shared_message_has_one_nonce_from_its_feeds_and_their_steps() -> None:
+    assert shared_nonce([(1, 10), (2, 20)]) == shared_nonce([(2, 20), (1, 10)])
+    assert len({shared_nonce([(1, 10), (2, 20)]), shared_nonce([(1, 10), (2, 21)]), nonce(1, 10)}) == 3
+    assert len(shared_nonce([(2**62, 2**62), (1, 1)])) == 25
+
+
 def test_feed_replies_render_for_discord() -> None:
     from bot.feeds.answers import FeedCreated, FeedList, FeedRow
 
@@ -311,3 +353,16 @@ def test_a_minimum_interval_is_a_floor_between_two_posts() -> None:
     pace = ChannelPace(limit=5, per=5.0, min_interval=2.0)
     pace.record(1, 10.0)
     assert pace.delay(1, 10.5) == pytest.approx(1.5)
+
+
+def test_the_floor_counts_from_when_a_post_was_sent_and_the_window_from_its_answer() -> None:
+    pace = ChannelPace(limit=5, per=5.0, min_interval=1.0)
+    # Four posts a second apart, each answered at once; the fifth emptied Discord's bucket, and the
+    # client returned from it only when the bucket reset, 0.9 s later.
+    for sent in (0.0, 1.0, 2.0, 3.0):
+        pace.record(3, sent + 0.01, started=sent)
+    pace.record(3, 4.91, started=4.0)
+    assert pace.delay(3, 4.91) == pytest.approx(0.1)  # a second after the fifth was sent, not answered
+    pace.record(3, 5.02, started=5.0)
+    # The window: the sixth post's answer and the four before it.
+    assert pace.delay(3, 5.02) == pytest.approx(6.01 - 5.02)

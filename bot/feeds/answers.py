@@ -29,6 +29,8 @@ class FeedRow:
     last_posted_at: datetime | None
     paused_reason: str | None
     paused_at: datetime | None
+    # The message a pending step belongs to when it carries several of the channel's feeds.
+    pending_nonce: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

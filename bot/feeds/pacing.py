@@ -5,7 +5,9 @@ Pure. Discord lets a bot create 5 messages per 5 seconds in one channel and answ
 channel's last posts and says how long to wait so that no window of `per` seconds ever holds more than
 `limit` of them: a quiet channel's post goes out at once, and a busy channel settles at `limit` posts
 per `per` seconds, each carrying what arrived meanwhile. `min_interval` adds a floor between two posts.
-Times are recorded once Discord has answered, never earlier than Discord counted the request.
+The window counts the times Discord answered, never earlier than Discord counted the request; the floor
+counts from when each post was sent: discord.py returns from the post that empties Discord's bucket only
+once the bucket has reset, and a floor counted from then would add a second to every fifth post.
 """
 
 from __future__ import annotations
@@ -31,21 +33,23 @@ class ChannelPace:
         self.per = per
         self.min_interval = min_interval
         self._sent: dict[int, deque[float]] = {}
+        self._started: dict[int, float] = {}
 
     def delay(self, channel_id: int, now: float) -> float:
         """Seconds to wait from `now` before posting in the channel (0: at once)."""
         sent = self._sent.get(channel_id)
         if not sent:
             return 0.0
-        wait = sent[-1] + self.min_interval - now
+        wait = self._started.get(channel_id, sent[-1]) + self.min_interval - now
         if len(sent) >= self.limit:
             # The post `limit` back must have left the window.
             wait = max(wait, sent[0] + self.per - now)
         return max(0.0, wait)
 
-    def record(self, channel_id: int, at: float) -> None:
-        """A post in the channel was answered at `at`."""
+    def record(self, channel_id: int, at: float, *, started: float | None = None) -> None:
+        """A post in the channel, sent at `started` (when known), was answered at `at`."""
         sent = self._sent.get(channel_id)
         if sent is None:
             sent = self._sent[channel_id] = deque(maxlen=self.limit)
         sent.append(at)
+        self._started[channel_id] = at if started is None else started

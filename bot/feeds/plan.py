@@ -93,3 +93,32 @@ def resent_step(backlog: Backlog, to: int, *, skip: bool) -> Step:
 def nonce(feed_id: int, to: int) -> str:
     """The message's nonce: the same for the same feed and step, so Discord drops a resend."""
     return hashlib.sha256(f"teston-feed:{feed_id}:{to}".encode()).hexdigest()[:NONCE_LENGTH]
+
+
+def shared_post(lead: Post, others: list[tuple[int, Backlog]]) -> list[tuple[int, Post]]:
+    """What the channel's other feeds add to the lead feed's message, in the room it leaves.
+
+    `others` in the order they get room (their oldest waiting change first, say); each gets its first
+    changes, as many as still fit, and covers up to the last of them (up to everything it read when all
+    fit, as `next_step` does). A feed with nothing, or so far behind it posts a skip line, gets none.
+    """
+    shown = [item.change for item in lead.changes]
+    shares: list[tuple[int, Post]] = []
+    for feed_id, backlog in others:
+        if backlog.count == 0 or backlog.count > MAX_BEHIND:
+            continue
+        room = fitting([*shown, *(item.change for item in backlog.first)]) - len(shown)
+        if room <= 0:
+            break
+        taken = tuple(backlog.first[:room])
+        everything = room == backlog.count and backlog.read_to is not None
+        to = backlog.read_to if everything and backlog.read_to else taken[-1].arrival
+        shares.append((feed_id, Post(changes=taken, to=to)))
+        shown.extend(item.change for item in taken)
+    return shares
+
+
+def shared_nonce(parts: list[tuple[int, int]]) -> str:
+    """The nonce of a message carrying several feeds' steps, from each feed's id and `to`."""
+    key = ",".join(f"{feed_id}:{to}" for feed_id, to in sorted(parts))
+    return hashlib.sha256(f"teston-feeds:{key}".encode()).hexdigest()[:NONCE_LENGTH]

@@ -32,7 +32,18 @@ from bot.feeds.answers import FeedRow
 from bot.feeds.filters import parse_filter_words
 from bot.feeds.matching import matches
 from bot.feeds.pacing import DISCORD_CHANNEL_LIMIT, DISCORD_CHANNEL_WINDOW, ChannelPace
-from bot.feeds.plan import Advance, Backlog, Post, Skip, Step, next_step, nonce, resent_step
+from bot.feeds.plan import (
+    Advance,
+    Backlog,
+    Post,
+    Skip,
+    Step,
+    next_step,
+    nonce,
+    resent_step,
+    shared_nonce,
+    shared_post,
+)
 from bot.feeds.posts import changes_message, skipped_message
 from bot.messages import Message
 from teston.core.waiting import wait_event
@@ -63,6 +74,10 @@ RETRY_AFTER_FAILURE = 10.0
 
 CHANNEL_GONE = "the channel was deleted (or TestON can no longer see it)"
 NOT_ALLOWED = "TestON may not post in the channel (it needs View Channel, Send Messages and Embed Links)"
+
+
+# A feed and the step a message carries for it.
+Part = tuple[FeedRow, Step]
 
 
 class Sent(enum.Enum):
@@ -229,73 +244,124 @@ class FeedPoster:
     async def step(self, feed_id: int, channels: Channels) -> bool:
         """Take the feed's next step; True if it may have more to do at once."""
         read = await self._read(feed_id)
-        if read is None:
+        if read is None or read[1] is None:
             return False
         feed, planned = read
-        if planned is None:
-            return False
         if isinstance(planned, Advance):
             async with self.database.connection() as conn:
-                await store.finish_step(conn, feed.id, planned.to)
+                if feed.pending_to is not None:  # the rows of a pending step are gone
+                    await store.finish_step(conn, feed.id, planned.to)
+                else:  # unless another feed's message has meanwhile taken this one's changes along
+                    await store.advance(conn, feed.id, planned.to)
             return False
-        step: Post | Skip = planned
-        lock = self._channel_locks.setdefault(feed.channel_id, asyncio.Lock())
-        waited = lock.locked()
-        async with lock:
+        async with self._channel_locks.setdefault(feed.channel_id, asyncio.Lock()):
             wait = self._pace.delay(feed.channel_id, self._clock())
             if wait > 0:
                 await asyncio.sleep(wait)
-            if (waited or wait > 0) and feed.pending_to is None:
-                # The channel's turn has come: what arrived meanwhile goes into this message too.
-                read = await self._read(feed_id)
-                if read is None:
-                    return False
-                feed, replanned = read
-                if not isinstance(replanned, Post | Skip):
-                    return True
-                step = replanned
-            if feed.pending_to is None:
-                async with self.database.connection() as conn:
-                    await store.begin_step(conn, feed.id, step.to, skip=isinstance(step, Skip))
-            outcome = await self._send(feed, step, channels)
+            # The channel's turn has come: read again, for what arrived meanwhile, and because a message
+            # of another feed of the channel may have carried this one's changes.
+            read = await self._read(feed_id)
+            if read is None:
+                return False
+            feed, planned = read
+            if planned is None or isinstance(planned, Advance):
+                return planned is not None
+            parts, message_nonce = await self._parts(feed, planned)
+            outcome = await self._send(feed.channel_id, parts, message_nonce, channels)
         if outcome is not Sent.POSTED:
             if outcome is Sent.FAILED:
                 # Written down as pending: the next step sends the same message again.
                 await asyncio.sleep(self.retry_after_failure)
             return outcome is Sent.FAILED
         async with self.database.connection() as conn:
-            if isinstance(step, Post):
-                await store.finish_step(conn, feed.id, step.to, posted=len(step.changes))
-            else:
-                await store.finish_step(conn, feed.id, step.to, skipped=step.count)
+            for part, step in parts:
+                if isinstance(step, Post):
+                    await store.finish_step(conn, part.id, step.to, posted=len(step.changes))
+                elif isinstance(step, Skip):
+                    await store.finish_step(conn, part.id, step.to, skipped=step.count)
+                else:
+                    await store.finish_step(conn, part.id, step.to)
         return True
 
-    async def _send(self, feed: FeedRow, step: Post | Skip, channels: Channels) -> Sent:
-        """Send the step's message now (the caller holds the channel's turn)."""
-        if isinstance(step, Post):
-            message = changes_message([item.change for item in step.changes])
-        else:
-            wiki = self.catalog.by_dbname(feed.wiki)
-            message = (
-                skipped_message(step.count, wiki, self.prefix)
-                if wiki
-                else Message(content=f"Skipped {step.count:,} changes on {feed.wiki} to catch up.")
-            )
+    async def _parts(self, feed: FeedRow, planned: Post | Skip) -> tuple[list[Part], str]:
+        """The feeds and steps the channel's next message carries, written down as pending, and its nonce.
+
+        A post takes along what the channel's other feeds have waiting, as far as the message has room
+        (`shared_post`), the feed whose change waited longest first: the channel's posts are few
+        (Discord allows 5 per 5 s), and each feed posting alone would queue behind the others.
+        """
+        if feed.pending_to is not None and feed.pending_nonce is not None:
+            return await self._resent_shared(feed, feed.pending_nonce), feed.pending_nonce
+        solo: list[Part] = [(feed, planned)]
+        if feed.pending_to is not None:
+            return solo, nonce(feed.id, planned.to)
+        shares: list[Part] = []
+        async with self.database.connection() as conn:
+            if isinstance(planned, Post):
+                waiting: list[tuple[FeedRow, Backlog]] = []
+                for other in await store.channel_feeds(conn, feed.channel_id):
+                    if other.id != feed.id and other.pending_to is None and self.owns(other.guild_id):
+                        backlog = await self._backlog(conn, other)
+                        if backlog.first:
+                            waiting.append((other, backlog))
+                waiting.sort(key=lambda entry: entry[1].first[0].arrival)
+                by_id = {other.id: other for other, _ in waiting}
+                shares = [
+                    (by_id[other_id], post)
+                    for other_id, post in shared_post(planned, [(o.id, b) for o, b in waiting])
+                ]
+            if not shares:
+                await store.begin_step(conn, feed.id, planned.to, skip=isinstance(planned, Skip))
+                return solo, nonce(feed.id, planned.to)
+            parts = sorted([*solo, *shares], key=lambda part: part[0].id)
+            shared = shared_nonce([(part.id, step.to) for part, step in parts])
+            for part, step in parts:
+                await store.begin_step(conn, part.id, step.to, skip=False, shared_nonce=shared)
+        return parts, shared
+
+    async def _resent_shared(self, feed: FeedRow, shared: str) -> list[Part]:
+        """The parts of a shared message written down before a restart, rebuilt from their rows."""
+        parts: list[Part] = []
+        async with self.database.connection() as conn:
+            for part in await store.sharing_feeds(conn, feed.channel_id, shared):
+                if part.pending_to is not None:
+                    backlog = await self._backlog(conn, part)
+                    parts.append((part, resent_step(backlog, part.pending_to, skip=False)))
+        return parts
+
+    def _message(self, parts: list[Part]) -> Message:
+        changes = [item.change for _, step in parts if isinstance(step, Post) for item in step.changes]
+        skip = next((step for _, step in parts if isinstance(step, Skip)), None)
+        if skip is None:
+            return changes_message(changes)
+        feed = parts[0][0]
+        wiki = self.catalog.by_dbname(feed.wiki)
+        return (
+            skipped_message(skip.count, wiki, self.prefix)
+            if wiki
+            else Message(content=f"Skipped {skip.count:,} changes on {feed.wiki} to catch up.")
+        )
+
+    async def _send(self, channel_id: int, parts: list[Part], message_nonce: str, channels: Channels) -> Sent:
+        """Send the message of `parts` now (the caller holds the channel's turn)."""
+        started = self._clock()
         try:
-            await channels.post(feed.channel_id, message, nonce=nonce(feed.id, step.to))
+            await channels.post(channel_id, self._message(parts), nonce=message_nonce)
         except (ChannelGone, NotAllowed) as error:
             self._count_post(ok=False)
             reason = CHANNEL_GONE if isinstance(error, ChannelGone) else NOT_ALLOWED
-            log.warning("feed %d paused: %s", feed.id, reason)
             async with self.database.connection() as conn:
-                await store.pause_feed(conn, feed.id, reason)
+                for part, _ in parts:
+                    log.warning("feed %d paused: %s", part.id, reason)
+                    await store.pause_feed(conn, part.id, reason)
             return Sent.PAUSED
         except Exception as error:  # Discord or the network; the same message is sent again later
             self._count_post(ok=False)
-            log.warning("feed %d: could not post (%s); trying again shortly", feed.id, error)
+            ids = ", ".join(str(part.id) for part, _ in parts)
+            log.warning("feed %s: could not post (%s); trying again shortly", ids, error)
             return Sent.FAILED
         finally:
-            self._pace.record(feed.channel_id, self._clock())
+            self._pace.record(channel_id, self._clock(), started=started)
         self._count_post(ok=True)
         return Sent.POSTED
 

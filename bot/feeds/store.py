@@ -87,6 +87,16 @@ async def active_feeds(conn: AsyncConnection[Any]) -> list[FeedRow]:
         return [_feed(row) for row in await cur.fetchall()]
 
 
+async def channel_feeds(conn: AsyncConnection[Any], channel_id: int) -> list[FeedRow]:
+    """The channel's feeds that are not paused, by id."""
+    query = sql.SQL(
+        "SELECT {} FROM feeds WHERE channel_id = %s AND paused_reason IS NULL ORDER BY id"
+    ).format(_FEED_COLUMNS)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, (channel_id,))
+        return [_feed(row) for row in await cur.fetchall()]
+
+
 async def feed(conn: AsyncConnection[Any], feed_id: int) -> FeedRow | None:
     query = sql.SQL("SELECT {} FROM feeds WHERE id = %s").format(_FEED_COLUMNS)
     async with conn.cursor(row_factory=dict_row) as cur:
@@ -137,11 +147,25 @@ async def changes_between(
     ]
 
 
-async def begin_step(conn: AsyncConnection[Any], feed_id: int, to: int, *, skip: bool) -> None:
-    """Write down the message about to be sent, so a restart resends that one and no other."""
+async def begin_step(
+    conn: AsyncConnection[Any], feed_id: int, to: int, *, skip: bool, shared_nonce: str | None = None
+) -> None:
+    """Write down the message about to be sent, so a restart resends that one and no other
+    (`shared_nonce`: a message carrying several feeds of the channel, each written down with it)."""
     await conn.execute(
-        "UPDATE feeds SET pending_to = %s, pending_skip = %s WHERE id = %s", (to, skip, feed_id)
+        "UPDATE feeds SET pending_to = %s, pending_skip = %s, pending_nonce = %s WHERE id = %s",
+        (to, skip, shared_nonce, feed_id),
     )
+
+
+async def sharing_feeds(conn: AsyncConnection[Any], channel_id: int, shared_nonce: str) -> list[FeedRow]:
+    """The feeds whose pending step belongs to the shared message `shared_nonce`, by id."""
+    query = sql.SQL("SELECT {} FROM feeds WHERE channel_id = %s AND pending_nonce = %s ORDER BY id").format(
+        _FEED_COLUMNS
+    )
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, (channel_id, shared_nonce))
+        return [_feed(row) for row in await cur.fetchall()]
 
 
 async def finish_step(
@@ -150,10 +174,18 @@ async def finish_step(
     """Move the cursor to `to` once Discord accepted the message (or nothing needed posting)."""
     await conn.execute(
         "UPDATE feeds SET cursor = greatest(cursor, %(to)s), pending_to = NULL, pending_skip = false,"
+        " pending_nonce = NULL,"
         " posted = posted + %(posted)s, skipped = skipped + %(skipped)s,"
         " last_posted_at = CASE WHEN %(posted)s + %(skipped)s > 0 THEN now() ELSE last_posted_at END"
         " WHERE id = %(id)s",
         {"to": to, "posted": posted, "skipped": skipped, "id": feed_id},
+    )
+
+
+async def advance(conn: AsyncConnection[Any], feed_id: int, to: int) -> None:
+    """Move the cursor past rows that match nothing, unless a message for the feed is pending."""
+    await conn.execute(
+        "UPDATE feeds SET cursor = greatest(cursor, %s) WHERE id = %s AND pending_to IS NULL", (to, feed_id)
     )
 
 

@@ -326,7 +326,8 @@ class Feed(SchemaModel, table=True):
 
     `cursor` is the arrival of the last change handled; it moves only after Discord accepted the message
     covering it. `pending_to` is written before a message is sent, so a restart resends exactly that
-    message (with the same nonce) instead of a different one.
+    message (with the same nonce) instead of a different one. A message carrying several feeds of its
+    channel gives each of them the same `pending_nonce`, so a restart rebuilds it from all of them.
     """
 
     __tablename__ = "feeds"
@@ -342,6 +343,7 @@ class Feed(SchemaModel, table=True):
     cursor: int = Field(sa_column=Column(BigInteger, nullable=False))
     pending_to: int | None = Field(default=None, sa_column=Column(BigInteger))
     pending_skip: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    pending_nonce: str | None = Field(default=None, sa_column=Column(Text))
     posted: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
     skipped: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
     last_posted_at: datetime | None = _tz()
