@@ -130,6 +130,11 @@ def test_a_hung_child_is_killed_at_its_timeout_reaped_and_its_run_failed(db_url:
     assert (run_id, kind, status, rows, error) == (run.id, INTRADAY, "failed", 0, run.error)
     assert details == {"slot": LATE_THAT_DAY.isoformat()}
     assert registry.get_sample_value("teston_job_runs_total", {"kind": INTRADAY, "status": "failed"}) == 1
+    # The killed child's connections went with it: its job lock is free, and the next run takes it.
+    child = ChildJobs(url=db_url, timeout=timedelta(minutes=5))
+    again = _scheduler(db_url, tmp_path / "exports", child, CollectorRegistry()).run_intraday()
+    assert again.status == JobStatus.SUCCEEDED
+    assert [status for _, _, status, _, _, _ in _job_runs(db_url)] == ["failed", "succeeded"]
 
 
 def test_a_child_that_cannot_start_is_recorded_failed(db_url: str, tmp_path: Path) -> None:
