@@ -122,7 +122,8 @@ async def test_a_restart_after_a_shared_message_was_accepted_posts_nothing_twice
     for wiki, embeds in _by_wiki(feed_embeds(fake_discord, general)).items():
         assert_posts_are(embeds, expected[wiki])
     nonces = [a.nonce for a in feed_attempts(fake_discord, general)]
-    # The shared message was sent again with its nonce after the restart; Discord kept the one it had.
-    assert nonces[0] == nonces[1] == pending[0]
+    # The shared message was sent again with its nonce after the restart (before or after a feed it did
+    # not carry posted); Discord kept the one it had.
+    assert nonces[0] == pending[0]
     assert Counter(nonces)[pending[0]] == 2
-    assert len(feed_messages(fake_discord, general)) == len(set(nonces)) == 2
+    assert len(feed_messages(fake_discord, general)) == len(set(nonces)) == len(nonces) - 1
