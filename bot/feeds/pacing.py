@@ -40,7 +40,7 @@ class ChannelPace:
         sent = self._sent.get(channel_id)
         if not sent:
             return 0.0
-        wait = self._started.get(channel_id, sent[-1]) + self.min_interval - now
+        wait = self._started[channel_id] + self.min_interval - now
         if len(sent) >= self.limit:
             # The post `limit` back must have left the window.
             wait = max(wait, sent[0] + self.per - now)

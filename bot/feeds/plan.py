@@ -74,7 +74,11 @@ def next_step(backlog: Backlog, cursor: int) -> Step | None:
     if backlog.count > MAX_BEHIND:
         # Keep the newest message's worth; `last[0]` is the newest of the skipped ones.
         return Skip(count=backlog.count - EMBEDS_PER_MESSAGE, to=backlog.last[0].arrival)
-    shown = fitting([item.change for item in backlog.first])
+    return _first_changes(backlog, fitting([item.change for item in backlog.first]))
+
+
+def _first_changes(backlog: Backlog, shown: int) -> Post:
+    """A post of the backlog's first `shown` changes, covering up to the last of them."""
     batch = tuple(backlog.first[:shown])
     # All of the backlog fits: the message also covers the non-matching rows read after it.
     everything = shown == backlog.count and backlog.read_to is not None
@@ -110,11 +114,9 @@ def shared_post(lead: Post, others: list[tuple[int, Backlog]]) -> list[tuple[int
         room = fitting([*shown, *(item.change for item in backlog.first)]) - len(shown)
         if room <= 0:
             break
-        taken = tuple(backlog.first[:room])
-        everything = room == backlog.count and backlog.read_to is not None
-        to = backlog.read_to if everything and backlog.read_to else taken[-1].arrival
-        shares.append((feed_id, Post(changes=taken, to=to)))
-        shown.extend(item.change for item in taken)
+        post = _first_changes(backlog, room)
+        shares.append((feed_id, post))
+        shown.extend(item.change for item in post.changes)
     return shares
 
 

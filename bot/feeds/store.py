@@ -72,29 +72,26 @@ async def delete_feed(conn: AsyncConnection[Any], guild_id: int, feed_id: int) -
     return None if row is None else _feed(row)
 
 
-async def guild_feeds(conn: AsyncConnection[Any], guild_id: int) -> list[FeedRow]:
-    query = sql.SQL("SELECT {} FROM feeds WHERE guild_id = %s ORDER BY id").format(_FEED_COLUMNS)
+async def _feeds_where(conn: AsyncConnection[Any], condition: str, params: tuple[Any, ...]) -> list[FeedRow]:
+    """The feeds matching `condition` (SQL over the feeds' columns, with `params`), by id."""
+    query = sql.SQL("SELECT {} FROM feeds WHERE {} ORDER BY id").format(_FEED_COLUMNS, sql.SQL(condition))
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, (guild_id,))
+        await cur.execute(query, params)
         return [_feed(row) for row in await cur.fetchall()]
+
+
+async def guild_feeds(conn: AsyncConnection[Any], guild_id: int) -> list[FeedRow]:
+    return await _feeds_where(conn, "guild_id = %s", (guild_id,))
 
 
 async def active_feeds(conn: AsyncConnection[Any]) -> list[FeedRow]:
     """Every feed that is not paused."""
-    query = sql.SQL("SELECT {} FROM feeds WHERE paused_reason IS NULL ORDER BY id").format(_FEED_COLUMNS)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query)
-        return [_feed(row) for row in await cur.fetchall()]
+    return await _feeds_where(conn, "paused_reason IS NULL", ())
 
 
 async def channel_feeds(conn: AsyncConnection[Any], channel_id: int) -> list[FeedRow]:
     """The channel's feeds that are not paused, by id."""
-    query = sql.SQL(
-        "SELECT {} FROM feeds WHERE channel_id = %s AND paused_reason IS NULL ORDER BY id"
-    ).format(_FEED_COLUMNS)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, (channel_id,))
-        return [_feed(row) for row in await cur.fetchall()]
+    return await _feeds_where(conn, "channel_id = %s AND paused_reason IS NULL", (channel_id,))
 
 
 async def feed(conn: AsyncConnection[Any], feed_id: int) -> FeedRow | None:
@@ -160,12 +157,7 @@ async def begin_step(
 
 async def sharing_feeds(conn: AsyncConnection[Any], channel_id: int, shared_nonce: str) -> list[FeedRow]:
     """The feeds whose pending step belongs to the shared message `shared_nonce`, by id."""
-    query = sql.SQL("SELECT {} FROM feeds WHERE channel_id = %s AND pending_nonce = %s ORDER BY id").format(
-        _FEED_COLUMNS
-    )
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, (channel_id, shared_nonce))
-        return [_feed(row) for row in await cur.fetchall()]
+    return await _feeds_where(conn, "channel_id = %s AND pending_nonce = %s", (channel_id, shared_nonce))
 
 
 async def finish_step(
