@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from ingestion.bus.engine import OutgoingMessage
 
@@ -34,10 +35,24 @@ def group_id(event_ids: Iterable[str]) -> str:
     return "g-" + digest.hexdigest()
 
 
-def _message(wiki: str, event_ids: list[str], payloads: list[bytes]) -> OutgoingMessage:
-    if len(payloads) == 1:
-        return OutgoingMessage(wiki, event_ids[0], payloads[0])
-    return OutgoingMessage(wiki, group_id(event_ids), _SEPARATOR.join(payloads), events=len(payloads))
+@dataclass(slots=True)
+class _Group:
+    """A wiki's events gathered so far: their ids and JSON texts, and the bytes they take joined."""
+
+    ids: list[str] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, event_id: str, payload: bytes) -> None:
+        self.ids.append(event_id)
+        self.payloads.append(payload)
+        self.size += len(payload) + len(_SEPARATOR)
+
+    def message(self, wiki: str) -> OutgoingMessage:
+        if len(self.payloads) == 1:
+            return OutgoingMessage(wiki, self.ids[0], self.payloads[0])
+        payload = _SEPARATOR.join(self.payloads)
+        return OutgoingMessage(wiki, group_id(self.ids), payload, events=len(self.payloads))
 
 
 def group_events(
@@ -51,22 +66,22 @@ def group_events(
     `routed` yields each event's wiki, id and JSON text. A text holding a newline (JSON allows one between
     tokens) goes alone, so splitting a group on newlines always gives back its events.
     """
-    open_groups: dict[str, tuple[list[str], list[bytes], list[int]]] = {}
+    open_groups: dict[str, _Group] = {}
     messages: list[OutgoingMessage] = []
     for wiki, event_id, payload in routed:
         if _SEPARATOR in payload:
             messages.append(OutgoingMessage(wiki, event_id, payload))
             continue
         group = open_groups.get(wiki)
-        if group is not None and (len(group[0]) >= max_events or group[2][0] + len(payload) + 1 > max_bytes):
-            messages.append(_message(wiki, group[0], group[1]))
+        if group is not None and (
+            len(group.ids) >= max_events or group.size + len(payload) + len(_SEPARATOR) > max_bytes
+        ):
+            messages.append(group.message(wiki))
             group = None
         if group is None:
-            group = open_groups[wiki] = ([], [], [0])
-        group[0].append(event_id)
-        group[1].append(payload)
-        group[2][0] += len(payload) + 1
-    messages.extend(_message(wiki, ids, payloads) for wiki, (ids, payloads, _) in open_groups.items())
+            group = open_groups[wiki] = _Group()
+        group.add(event_id, payload)
+    messages.extend(group.message(wiki) for wiki, group in open_groups.items())
     return messages
 
 

@@ -125,6 +125,12 @@ class _Round:
             self.answered += 1
             self.progress.set()
 
+    async def next_answer(self, seconds: float) -> None:
+        """Return once another answer came; `TimeoutError` if none came within `seconds`."""
+        self.progress.clear()
+        if not await wait_event(self.progress, seconds):
+            raise TimeoutError("no acknowledgement within the publish timeout")
+
 
 class JetStreamPublisher:
     """Publishes messages with their message id and waits for every acknowledgement.
@@ -179,9 +185,7 @@ class JetStreamPublisher:
             try:
                 for index, message in enumerate(messages):
                     while state.outstanding >= _IN_FLIGHT:
-                        state.progress.clear()
-                        if not await wait_event(state.progress, self._timeout):
-                            raise TimeoutError("no acknowledgement within the publish timeout")
+                        await state.next_answer(self._timeout)
                     state.outstanding += 1
                     headers = {MESSAGE_ID_HEADER: message.message_id, _EXPECTED_STREAM: STREAM_NAME}
                     if message.events > 1:
@@ -190,9 +194,7 @@ class JetStreamPublisher:
                         subject_for(message.wiki), message.payload, reply=prefix + str(index), headers=headers
                     )
                 while state.answered < len(messages):
-                    state.progress.clear()
-                    if not await wait_event(state.progress, self._timeout):
-                        raise TimeoutError("no acknowledgement within the publish timeout")
+                    await state.next_answer(self._timeout)
             except (*_NATS_ERRORS, OSError) as exc:
                 log.warning("publishing to JetStream failed (%s)", exc or type(exc).__name__)
             return list(state.results)
