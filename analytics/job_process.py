@@ -223,8 +223,9 @@ def main() -> int:
     url = str(fields["url"])
     logging.basicConfig(level=fields["log_level"], format=fields["log_format"], stream=sys.stderr)
     password = conninfo_to_dict(url).get("password")
+    secrets = [str(password)] if password else []
     for handler in logging.getLogger().handlers:
-        redaction.install(handler, [str(password)] if password else [])
+        redaction.install(handler, secrets)
     request = JobRequest(
         kind=str(fields["kind"]),
         now=datetime.fromisoformat(fields["now"]),
@@ -243,7 +244,7 @@ def main() -> int:
     except Exception as exc:
         log.exception("%s failed", request.kind)
         error = "".join(traceback.format_exception_only(exc)).strip()
-        tell({"error": redaction.redact(error, [str(password)] if password else [])})
+        tell({"error": redaction.redact(error, secrets)})
         return 1
     tell({"run": asdict(run)})
     return 0

@@ -154,6 +154,11 @@ def hourly_by_wiki(names: Mapping[str, str], rows: Sequence[DailyCounts], day: d
     )
 
 
+def _kind_colour(label: str) -> str:
+    """The colour of an editor kind's series (the first line colour for a kind without one)."""
+    return KIND_COLOURS.get(label, LINE_COLOURS[0])
+
+
 def _bars(axes: Axes, values: Sequence[int], bottom: Sequence[int], *, label: str, colour: str) -> None:
     """One series of bars as one collection of rectangles.
 
@@ -253,7 +258,7 @@ def _plot(figure: Figure, data: ChartData) -> None:
         areas = axes.stackplot(
             positions,
             *(series.values for series in data.series),
-            colors=[KIND_COLOURS.get(series.label, LINE_COLOURS[0]) for series in data.series],
+            colors=[_kind_colour(series.label) for series in data.series],
         )
         for area in areas:
             area.set_gid(AREAS_GID)
@@ -261,7 +266,7 @@ def _plot(figure: Figure, data: ChartData) -> None:
     elif data.stacked:
         bottom = [0] * len(data.x_labels)
         for series in data.series:
-            colour = KIND_COLOURS.get(series.label, LINE_COLOURS[0])
+            colour = _kind_colour(series.label)
             _bars(axes, series.values, bottom, label=series.label, colour=colour)
             bottom = [b + v for b, v in zip(bottom, series.values, strict=True)]
         top = max(bottom, default=0)
@@ -280,7 +285,7 @@ def _plot(figure: Figure, data: ChartData) -> None:
     axes.set_ylabel(data.y_title)
     if len(data.series) > 1:
         if data.stacked:
-            _legend(axes, [(s.label, KIND_COLOURS.get(s.label, LINE_COLOURS[0])) for s in data.series])
+            _legend(axes, [(s.label, _kind_colour(s.label)) for s in data.series])
         else:
             _legend(axes, list(zip((s.label for s in data.series), LINE_COLOURS, strict=False)), lines=True)
 

@@ -32,6 +32,7 @@ import discord
 from bot import digest_store
 from bot.answers import Chart, DayStats, NoStats
 from bot.commands import CommandCore, Invoker
+from bot.feeds.plan import NONCE_LENGTH
 from bot.feeds.poster import CHANNEL_GONE, NOT_ALLOWED
 from bot.messages import Attachment, Message
 from bot.rendering import discord_reply
@@ -44,8 +45,6 @@ FINAL_WAIT = timedelta(hours=6)
 CATCH_UP_DAYS = 7
 CLAIM_LEASE = timedelta(minutes=10)
 NO_MENTIONS = discord.AllowedMentions.none()
-# Discord keeps nonces of at most 25 characters.
-_NONCE_LENGTH = 25
 
 
 def post_time(day: date, at: time) -> datetime:
@@ -69,8 +68,8 @@ def due_days(
 def digest_nonce(digest_id: int, day: date, index: int) -> str:
     """The nonce of message `index` of a digest's post of `day`: the same every time it is sent."""
     nonce = f"d{digest_id}-{day:%Y%m%d}-{index}"
-    if len(nonce) > _NONCE_LENGTH:
-        nonce = "d" + hashlib.sha256(nonce.encode()).hexdigest()[: _NONCE_LENGTH - 1]
+    if len(nonce) > NONCE_LENGTH:
+        nonce = "d" + hashlib.sha256(nonce.encode()).hexdigest()[: NONCE_LENGTH - 1]
     return nonce
 
 
