@@ -12,9 +12,9 @@ The service runs each scheduled roll-up in a child process of its own (`analytic
 lives for the seconds the job takes. Every second the resident set (`VmRSS` of `/proc/<pid>/status`) of
 the service process and of its whole process tree (the service and any job child) is sampled.
 
-- Peak: the largest of the highest tree sample, the service's own high-water mark (`VmHWM`, read
-  before it is stopped) and the sum of that high-water mark and the largest peak of a job's child (each
-  child's `ru_maxrss`, recorded in its run's `job_runs.details.max_rss_mib`). Samples a second apart
+- Peak: the larger of the highest tree sample and the sum of the service's own high-water mark
+  (`VmHWM`, read before it is stopped) and the largest peak of a job's child (each child's `ru_maxrss`,
+  recorded in its run's `job_runs.details.max_rss_mib`; 0 without a job). Samples a second apart
   can miss a child's peak; the sum cannot, being a bound above any moment's tree.
 - Growth: the least-squares slope of the service process's samples over the second half of the
   stream, in MiB per minute (`TARGET_SLOPE_MIB_PER_MIN` at most). The long-lived process is what must
@@ -284,7 +284,8 @@ def run(context: Context) -> list[Figure]:
         raise RuntimeError(f"`teston up` ended early (exit {exited}):\n{log}")
     sampled_peak = max(v for _, v in samples)
     child_peak = max((mib for _, mib in job_peaks), default=0.0)
-    peak = max(sampled_peak, high_water / MIB, high_water / MIB + child_peak)
+    # The service's high-water mark plus the largest child's peak bounds the tree at any moment.
+    peak = max(sampled_peak, high_water / MIB + child_peak)
     half = samples[-1][0] / 2
     slope = slope_per_minute([(t, v) for t, v in service_samples if t >= half])
     tree_slope = slope_per_minute([(t, v) for t, v in samples if t >= half])
