@@ -34,6 +34,7 @@ from analytics import aggregates, bookkeeping, exports, figure_passes
 from analytics.bookkeeping import DayExport
 from analytics.day_files import parquet_rows
 from teston.core.errors import AnalyticsError
+from teston.core.notices import ROLLUPS_CHANNEL, day_payload
 from teston.core.schema import DAILY_FIGURES
 from teston.core.statuses import DayStatus
 
@@ -184,6 +185,7 @@ def write_figures(
             """,
             (day, status, incomplete, figures.events, figures.wikis, max_received_at, computed_at),
         )
+        _announce(conn, day)
 
 
 def _insert_rows(
@@ -206,7 +208,13 @@ def remove_empty_rollup(conn: psycopg.Connection, day: date) -> bool:
         if removed:
             for table in _SUMMARY_TABLES:
                 conn.execute(_DELETE_DAY.format(sql.Identifier(table)), (day,))
+            _announce(conn, day)
     return removed is not None
+
+
+def _announce(conn: psycopg.Connection, day: date) -> None:
+    """Tell readers that keep `!stats` answers (`bot.command_reads`) the day's rows changed, at commit."""
+    conn.execute("SELECT pg_notify(%s, %s)", (ROLLUPS_CHANNEL, day_payload(day)))
 
 
 def today_utc(now: datetime | None = None) -> date:

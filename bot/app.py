@@ -19,9 +19,11 @@ from psycopg_pool import AsyncConnectionPool
 from bot.answers import Answer, Help, Problem
 from bot.arguments import parse_command
 from bot.client import DEFAULT_COOLDOWN, Backoff, BotUnavailable, run_bot, shards_of
+from bot.command_reads import CommandReads
 from bot.commands import DEFAULT_RETENTION_DAYS, CommandCore, Invoker, utc_now
-from bot.feeds.poster import FeedPoster, Listen
+from bot.feeds.poster import FeedPoster
 from bot.metrics import BotMetrics
+from bot.notifications import Listen, Notifications
 from bot.requests import HelpRequest, UsageError
 from teston.core.settings import Settings
 from teston.core.wikis import WikiCatalog
@@ -114,25 +116,31 @@ class DiscordBotService:
 
     async def start(self) -> None:
         await self._pool.open()
+        reads = CommandReads()
         core = CommandCore(
             database=self._pool,
             catalog=self._catalog,
             prefix=self._settings.discord.command_prefix,
             retention_days=self._settings.analytics.retention_days,
             metrics=self.metrics,
+            reads=reads,
         )
-        # Feeds share the bot's pool; new changes wake them through a connection of their own (LISTEN).
+        # Feeds share the bot's pool. New changes wake them, and drop the answers the core keeps, through
+        # one connection of their own (LISTEN); without it the feeds poll and the core keeps nothing.
         feeds = FeedPoster(
             self._pool,
             self._catalog,
             prefix=self._settings.discord.command_prefix,
-            listen=self._listen,
             metrics=self.metrics,
             owns=shards_of(self._settings.discord).owns,
         )
-        self._task = asyncio.create_task(self._run(core, feeds), name="discord bot")
+        notifications = None if self._listen is None else Notifications(self._listen, [feeds, reads])
+        self._task = asyncio.create_task(self._run(core, feeds, notifications), name="discord bot")
 
-    async def _run(self, core: CommandCore, feeds: FeedPoster) -> None:
+    async def _run(self, core: CommandCore, feeds: FeedPoster, notifications: Notifications | None) -> None:
+        following = None
+        if notifications is not None:
+            following = asyncio.create_task(notifications.run(), name="bot: notifications")
         try:
             await run_bot(
                 core,
@@ -150,6 +158,11 @@ class DiscordBotService:
             if self._essential:
                 raise
             log.exception("the Discord bot failed; the rest of TestON keeps running without it")
+        finally:
+            if following is not None:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
 
     async def wait(self) -> None:
         """Return when the bot has stopped (after `stop`, quietly); raise if it failed and is essential."""

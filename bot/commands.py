@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, assert_never
 
@@ -24,6 +24,7 @@ from bot import queries
 from bot.answers import Answer, Failure, Help, Problem
 from bot.argument_text import shown
 from bot.arguments import parse_command
+from bot.command_reads import CommandReads
 from bot.digest_commands import answer_digest_request
 from bot.feeds.commands import answer_feed_request
 from bot.lookup_commands import FALLBACK_LANGUAGE, answer_recent, answer_setlang, answer_stats
@@ -127,6 +128,8 @@ class CommandCore:
     query_timeout: float = DEFAULT_QUERY_TIMEOUT
     retention_days: int = DEFAULT_RETENTION_DAYS
     metrics: BotMetrics | None = None
+    # What `!recent` and `!stats` read, kept while the bot follows the database's notices.
+    reads: CommandReads = field(default_factory=CommandReads)
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncConnection
 
 from bot import queries
 from bot.answers import (
@@ -15,6 +17,8 @@ from bot.answers import (
     NoStats,
     RecentChanges,
 )
+from bot.command_reads import RecentKey, RecentReading, StatsKey
+from bot.queries import DayReading
 from bot.requests import Command, RecentRequest, Scope, SetLanguageRequest, StatsRequest, UsageError
 
 if TYPE_CHECKING:
@@ -25,44 +29,74 @@ FALLBACK_LANGUAGE = "en"
 
 
 async def answer_recent(core: CommandCore, request: RecentRequest, invoker: Invoker) -> RecentChanges:
-    async with core.database.connection() as conn:
-        await queries.limit_statement_time(conn, core.query_timeout)
-        wiki = await core.wiki_for(conn, Command.RECENT, request.language, invoker)
-        changes = await queries.latest_changes(
-            conn,
-            wiki.dbname,
-            request.count,
-            include_bots=request.include_bots,
-            include_categorize=request.include_categorize,
+    if request.language is not None:
+        # A named wiki needs no connection: a kept answer is given without one.
+        wiki = core.resolve(Command.RECENT, request.language)
+        reading = await core.reads.recent.read(
+            _recent_key(wiki.dbname, request), lambda: _read_recent_alone(core, wiki.dbname, request)
         )
-        # Nothing stored: the summary tables, kept after retention, say whether there ever was.
-        newest_day = None if changes else await queries.newest_counted_day(conn, wiki.dbname)
-        # Nothing shown, yet maybe bot or category changes were left out: every stored change of the
-        # wiki is one of those then, so counting the wiki's changes counts them.
-        filtered = not (request.include_bots and request.include_categorize)
-        left_out = (
-            await queries.count_changes(conn, wiki.dbname, at_most=LEFT_OUT_COUNTED + 1)
-            if filtered and not changes
-            else 0
-        )
+    else:
+        async with core.database.connection() as conn:
+            await queries.limit_statement_time(conn, core.query_timeout)
+            wiki = await core.wiki_for(conn, Command.RECENT, request.language, invoker)
+            reading = await core.reads.recent.read(
+                _recent_key(wiki.dbname, request), lambda: _read_recent(conn, wiki.dbname, request)
+            )
     return RecentChanges(
         wiki=wiki,
-        changes=tuple(changes),
+        changes=reading.changes,
         count=request.count,
         include_bots=request.include_bots,
         include_categorize=request.include_categorize,
         asked=request.asked,
-        newest_day=newest_day,
-        retention_days=None if changes else core.retention_days,
-        left_out=left_out,
+        newest_day=reading.newest_day,
+        retention_days=None if reading.changes else core.retention_days,
+        left_out=reading.left_out,
     )
 
 
-async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoker) -> DayStats | NoStats:
+def _recent_key(wiki: str, request: RecentRequest) -> RecentKey:
+    return RecentKey(wiki, request.count, request.include_bots, request.include_categorize)
+
+
+async def _read_recent_alone(core: CommandCore, wiki: str, request: RecentRequest) -> RecentReading:
     async with core.database.connection() as conn:
         await queries.limit_statement_time(conn, core.query_timeout)
-        wiki = await core.wiki_for(conn, Command.STATS, request.language, invoker)
-        day = await queries.read_day(conn, wiki.dbname, request.day, pages=TOP_PAGES_SHOWN)
+        return await _read_recent(conn, wiki, request)
+
+
+async def _read_recent(conn: AsyncConnection[Any], wiki: str, request: RecentRequest) -> RecentReading:
+    changes = await queries.latest_changes(
+        conn,
+        wiki,
+        request.count,
+        include_bots=request.include_bots,
+        include_categorize=request.include_categorize,
+    )
+    if changes:
+        return RecentReading(tuple(changes))
+    # Nothing stored: the summary tables, kept after retention, say whether there ever was.
+    newest_day = await queries.newest_counted_day(conn, wiki)
+    # Nothing shown, yet maybe bot or category changes were left out: every stored change of the
+    # wiki is one of those then, so counting the wiki's changes counts them.
+    filtered = not (request.include_bots and request.include_categorize)
+    left_out = await queries.count_changes(conn, wiki, at_most=LEFT_OUT_COUNTED + 1) if filtered else 0
+    return RecentReading((), newest_day, left_out)
+
+
+async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoker) -> DayStats | NoStats:
+    if request.language is not None:
+        wiki = core.resolve(Command.STATS, request.language)
+        key = StatsKey(wiki.dbname, request.day, TOP_PAGES_SHOWN)
+        day = await core.reads.stats.read(key, lambda: _read_day_alone(core, key))
+    else:
+        async with core.database.connection() as conn:
+            await queries.limit_statement_time(conn, core.query_timeout)
+            wiki = await core.wiki_for(conn, Command.STATS, request.language, invoker)
+            key = StatsKey(wiki.dbname, request.day, TOP_PAGES_SHOWN)
+            day = await core.reads.stats.read(
+                key, lambda: queries.read_day(conn, key.wiki, key.day, pages=key.pages)
+            )
     if day.figures is not None:
         return DayStats(
             wiki=wiki,
@@ -84,6 +118,12 @@ async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoke
         rollup=day.rollup,
         is_today=request.day == core.today(),
     )
+
+
+async def _read_day_alone(core: CommandCore, key: StatsKey) -> DayReading:
+    async with core.database.connection() as conn:
+        await queries.limit_statement_time(conn, core.query_timeout)
+        return await queries.read_day(conn, key.wiki, key.day, pages=key.pages)
 
 
 async def answer_setlang(

@@ -156,6 +156,17 @@ def _segments() -> tuple[_Segment, ...]:
 
 
 _SEGMENTS = _segments()
+
+
+def _wiki_segment() -> tuple[int, int | None]:
+    """Which segment holds `wiki`, and its place in the segment's values (None: the only column)."""
+    for index, segment in enumerate(_SEGMENTS):
+        if "wiki" in segment.columns:
+            return index, segment.columns.index("wiki") if len(segment.columns) > 1 else None
+    raise LookupError("no segment holds the wiki")
+
+
+_WIKI_SEGMENT = _wiki_segment()
 # The columns a row's COPY fields are, in order: `INGEST_COLUMNS`, as the segments cover them.
 COPY_COLUMNS: tuple[str, ...] = tuple(name for segment in _SEGMENTS for name in segment.columns)
 
@@ -211,6 +222,14 @@ class CopyRows:
     def days(self) -> set[date]:
         """The UTC days of the rows kept (the partitions they go to)."""
         return {day_of(moment) for moment in self.times}
+
+    @property
+    def wikis(self) -> set[str]:
+        """The wikis of the rows appended (read from the encoding cache: nothing is done per row)."""
+        segment, position = _WIKI_SEGMENT
+        cache = self._plan[segment][2]
+        assert cache is not None  # noqa: S101 - `wiki` is a repeating column
+        return {values[position] for values in cache} if position is not None else set(cache)
 
     def append(self, row: Sequence[Any]) -> None:
         """Add a row in `INGEST_COLUMNS` order, unless a copy of it (same primary key) is already here."""

@@ -4,8 +4,9 @@ Exactly-once rests on two facts: the stream cursor is written in the same transa
 covers, and `(event_time, event_id)` is the primary key, so nothing a resume sends twice is stored twice.
 
 Every transaction that stores rows first takes the arrival lock and queues a `NOTIFY recent_changes`
-(`ANNOUNCE_ROWS`): writers then draw `recent_changes.arrival` numbers and commit one after another, so
-rows become visible in arrival order, and live feeds (`bot.feeds`) listening are woken by the commit.
+naming the batch's wikis (`announce_rows`): writers then draw `recent_changes.arrival` numbers and
+commit one after another, so rows become visible in arrival order, and the bot listening (its live
+feeds, its read cache) hears of the commit.
 
 Rows are encoded for PostgreSQL's binary COPY as they are parsed (`CopyRows`), dropping later copies of an
 event already in the batch, so a batch waiting for its commit holds bytes, not thousands of Python objects,
@@ -35,6 +36,7 @@ from ingestion.copy_rows import CopyRows
 from ingestion.events import INGEST_COLUMNS
 from ingestion.stream_lock import release_stream_locks, take_stream_lock
 from teston.core.locks import ARRIVAL_KEY
+from teston.core.notices import CHANGES_CHANNEL, wikis_payload
 from teston.core.partitions import PARENT_TABLE, ensure_partitions
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,19 @@ ROW_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityE
 # `ARRIVAL_KEY` is held from before a transaction draws arrival numbers until it commits (a
 # transaction-level lock is released after the commit is visible): a reader that sees arrival n never
 # later sees a smaller one appear.
-# Feeds LISTEN on this channel; PostgreSQL delivers the notification only if the transaction commits.
-CHANGES_CHANNEL = "recent_changes"
-ANNOUNCE_ROWS = f"SELECT pg_advisory_xact_lock({ARRIVAL_KEY}), pg_notify('{CHANGES_CHANNEL}', '')"
+# The bot LISTENs on this channel (feeds, its read cache); the payload names the batch's wikis, and
+# PostgreSQL delivers the notification only if the transaction commits.
+_ANNOUNCE_ROWS = sql.SQL("SELECT pg_advisory_xact_lock({key}), pg_notify({channel}, {wikis})")
+
+
+def announce_rows(wikis: Iterable[str]) -> sql.Composed:
+    """The statement that takes the arrival lock and queues the notice naming `wikis`."""
+    return _ANNOUNCE_ROWS.format(
+        key=sql.Literal(ARRIVAL_KEY),
+        channel=sql.Literal(CHANGES_CHANNEL),
+        wikis=sql.Literal(wikis_payload(wikis)),
+    )
+
 
 # The staged rows are consumed, so that the rows isolated part by part are moved once each.
 _MOVE_ROWS = sql.SQL(
@@ -168,9 +180,7 @@ class BatchWriter:
         # Only a superuser may change what the server logs (the embedded server's connections are one).
         quiet_refusals = conn.info.parameter_status("is_superuser") == "on"
         # The direct path opens its transaction with the statements that must start it, in one query.
-        self._begin_direct = "; ".join(
-            ["BEGIN", *([_QUIET_REFUSALS] if quiet_refusals else []), ANNOUNCE_ROWS]
-        )
+        self._begin_direct = [sql.SQL("BEGIN"), *([sql.SQL(_QUIET_REFUSALS)] if quiet_refusals else [])]
         # Transactions are the writer's own, opened and closed by its statements or `transaction()`
         # blocks: the direct path's BEGIN and COMMIT then travel with the statements beside them.
         conn.autocommit = True
@@ -241,7 +251,7 @@ class BatchWriter:
             except ROW_ERRORS:
                 log.warning("batch refused by the database (%s); isolating the offending rows", exc)
                 with self.conn.transaction():
-                    self.conn.execute(ANNOUNCE_ROWS)
+                    self.conn.execute(announce_rows(rows.wikis))
                     ensure_partitions(self.conn, days)
                     inserted, refused = self._isolate(batch.stream, rows, 0, len(rows))
                     new_records = self._finish(batch, [*unencodable, *refused], cursor_saved=False)
@@ -266,7 +276,7 @@ class BatchWriter:
                 pass  # an event already stored: nothing was kept, the batch goes through staging
         with self.conn.transaction():
             if rows:
-                self.conn.execute(ANNOUNCE_ROWS)
+                self.conn.execute(announce_rows(rows.wikis))
             self._ensure_partitions(days)
             inserted = self._stage_and_move(rows, 0, len(rows), batch) if rows else 0
             new_records = self._finish(batch, refused, cursor_saved=bool(rows))
@@ -283,7 +293,7 @@ class BatchWriter:
         """
         conn = self.conn
         try:
-            conn.execute(self._begin_direct)
+            conn.execute(sql.SQL("; ").join([*self._begin_direct, announce_rows(rows.wikis)]))
             self._ensure_partitions(days)
             self._copy(self._copy_direct, rows.copy_data())
             closing = _ARRIVALS_INLINE.format(

@@ -21,7 +21,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
@@ -46,6 +46,8 @@ from bot.feeds.plan import (
 )
 from bot.feeds.posts import changes_message, skipped_message
 from bot.messages import Message
+from bot.notifications import Listen, Notifications
+from teston.core.notices import CHANGES_CHANNEL
 from teston.core.waiting import wait_event
 from teston.core.wikis import WikiCatalog
 
@@ -55,11 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Opens the connection the feeds LISTEN on (autocommit, so that notifications arrive at once).
-Listen = Callable[[], Awaitable[AsyncConnection[Any]]]
-
-# The channel the ingester notifies after each commit (`ingestion.writer.CHANGES_CHANNEL`).
-CHANGES_CHANNEL = "recent_changes"
 DEFAULT_POLL_INTERVAL = 5.0
 # Posts spread evenly over Discord's window: a busy channel posts every second, not five at once and
 # then nothing for five seconds.
@@ -148,7 +145,13 @@ class FeedPoster:
         """Post for every active feed until cancelled (a feed's failure is logged and retried)."""
         async with asyncio.TaskGroup() as group:
             if self._listen is not None:
-                group.create_task(self._follow_notifications(self._listen), name="feeds: listen")
+                notifications = Notifications(
+                    self._listen,
+                    [self],
+                    channels=(CHANGES_CHANNEL,),
+                    retry_after_failure=self.retry_after_failure,
+                )
+                group.create_task(notifications.run(), name="feeds: listen")
             tasks: dict[int, asyncio.Task[None]] = {}
             while True:
                 try:
@@ -176,23 +179,16 @@ class FeedPoster:
                     await asyncio.sleep(rest)
                 self._wake.clear()
 
-    async def _follow_notifications(self, listen: Listen) -> None:
-        """Wake the feeds on every notification; polling covers the time without a connection."""
-        while True:
-            try:
-                conn = await listen()
-                async with conn:
-                    await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
-                    self.wake()  # changes committed before LISTEN took effect are read now
-                    async for _ in conn.notifies():
-                        self.wake()
-            except (psycopg.Error, OSError) as error:
-                log.warning(
-                    "feeds: lost the notification connection (%s); polling every %.0f s until it is back",
-                    error,
-                    self.poll_interval,
-                )
-            await asyncio.sleep(self.retry_after_failure)
+    # As a `bot.notifications` subscriber: every commit of new changes (or a new feed) wakes the feeds.
+    def following(self) -> None:
+        self.wake()  # changes committed before LISTEN took effect are read now
+
+    def notified(self, channel: str, payload: str) -> None:
+        if channel == CHANGES_CHANNEL:
+            self.wake()
+
+    def lost(self) -> None:
+        pass  # polling (every `poll_interval`) covers the time without notifications
 
     async def _run_feed(self, feed_id: int, channels: Channels) -> None:
         wake = self._feed_wakes[feed_id]

@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 
 from teston.core.locks import PARTITION_DDL_KEY
+from teston.core.notices import CHANGES_CHANNEL
 
 PARENT_TABLE = "recent_changes"
 _NAME = re.compile(r"^recent_changes_p(\d{8})$")
@@ -74,5 +75,7 @@ def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> set[dat
 
 
 def drop_partition(conn: psycopg.Connection, day: date) -> None:
+    """Drop the day's partition; readers that keep what they read hear that any wiki may have changed."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_DDL_KEY,))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(partition_name(day))))
+    conn.execute("SELECT pg_notify(%s, '')", (CHANGES_CHANNEL,))

@@ -1,0 +1,67 @@
+"""The reads of `!recent` and `!stats` that `bot.read_cache` keeps, and the notices that drop them.
+
+`!recent` answers are kept under their wiki and only when they show changes (an empty answer also reads
+the summary tables). `!stats` readings are kept under their day once the day is rolled up: from then on
+only another roll-up of the day (`day_rollups`) changes what they show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from bot.answers import Change
+from bot.queries import DayReading
+from bot.read_cache import DEFAULT_CAPACITY, TopicCache
+from teston.core.notices import CHANGES_CHANNEL, ROLLUPS_CHANNEL, day_named, wikis_named
+
+
+@dataclass(frozen=True, slots=True)
+class RecentKey:
+    wiki: str  # database name
+    count: int
+    include_bots: bool
+    include_categorize: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecentReading:
+    """What `!recent` read: the changes, and when there are none the newest counted day and the left out."""
+
+    changes: tuple[Change, ...]
+    newest_day: date | None = None
+    left_out: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatsKey:
+    wiki: str
+    day: date
+    pages: int
+
+
+class CommandReads:
+    """The kept reads of the command core; a `bot.notifications` subscriber."""
+
+    def __init__(self, *, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.recent: TopicCache[RecentKey, RecentReading] = TopicCache(
+            lambda key: key.wiki, keep=lambda reading: bool(reading.changes), capacity=capacity
+        )
+        self.stats: TopicCache[StatsKey, DayReading] = TopicCache(
+            lambda key: key.day, keep=lambda reading: reading.rollup is not None, capacity=capacity
+        )
+
+    def following(self) -> None:
+        self.recent.follow()
+        self.stats.follow()
+
+    def lost(self) -> None:
+        self.recent.lose()
+        self.stats.lose()
+
+    def notified(self, channel: str, payload: str) -> None:
+        if channel == CHANGES_CHANNEL:
+            self.recent.changed(wikis_named(payload))
+        elif channel == ROLLUPS_CHANNEL:
+            day = day_named(payload)
+            self.stats.changed(None if day is None else (day,))
