@@ -10,27 +10,36 @@ settings: `DB_MAX_OPEN_CONNS`=10 less the feeds' LISTEN connection, so 9).
 
 10. `!chart <wiki>` (the last 30 days, stacked by editor kind, one PNG) for the busiest wiki, and
     `!chart <5 wikis>` (one line per wiki) for the five busiest, interleaved call by call.
-11. After one untimed pass over every command line (the data is fresh from loading, its pages not yet
-    read), rounds of two phases: the baseline, commands one at a time (each alone on the bot); then the load,
-    `bot_concurrency` (200) tasks each sending its next command as soon as the last was answered, so
-    that 200 are in flight at once. The commands are the mix of figures 4 and 5 (`!stats <day> <wiki>`
-    for a random day and wiki, `!recent` of the busiest wiki and of a random one). A command's latency
-    runs from its call to its rendered reply, the wait for a pooled connection included. The ratio is
-    per round: p99 under load ÷ p99 alone.
+11. The bot as `teston bot` runs it: the command core follows the database's notices on a LISTEN
+    connection of its own (`bot.notifications`), so it keeps `!recent` and `!stats` answers until a
+    commit or a roll-up changes them (`bot.command_reads`), while the production ingester (`python -m
+    teston ingest`, its own process) stores a synthetic stream of the same wikis at 50 events/s into
+    the same database: each of its commits drops the kept `!recent` answers of the wikis it stored.
+    After one untimed pass over every command line (the data is fresh from loading, its pages not yet
+    read), rounds of three phases: the baseline, commands one at a time (each alone on the bot); the
+    load, `bot_concurrency` (200) tasks each sending its next command as soon as the last was answered,
+    so that 200 are in flight at once; and the same load on a core that keeps nothing (every command
+    reads the database; identical reads in flight are still shared), the bot as it was before. The
+    commands are the mix of figures 4 and 5 (`!stats <day> <wiki>` for a random day and wiki,
+    `!recent` of the busiest wiki and of a random one); every round sends the same lines. A command's
+    latency runs from its call to its rendered reply, the wait for a pooled connection included. The
+    ratio is per round: p99 under load ÷ p99 alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
-from benchmarks import query_bench
+from benchmarks import live_stream, query_bench
 from benchmarks.harness import Context, Figure, human_bytes, percentile, ratio
 
 CHART_TARGET_MS = 300.0
@@ -39,6 +48,8 @@ CHART_WIKIS = 5
 WARM_UP_CALLS = 3
 # `teston bot` alone: DB_MAX_OPEN_CONNS (10) less the LISTEN connection of the feeds.
 BOT_POOL_SIZE = 9
+# The live stream's rate while figure 11 runs (events/s), as figure 7's.
+LIVE_RATE = 50.0
 
 
 def run(context: Context) -> list[Figure]:
@@ -73,7 +84,7 @@ def _commands(url: str, context: Context, busiest: str, calls: int, seed: int) -
         keys = conn.execute("SELECT day, wiki FROM daily_wiki_stats").fetchall()
     labelled = [(day, wiki.label) for day, dbname in keys if (wiki := catalog.by_dbname(dbname)) is not None]
     rng = random.Random(seed)
-    lines = []
+    lines: list[str] = []
     while len(lines) < calls:
         day, label = rng.choice(labelled)
         lines += [
@@ -86,9 +97,12 @@ def _commands(url: str, context: Context, busiest: str, calls: int, seed: int) -
 
 async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> list[Figure]:
     from bot.answers import Failure
+    from bot.command_reads import CommandReads
     from bot.commands import CommandCore, Invoker
+    from bot.notifications import Notifications
     from bot.rendering import discord_reply
-    from teston.cli.wiring import bot_pool
+    from teston.cli.wiring import bot_pool, listen_connector
+    from teston.core.runtime import settle_heap
     from teston.core.settings import DatabaseSettings
     from teston.core.wikis import WikiCatalog
 
@@ -97,17 +111,24 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
     busiest = _busiest(url, CHART_WIKIS)
     async with bot_pool(url, DatabaseSettings(), max_size=BOT_POOL_SIZE) as pool:
         await pool.open(wait=True)
-        core = CommandCore(database=pool, catalog=WikiCatalog.load())
+        catalog = WikiCatalog.load()
+        core = CommandCore(database=pool, catalog=catalog, reads=CommandReads())
+        # The same bot keeping nothing: its reads never follow notices.
+        uncached = CommandCore(database=pool, catalog=catalog)
+        following = asyncio.create_task(Notifications(listen_connector(url), [core.reads]).run())
 
         failures: list[str] = []
 
-        async def call(line: str) -> tuple[float, Any]:
+        async def call(line: str, core: CommandCore = core) -> tuple[float, Any]:
             started = time.perf_counter()
             answer = await core.answer_text(line, invoker)
             discord_reply(answer, prefix=core.prefix)
             if isinstance(answer, Failure):
                 failures.append(line)
             return (time.perf_counter() - started) * 1000, answer
+
+        async def call_uncached(line: str) -> tuple[float, Any]:
+            return await call(line, uncached)
 
         # Figure 10: the two charts, interleaved.
         charts = {"one": f"!chart {busiest[0]}", "five": f"!chart {','.join(busiest)}"}
@@ -120,38 +141,67 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
                     chart_ms[kind].append(elapsed)
         context.log(f"bot: charts measured ({size.chart_calls} calls each)")
 
-        # Figure 11: rounds of (alone, under load).
+        # Figure 11: rounds of (alone, under load, under load keeping nothing), the ingester writing.
         alone_calls = max(50, size.bot_calls // 4)
         lines = _commands(url, context, busiest[0], size.bot_calls, context.seed)
-        # One untimed pass over every command line, 200 at a time: the 17 GB are fresh from loading, and
-        # the first reads of a wiki's index pages would otherwise come from disk inside the first round.
-        await _under_load(call, lines, size.bot_concurrency)
-        alone: list[float] = []
-        loaded: list[float] = []
-        round_ratios: list[float] = []
-        round_p99: list[tuple[float, float]] = []
-        loaded_seconds = 0.0
-        failures.clear()
-        for round_number in range(size.bot_rounds):
-            rng = random.Random(context.seed + round_number)
-            sample = rng.sample(lines, min(alone_calls, len(lines)))
-            alone_round = [(await call(line))[0] for line in sample]
-            loaded_round, seconds = await _under_load(call, lines, size.bot_concurrency)
-            loaded_seconds += seconds
-            alone += alone_round
-            loaded += loaded_round
-            p99_alone, p99_loaded = percentile(alone_round, 99), percentile(loaded_round, 99)
-            round_p99.append((p99_alone, p99_loaded))
-            round_ratios.append(p99_loaded / p99_alone)
-            context.log(
-                f"bot: round {round_number + 1}: p99 alone {p99_alone:.1f} ms, "
-                f"{size.bot_concurrency} in flight {p99_loaded:.1f} ms"
-            )
-    figure = _load_figure(context, data, alone, loaded, round_ratios, round_p99, loaded_seconds)
+        runs = _Runs()
+        with live_stream.LiveIngest(context, url, LIVE_RATE):
+            await live_stream.until(lambda: core.reads.recent.following)
+            settle_heap()  # as `teston bot` does once its components have started
+            # One untimed pass over every command line, 200 at a time: the 17 GB are fresh from loading,
+            # and the first reads of a wiki's index pages would otherwise come from disk in the first round.
+            await _under_load(call, lines, size.bot_concurrency)
+            failures.clear()
+            for round_number in range(size.bot_rounds):
+                rng = random.Random(context.seed + round_number)
+                sample = rng.sample(lines, min(alone_calls, len(lines)))
+                alone_round = [(await call(line))[0] for line in sample]
+                before = _counts(core)
+                loaded_round, seconds = await _under_load(call, lines, size.bot_concurrency)
+                runs.served = [a + b - c for a, b, c in zip(runs.served, _counts(core), before, strict=True)]
+                uncached_round, _ = await _under_load(call_uncached, lines, size.bot_concurrency)
+                runs.add(alone_round, loaded_round, uncached_round, seconds)
+                context.log(
+                    f"bot: round {round_number + 1}: p99 alone {runs.round_p99[-1][0]:.1f} ms, "
+                    f"{size.bot_concurrency} in flight {runs.round_p99[-1][1]:.1f} ms, keeping nothing "
+                    f"{percentile(uncached_round, 99):.1f} ms"
+                )
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+    figure = _load_figure(context, data, runs)
     figure.values["failed"] = float(len(failures))
     figure.met = bool(figure.met) and not failures
     figure.notes += f" {len(failures)} commands answered with a failure (the query timeout) while timed."
     return [_chart_figure(context, chart_ms, chart_answers, busiest), figure]
+
+
+def _counts(core: Any) -> tuple[int, int, int]:
+    """Commands served so far from kept answers, by joining a read in flight, by reading the database."""
+    recent, stats = core.reads.recent.counts, core.reads.stats.counts
+    return (recent.hits + stats.hits, recent.joined + stats.joined, recent.reads + stats.reads)
+
+
+@dataclass
+class _Runs:
+    """The timings of figure 11's rounds, in ms, and how the loaded commands were served."""
+
+    alone: list[float] = field(default_factory=list)
+    loaded: list[float] = field(default_factory=list)
+    uncached: list[float] = field(default_factory=list)
+    round_ratios: list[float] = field(default_factory=list)
+    round_p99: list[tuple[float, float, float]] = field(default_factory=list)
+    loaded_seconds: float = 0.0
+    served: list[int] = field(default_factory=lambda: [0, 0, 0])  # kept, joined, read
+
+    def add(self, alone: list[float], loaded: list[float], uncached: list[float], seconds: float) -> None:
+        self.alone += alone
+        self.loaded += loaded
+        self.uncached += uncached
+        self.loaded_seconds += seconds
+        p99 = (percentile(alone, 99), percentile(loaded, 99), percentile(uncached, 99))
+        self.round_p99.append(p99)
+        self.round_ratios.append(p99[1] / p99[0])
 
 
 async def _under_load(call: Any, lines: Sequence[str], concurrency: int) -> tuple[list[float], float]:
@@ -163,6 +213,9 @@ async def _under_load(call: Any, lines: Sequence[str], concurrency: int) -> tupl
     async def caller() -> None:
         for line in pending:
             timings.append((await call(line))[0])
+            # Each command reaches the bot as its own gateway event: the next is sent once the reply is
+            # in, through the event loop, even when the answer was ready without waiting (a kept one).
+            await asyncio.sleep(0)
 
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
@@ -213,18 +266,18 @@ def _chart_figure(
     )
 
 
-def _load_figure(
-    context: Context,
-    data: query_bench.LoadedData,
-    alone: list[float],
-    loaded: list[float],
-    round_ratios: list[float],
-    round_p99: list[tuple[float, float]],
-    loaded_seconds: float,
-) -> Figure:
+def _load_figure(context: Context, data: query_bench.LoadedData, runs: _Runs) -> Figure:
     size = context.size
-    by_alone, by_load = _summary(alone), _summary(loaded)
-    rounds = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in round_p99)
+    alone, loaded, round_ratios, loaded_seconds = (
+        runs.alone,
+        runs.loaded,
+        runs.round_ratios,
+        runs.loaded_seconds,
+    )
+    by_alone, by_load, by_uncached = _summary(alone), _summary(loaded), _summary(runs.uncached)
+    rounds = ", ".join(f"{a:.1f}/{b:.1f}/{c:.1f}" for a, b, c in runs.round_p99)
+    kept, joined, read = runs.served
+    served = max(1, kept + joined + read)
     return Figure(
         number=11,
         what=(
@@ -242,14 +295,21 @@ def _load_figure(
         values={
             **{f"load_{k}": v for k, v in by_load.items()},
             **{f"alone_{k}": v for k, v in by_alone.items()},
+            **{f"uncached_{k}": v for k, v in by_uncached.items()},
+            "kept_share": kept / served,
+            "joined_share": joined / served,
+            "read_share": read / served,
             "ratio_median": ratio(round_ratios).median,
             "commands_per_s": len(loaded) / max(1e-9, loaded_seconds),
             "rows": float(data.rows),
         },
         notes=(
             f"{size.bot_rounds} rounds of {len(alone) // max(1, size.bot_rounds)} commands alone then "
-            f"{size.bot_calls} with {size.bot_concurrency} in flight "
-            f"(p99 alone/loaded per round, ms: {rounds}); "
+            f"{size.bot_calls} with {size.bot_concurrency} in flight, then as many keeping nothing "
+            f"(p99 alone/loaded/keeping nothing per round, ms: {rounds}); the ingester storing "
+            f"{LIVE_RATE:.0f} events/s meanwhile; under load {kept / served:.0%} of the answers were kept "
+            f"ones, {joined / served:.0%} joined a read in flight, {read / served:.0%} read the database; "
+            f"keeping nothing: p99 {by_uncached['p99_ms']:.1f} ms (p50 {by_uncached['p50_ms']:.1f}); "
             f"pool of {BOT_POOL_SIZE} connections as `teston bot` alone; mix of `!stats <day> <wiki>`, "
             f"`!recent` busiest and `!recent` random wiki; {len(loaded) / max(1e-9, loaded_seconds):,.0f} "
             "commands/s under load."

@@ -5,24 +5,21 @@ steady 50 per second and notes when each one left. The ingester is the productio
 teston ingest --source <that URL>`, in its own process with its default settings (an event reaching an
 idle writer is committed at once; events are batched only under a backlog). A reader polls PostgreSQL
 every 50 ms for rows received in the last seconds and notes when each event first becomes visible;
-`!recent` reads `recent_changes` directly (`bot.queries.latest_changes`, no cache), so a committed row is
-what it can show. Freshness of an event = first seen − sent; polling adds up to 50 ms. Both clocks are
+`!recent` reads `recent_changes` (`bot.queries.latest_changes`), so a committed row is what it can show.
+(The bot keeps a `!recent` answer only until the commit's own notice reaches it, `bot.command_reads`.)
+Freshness of an event = first seen − sent; polling adds up to 50 ms. Both clocks are
 this machine's `time.time()`.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 
 from benchmarks.harness import Context, Figure, percentile
+from benchmarks.live_stream import start_ingester, stop_ingester
 from benchmarks.local_stream import PacedStream
 from benchmarks.synthetic import EventFactory
 from teston.core.partitions import ensure_partitions
@@ -77,19 +74,10 @@ def run(context: Context) -> list[Figure]:
 
 def _follow(context: Context, url: str, stream: PacedStream, since: datetime) -> tuple[dict[str, float], str]:
     """Run the ingester on the paced stream and note when each sent event becomes visible."""
-    home = context.workdir / "freshness-home"
-    home.mkdir(exist_ok=True)
     log_path = context.workdir / "freshness-ingest.log"
-    environment = {**os.environ, "DATABASE_URL": url, "TESTON_HOME": str(home), "LOG_LEVEL": "WARNING"}
     seen: dict[str, float] = {}
     with log_path.open("w") as log:
-        ingester = subprocess.Popen(
-            [sys.executable, "-m", "teston", "ingest", "--source", stream.url, "--metrics-port", "0"],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
+        ingester = start_ingester(context, url, stream.url, "freshness", log)
         try:
             watermark = since
             deadline: float | None = None
@@ -112,11 +100,5 @@ def _follow(context: Context, url: str, stream: PacedStream, since: datetime) ->
                             break
                     time.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - polled_at)))
         finally:
-            if ingester.poll() is None:
-                ingester.send_signal(signal.SIGINT)
-                try:
-                    ingester.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    ingester.kill()
-                    ingester.wait()
+            stop_ingester(ingester)
     return seen, log_path.read_text(errors="replace")

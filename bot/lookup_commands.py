@@ -61,6 +61,17 @@ def _recent_key(wiki: str, request: RecentRequest) -> RecentKey:
 
 async def _read_recent_alone(core: CommandCore, wiki: str, request: RecentRequest) -> RecentReading:
     async with core.database.connection() as conn:
+        changes = await queries.latest_changes_alone(
+            conn,
+            wiki,
+            request.count,
+            include_bots=request.include_bots,
+            include_categorize=request.include_categorize,
+            seconds=core.query_timeout,
+        )
+        if changes:
+            return RecentReading(tuple(changes))
+        # None: the rarer answer, read as any other.
         await queries.limit_statement_time(conn, core.query_timeout)
         return await _read_recent(conn, wiki, request)
 
@@ -122,8 +133,9 @@ async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoke
 
 async def _read_day_alone(core: CommandCore, key: StatsKey) -> DayReading:
     async with core.database.connection() as conn:
-        await queries.limit_statement_time(conn, core.query_timeout)
-        return await queries.read_day(conn, key.wiki, key.day, pages=key.pages)
+        return await queries.read_day_alone(
+            conn, key.wiki, key.day, pages=key.pages, seconds=core.query_timeout
+        )
 
 
 async def answer_setlang(

@@ -3,6 +3,7 @@ notes and figures, `!setLang`'s lines. Pure: no network, no database, no discord
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from bot.answers import (
@@ -174,6 +175,8 @@ def left_out_heading(answer: RecentChanges, hidden: list[str], prefix: str) -> s
     )
 
 
+# A change is shown by every `!recent` answer kept while it is among the newest: it is rendered once.
+@functools.lru_cache(maxsize=8192)
 def recent_entry_markdown(change: Change) -> str:
     title = clip(clean(change.title), TITLE_LIMIT) or "(no title)"
     parts = [f"`{format_time(change.event_time)}`"]

@@ -6,11 +6,13 @@ Each function takes an open async connection and runs one statement; the caller 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncClientCursor, AsyncConnection, sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from bot.answers import Change, DayFigures, DayRollup, TopPage
@@ -47,6 +49,47 @@ async def latest_changes(
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query, {"wiki": wiki, "limit": limit})
         return [Change(**row) for row in await cursor.fetchall()]
+
+
+async def latest_changes_alone(
+    conn: AsyncConnection[Any],
+    wiki: str,
+    limit: int,
+    *,
+    include_bots: bool,
+    include_categorize: bool,
+    seconds: float,
+) -> list[Change]:
+    """`latest_changes` in a transaction of its own limited to `seconds`, in one round trip."""
+    query = latest_changes_query(include_bots=include_bots, include_categorize=include_categorize)
+    rows = await fetch_in_one_trip(conn, query, {"wiki": wiki, "limit": limit}, seconds=seconds)
+    return [Change(**row) for row in rows]
+
+
+async def fetch_in_one_trip(
+    conn: AsyncConnection[Any], query: sql.Composed, params: Mapping[str, Any], *, seconds: float
+) -> list[dict[str, Any]]:
+    """The rows of one read, its transaction (BEGIN, the statement time limit, COMMIT) sent with it.
+
+    A bot under load serves a kept answer per turn of its event loop, so every wait of a read on the
+    network lasts a turn of all the commands ready before it: sent as one text of four statements, a
+    read waits three turns, as a bare query does, where pipeline mode waits six and a statement at a
+    time twelve (BENCHMARKS.md, figure 11). A text of several statements cannot have server-side
+    parameters, so they are bound here. `conn` is idle, and is left idle.
+    """
+    text = AsyncClientCursor(conn).mogrify(query, params)
+    limit = f"{int(seconds * 1000)}ms"
+    await conn.set_autocommit(True)
+    try:
+        async with conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(f"BEGIN; SET LOCAL statement_timeout = '{limit}'; {text}; COMMIT")
+            cursor.nextset()  # past BEGIN's result
+            cursor.nextset()  # and SET's
+            return await cursor.fetchall()
+    finally:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            await conn.execute("ROLLBACK")  # the query failed (its time limit) inside its transaction
+        await conn.set_autocommit(False)
 
 
 async def count_changes(conn: AsyncConnection[Any], wiki: str, *, at_most: int) -> int:
@@ -102,6 +145,19 @@ async def read_day(conn: AsyncConnection[Any], wiki: str, day: date, *, pages: i
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(_READ_DAY, {"day": day, "wiki": wiki, "pages": pages})
         [row] = await cursor.fetchall()  # the statement always returns its one row
+    return _day_reading(row)
+
+
+async def read_day_alone(
+    conn: AsyncConnection[Any], wiki: str, day: date, *, pages: int, seconds: float
+) -> DayReading:
+    """`read_day` in a transaction of its own limited to `seconds`, in one round trip."""
+    params = {"day": day, "wiki": wiki, "pages": pages}
+    [row] = await fetch_in_one_trip(conn, _READ_DAY, params, seconds=seconds)
+    return _day_reading(row)
+
+
+def _day_reading(row: dict[str, Any]) -> DayReading:
     rollup = (
         None
         if row["status"] is None

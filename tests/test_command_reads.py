@@ -13,9 +13,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from analytics import rollup
+from bot import queries
 from bot.answers import DayStats, RecentChanges
 from bot.command_reads import CommandReads
 from bot.commands import CommandCore, Invoker
@@ -164,3 +167,19 @@ async def test_nothing_is_kept_while_the_notice_connection_is_down(
         await until(lambda: core.reads.recent.following)
         await core.answer_text("!recent en 3", INVOKER)
         assert len(core.reads.recent) == 1
+
+
+async def test_a_read_in_one_trip_binds_its_values_and_leaves_its_connection_idle(
+    pool: AsyncConnectionPool,
+) -> None:
+    async with pool.connection() as conn:
+        text = "O'Brien'; DROP TABLE recent_changes; --"
+        query = sql.SQL("SELECT %(text)s AS text, %(day)s::date + 1 AS next")
+        rows = await queries.fetch_in_one_trip(conn, query.format(), {"text": text, "day": DAY}, seconds=5)
+        assert rows == [{"text": text, "next": date(2021, 8, 28)}]
+        slow = sql.SQL("SELECT pg_sleep(%(seconds)s)").format()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            await queries.fetch_in_one_trip(conn, slow, {"seconds": 2}, seconds=0.05)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert not conn.autocommit
+        assert await (await conn.execute("SELECT count(*) FROM recent_changes")).fetchone() == (0,)
