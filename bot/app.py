@@ -117,6 +117,8 @@ class DiscordBotService:
     async def start(self) -> None:
         await self._pool.open()
         reads = CommandReads()
+        if self.metrics is not None:
+            self.metrics.count_reads(reads)
         core = CommandCore(
             database=self._pool,
             catalog=self._catalog,

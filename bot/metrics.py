@@ -8,9 +8,12 @@ counters here too, for the code that posts feeds to count into.
 
 from __future__ import annotations
 
-from typing import assert_never
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, assert_never
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from bot.answers import (
     Answer,
@@ -32,6 +35,9 @@ from bot.answers import (
 )
 from bot.feeds.answers import FeedCreated, FeedList, FeedRemoved
 from bot.requests import Command
+
+if TYPE_CHECKING:
+    from bot.command_reads import CommandReads
 
 OK = "ok"
 PROBLEM = "problem"
@@ -72,6 +78,37 @@ def outcome_of(answer: Answer) -> str:
             return OK
         case _:
             assert_never(answer)
+
+
+class KeptAnswers(Collector):
+    """How `!recent` and `!stats` were served (`bot.command_reads`), read from its counts at each scrape."""
+
+    KINDS = ("recent", "stats")
+
+    def __init__(self) -> None:
+        self.reads: CommandReads | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        served = CounterMetricFamily(
+            "teston_bot_reads",
+            "!recent and !stats answers by how they were served: kept (no database), joined (a read of "
+            "the same already under way), read (from the database).",
+            labels=["kind", "served"],
+        )
+        kept = GaugeMetricFamily("teston_bot_kept_answers", "Answers kept now, by kind.", labels=["kind"])
+        following = GaugeMetricFamily(
+            "teston_bot_notices_following",
+            "1 while the bot follows the database's notices (so it may keep answers), else 0.",
+        )
+        reads = self.reads
+        caches = (reads.recent, reads.stats) if reads is not None else (None, None)
+        for kind, cache in zip(self.KINDS, caches, strict=True):
+            counts = (cache.counts.hits, cache.counts.joined, cache.counts.reads) if cache else (0, 0, 0)
+            for way, count in zip(("kept", "joined", "read"), counts, strict=True):
+                served.add_metric([kind, way], count)
+            kept.add_metric([kind], len(cache) if cache else 0)
+        following.add_metric([], 1 if reads is not None and reads.recent.following else 0)
+        yield from (served, kept, following)
 
 
 class BotMetrics:
@@ -118,6 +155,12 @@ class BotMetrics:
                 self.commands.labels(command=command.value, outcome=outcome)
         for outcome in (OK, FAILURE):
             self.feed_posts.labels(outcome=outcome)
+        self._kept = KeptAnswers()
+        registry.register(self._kept)
+
+    def count_reads(self, reads: CommandReads) -> None:
+        """Expose how the core's `!recent` and `!stats` answers are served (kept, joined, read)."""
+        self._kept.reads = reads
 
     def observe_answer(self, command: Command | None, answer: Answer, seconds: float) -> None:
         """Count one answered command and its latency."""

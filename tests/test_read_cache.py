@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from bot.answers import Change
+from bot.command_reads import CommandReads, RecentKey, RecentReading
+from bot.metrics import BotMetrics
 from bot.read_cache import TopicCache
 
 Key = tuple[str, int]  # (topic, anything)
+CHANGE = Change(
+    event_time=datetime(2025, 5, 3, 12, 0, tzinfo=UTC),
+    server_name="en.wikipedia.org",
+    type="edit",
+    namespace=0,
+    title="Page",
+    user_name="Alice",
+    bot=False,
+    comment="",
+    revision_old=1,
+    revision_new=2,
+    length_old=10,
+    length_new=20,
+    log_type=None,
+    log_action=None,
+)
 
 
 def make_cache(**options: object) -> TopicCache[Key, str]:
@@ -143,3 +164,35 @@ async def test_what_is_kept_is_chosen_and_bounded() -> None:
     assert len(cache) == 2
     cache.changed(["enwiki"])
     assert len(cache) == 0
+
+
+async def test_how_answers_were_served_is_exported_to_prometheus() -> None:
+    registry = CollectorRegistry()
+    metrics = BotMetrics(registry)
+    assert registry.get_sample_value("teston_bot_notices_following") == 0
+    assert registry.get_sample_value("teston_bot_reads_total", {"kind": "recent", "served": "read"}) == 0
+    reads = CommandReads()
+    metrics.count_reads(reads)
+    reads.following()
+    key = RecentKey("enwiki", 10, include_bots=False, include_categorize=False)
+    reading = RecentReading(changes=(CHANGE,))
+
+    async def load() -> RecentReading:
+        return reading
+
+    for _ in range(3):
+        assert await reads.recent.read(key, load) is reading
+    reads.notified("recent_changes", "dewiki,enwiki")
+    await reads.recent.read(key, load)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("teston_bot_reads_total", kind="recent", served="kept") == 2
+    assert sample("teston_bot_reads_total", kind="recent", served="read") == 2
+    assert sample("teston_bot_reads_total", kind="stats", served="read") == 0
+    assert sample("teston_bot_kept_answers", kind="recent") == 1
+    assert sample("teston_bot_notices_following") == 1
+    reads.lost()
+    assert sample("teston_bot_kept_answers", kind="recent") == 0
+    assert sample("teston_bot_notices_following") == 0

@@ -211,6 +211,14 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                     Query("sum(teston_bot_feed_backlog)", "backlog"),
                 ),
             ),
+            Panel(
+                "!recent and !stats answers per second, by how served",
+                (
+                    Query("sum by (kind, served) (rate(teston_bot_reads_total[5m]))", "{{kind}} {{served}}"),
+                    Query("sum(teston_bot_kept_answers)", "kept now"),
+                    Query("min(teston_bot_notices_following)", "following notices (1 = yes)"),
+                ),
+            ),
         ),
     ),
     (
