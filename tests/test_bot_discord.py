@@ -26,12 +26,14 @@ import psycopg
 import pytest
 from discord.ext import commands
 from discord.http import Route
+from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from analytics import bookkeeping, rollup
 from bot.client import Backoff, WikiBot, is_transient, run_bot
 from bot.cog import SlowDownNotices
 from bot.commands import CommandCore
+from bot.metrics import BotMetrics
 from teston.cli import app
 from teston.cli.wiring import discord_bot_service
 from teston.core.runtime import run_components
@@ -615,6 +617,54 @@ async def test_bot_service_starts_answers_and_stops_cleanly(
 
     assert result.responses[0].embeds[0]["title"] == "TestON commands"
     assert "test-token" not in caplog.text
+
+
+async def test_the_bot_service_keeps_recent_answers_until_the_ingester_commits_to_their_wiki(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ingest_file(db_url, CAPTURE, catalog=CATALOG)
+    monkeypatch.setenv("DISCORD_TOKEN", "test-token")
+    settings = load_settings(env_file=None)
+    registry = CollectorRegistry()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    async with FakeDiscord.start() as fake:
+        with pointed_at(fake):
+            service = discord_bot_service(
+                settings, db_url, catalog=CATALOG, metrics=BotMetrics(registry), guild_ready_timeout=0.05
+            )
+            await service.start()
+            try:
+                await fake.wait_until_identified(timeout=5)
+                await fake.state.changes.wait_for(
+                    lambda: fake.registered_commands, timeout=5, what="the slash commands"
+                )
+                for _ in range(100):
+                    if sample("teston_bot_notices_following") == 1:
+                        break
+                    await asyncio.sleep(0.05)
+                assert sample("teston_bot_notices_following") == 1
+
+                async def newest_line() -> str:
+                    result = await fake.invoke_slash(
+                        "recent", {"language": "en", "count": 1}, user=fake.users.alice, timeout=5
+                    )
+                    return embed_lines(answer_messages(result)[0]["embeds"])[0]
+
+                first = await newest_line()
+                assert await newest_line() == first
+                assert sample("teston_bot_reads_total", kind="recent", served="kept") == 1
+                await ingest_file(db_url, DATA / "2025-05-03_sample_144.jsonl", catalog=CATALOG)
+                lines = [await newest_line()]
+                while "2021-08-27" in lines[-1] and len(lines) < 50:
+                    await asyncio.sleep(0.05)
+                    lines.append(await newest_line())
+            finally:
+                await service.stop()
+    assert "2021-08-27" in first
+    assert "2025-05-03" in lines[-1]
 
 
 class Bystander:
