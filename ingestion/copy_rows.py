@@ -122,10 +122,10 @@ def _field_encoder(column_type: sa.types.TypeEngine[Any]) -> Callable[[Any], byt
 
 @dataclass(frozen=True, slots=True)
 class _Segment:
-    """Consecutive fields of a row: their columns, how to pick and encode them, cached per batch or not."""
+    """Consecutive fields of a row: their columns, their places in it, how to encode them, cached or not."""
 
     columns: tuple[str, ...]
-    pick: Callable[[Sequence[Any]], Any]
+    indexes: tuple[int, ...]
     encode: Callable[[Any], bytes]
     repeating: bool
 
@@ -148,10 +148,8 @@ def _segments() -> tuple[_Segment, ...]:
     for repeating, indexes in runs:
         columns = tuple(INGEST_COLUMNS[i] for i in indexes)
         encoders = [_field_encoder(table_columns[name].type) for name in columns]
-        if len(indexes) == 1:
-            segments.append(_Segment(columns, itemgetter(indexes[0]), encoders[0], repeating))
-        else:
-            segments.append(_Segment(columns, itemgetter(*indexes), _joined(encoders), repeating))
+        encode = encoders[0] if len(indexes) == 1 else _joined(encoders)
+        segments.append(_Segment(columns, tuple(indexes), encode, repeating))
     return tuple(segments)
 
 
@@ -170,6 +168,79 @@ _WIKI_SEGMENT = _wiki_segment()
 # The columns a row's COPY fields are, in order: `INGEST_COLUMNS`, as the segments cover them.
 COPY_COLUMNS: tuple[str, ...] = tuple(name for segment in _SEGMENTS for name in segment.columns)
 
+# The fields of one value as expressions of `{v}` (the value) and `{b}` (`{v}.encode()`, when the encoder
+# needs it), for the encoders simple enough to be written out in the row's encoder below; others are called.
+_INLINE: dict[Callable[[Any], bytes], tuple[bool, tuple[str, ...]]] = {
+    _text: (True, ("_NULL if {v} is None else _LENGTH(len({b}))", "{b}")),
+    _int4: (False, ("_NULL if {v} is None else _INT4_FIELD(4, {v})",)),
+    _int8: (False, ("_NULL if {v} is None else _INT8_FIELD(8, {v})",)),
+    _uuid: (False, ("_NULL if {v} is None else _UUID_LENGTH + {v}.bytes",)),
+    _jsonb: (True, ("_NULL if {v} is None else _LENGTH(len({b}) + 1) + _JSONB_VERSION", "{b}")),
+}
+
+
+def _row_encoder_source() -> str:
+    """The source of `encoder(<caches>)`, which returns `encode(row)`: the row's COPY bytes.
+
+    One function with `_SEGMENTS` written out, as `collections.namedtuple` and `dataclasses` write theirs:
+    a loop over the segments, a call per field and a list of the fields cost about as much as encoding the
+    fields (see BENCHMARKS.md). The fields are encoded in the segments' order, so the first that cannot be
+    encoded raises what the encoders called one by one would raise.
+    """
+    values = [f"v{index}" for index in range(len(INGEST_COLUMNS))]
+    body = [f"({', '.join(values)},) = pick_all(row)"]
+    fields = ["_ROW_START"]
+    caches = []
+    for number, segment in enumerate(_SEGMENTS):
+        indexes = segment.indexes
+        if segment.repeating:
+            caches.append(f"c{number}")
+            key = values[indexes[0]] if len(indexes) == 1 else f"({', '.join(values[i] for i in indexes)})"
+            body += [
+                f"k = {key}",
+                f"f{number} = c{number}.get(k)",
+                f"if f{number} is None:",
+                f"    f{number} = c{number}[k] = e{number}(k)",
+            ]
+            fields.append(f"f{number}")
+        elif segment.encode in _INLINE:
+            encodes, expressions = _INLINE[segment.encode]
+            value, encoded = values[indexes[0]], f"b{number}"
+            if encodes:
+                body.append(f'{encoded} = b"" if {value} is None else {value}.encode()')
+            for position, expression in enumerate(expressions):
+                if expression == "{b}":
+                    fields.append(encoded)
+                else:
+                    body.append(f"f{number}_{position} = {expression.format(v=value, b=encoded)}")
+                    fields.append(f"f{number}_{position}")
+        else:
+            body.append(f"f{number} = e{number}({values[indexes[0]]})")
+            fields.append(f"f{number}")
+    body.append(f'return b"".join(({", ".join(fields)},))')
+    header = [f"def encoder({', '.join(caches)}):", "    def encode(row):"]
+    return "\n".join([*header, *(f"        {line}" for line in body), "    return encode"])
+
+
+def _row_encoder() -> Callable[..., Callable[[Sequence[Any]], bytes]]:
+    """`encoder(<a dict per repeating segment>)`: the function encoding a row with those caches."""
+    namespace: dict[str, Any] = {
+        "pick_all": itemgetter(*range(len(INGEST_COLUMNS))),
+        "_ROW_START": _ROW_START,
+        "_NULL": _NULL,
+        "_LENGTH": _LENGTH,
+        "_INT4_FIELD": _INT4_FIELD,
+        "_INT8_FIELD": _INT8_FIELD,
+        "_UUID_LENGTH": _UUID_LENGTH,
+        "_JSONB_VERSION": _JSONB_VERSION,
+        **{f"e{number}": segment.encode for number, segment in enumerate(_SEGMENTS)},
+    }
+    exec(_row_encoder_source(), namespace)  # noqa: S102 - source made above from the table's own columns
+    return namespace["encoder"]  # type: ignore[no-any-return]
+
+
+_ROW_ENCODER = _row_encoder()
+
 
 @dataclass(frozen=True, slots=True)
 class UnencodableRow:
@@ -187,11 +258,12 @@ class CopyRows:
     """
 
     __slots__ = (
+        "_caches",
         "_data",
+        "_encode",
         "_ends",
         "_first_times",
         "_other_copies",
-        "_plan",
         "received",
         "times",
         "unencodable",
@@ -204,11 +276,11 @@ class CopyRows:
         # time with the same id is another row (it has never happened, but the table would take it).
         self._first_times: dict[int, datetime] = {}
         self._other_copies: set[tuple[int, datetime]] = set()
-        # Per segment: how to pick its values from a row, how to encode them, and for a repeating
-        # segment its values → their encoded fields (None for the others).
-        self._plan: list[
-            tuple[Callable[[Sequence[Any]], Any], Callable[[Any], bytes], dict[Any, bytes] | None]
-        ] = [(segment.pick, segment.encode, {} if segment.repeating else None) for segment in _SEGMENTS]
+        # Per repeating segment, its values → their encoded fields; the row's encoder fills them.
+        self._caches: dict[int, dict[Any, bytes]] = {
+            number: {} for number, segment in enumerate(_SEGMENTS) if segment.repeating
+        }
+        self._encode = _ROW_ENCODER(*self._caches.values())
         self.received = 0  # rows appended, copies included
         self.times: set[datetime] = set()  # distinct event times of the rows kept
         self.unencodable: list[UnencodableRow] = []
@@ -227,8 +299,7 @@ class CopyRows:
     def wikis(self) -> set[str]:
         """The wikis of the rows appended (read from the encoding cache: nothing is done per row)."""
         segment, position = _WIKI_SEGMENT
-        cache = self._plan[segment][2]
-        assert cache is not None  # noqa: S101 - `wiki` is a repeating column
+        cache = self._caches[segment]  # `wiki` is a repeating column
         return {values[position] for values in cache} if position is not None else set(cache)
 
     def append(self, row: Sequence[Any]) -> None:
@@ -244,23 +315,13 @@ class CopyRows:
             return
         else:
             self._other_copies.add((key, moment))
-        fields = [_ROW_START]
-        add = fields.append
         try:
-            for pick, encode, cache in self._plan:
-                if cache is None:
-                    add(encode(pick(row)))
-                else:
-                    value = pick(row)
-                    encoded = cache.get(value)
-                    if encoded is None:
-                        encoded = cache[value] = encode(value)
-                    add(encoded)
+            encoded = self._encode(row)
         except _UNENCODABLE as exc:
             text = str(row[_RAW]).encode("utf-8", "backslashreplace").decode("utf-8")
             self.unencodable.append(UnencodableRow(f"unencodable row: {type(exc).__name__}: {exc}", text))
             return
-        self._data += b"".join(fields)
+        self._data += encoded
         self._ends.append(len(self._data))
         self.times.add(moment)
 
