@@ -105,6 +105,8 @@ class IngestSummary:
 
 
 _END = object()
+# How long the batcher steps aside after handing a batch over while deliveries wait (see `_hand_over`).
+COMMIT_START_PAUSE = 0.003
 
 
 async def _unless_committer_ended(
@@ -148,6 +150,7 @@ class IngestPipeline:
         self.summary = IngestSummary()
         self._stop = asyncio.Event()
         self._committer_idle = asyncio.Event()  # the committer waits for a batch
+        self._deliveries: asyncio.Queue[Delivery] | None = None
         self.last_commit_at: float | None = None
 
     def stop(self) -> None:
@@ -237,6 +240,7 @@ class IngestPipeline:
         live = self.source.live
         idle = self._committer_idle
         idle.set()
+        self._deliveries = deliveries
         pending = PendingBatch()
         while True:
             # A batch is due when it holds batch_size events or its oldest has waited flush_interval, and a
@@ -316,6 +320,11 @@ class IngestPipeline:
         # otherwise parse on without yielding (up to 16 deliveries; BENCHMARKS.md has the cost) while
         # PostgreSQL waits for the batch.
         await asyncio.sleep(0)
+        if self._deliveries is not None and not self._deliveries.empty():
+            # The batcher would parse on at once, holding the interpreter lock, and the worker thread would
+            # wait up to the switch interval (5 ms) for it after each of the commit's first two round trips
+            # (BEGIN with the arrival lock, the COPY's start) while PostgreSQL idles: let it through them.
+            await asyncio.sleep(COMMIT_START_PAUSE)
 
     async def _hand_over_when_idle(
         self,
