@@ -20,6 +20,7 @@ from bot.answers import (
 from bot.command_reads import RecentKey, RecentReading, StatsKey
 from bot.queries import DayReading
 from bot.requests import Command, RecentRequest, Scope, SetLanguageRequest, StatsRequest, UsageError
+from teston.core.wikis import Wiki
 
 if TYPE_CHECKING:
     from bot.commands import CommandCore, Invoker
@@ -29,19 +30,10 @@ FALLBACK_LANGUAGE = "en"
 
 
 async def answer_recent(core: CommandCore, request: RecentRequest, invoker: Invoker) -> RecentChanges:
-    if request.language is not None:
-        # A named wiki needs no connection: a kept answer is given without one.
-        wiki = core.resolve(Command.RECENT, request.language)
-        reading = await core.reads.recent.read(
-            _recent_key(wiki.dbname, request), lambda: _read_recent_alone(core, wiki.dbname, request)
-        )
-    else:
-        async with core.database.connection() as conn:
-            await queries.limit_statement_time(conn, core.query_timeout)
-            wiki = await core.wiki_for(conn, Command.RECENT, request.language, invoker)
-            reading = await core.reads.recent.read(
-                _recent_key(wiki.dbname, request), lambda: _read_recent(conn, wiki.dbname, request)
-            )
+    wiki = await _wiki_of(core, Command.RECENT, request.language, invoker)
+    reading = await core.reads.recent.read(
+        _recent_key(wiki.dbname, request), lambda: _read_recent_alone(core, wiki.dbname, request)
+    )
     return RecentChanges(
         wiki=wiki,
         changes=reading.changes,
@@ -53,6 +45,18 @@ async def answer_recent(core: CommandCore, request: RecentRequest, invoker: Invo
         retention_days=None if reading.changes else core.retention_days,
         left_out=reading.left_out,
     )
+
+
+async def _wiki_of(core: CommandCore, command: Command, language: str | None, invoker: Invoker) -> Wiki:
+    """The wiki named (no connection needed), else the invoker's default, read on a connection of its own.
+
+    The read itself then runs on a connection of its own too, as a kept answer's read again may run
+    after the command that started it has its answer (`bot.read_cache`)."""
+    if language is not None:
+        return core.resolve(command, language)
+    async with core.database.connection() as conn:
+        await queries.limit_statement_time(conn, core.query_timeout)
+        return await core.wiki_for(conn, command, None, invoker)
 
 
 def _recent_key(wiki: str, request: RecentRequest) -> RecentKey:
@@ -67,7 +71,6 @@ async def _read_recent_alone(core: CommandCore, wiki: str, request: RecentReques
             request.count,
             include_bots=request.include_bots,
             include_categorize=request.include_categorize,
-            seconds=core.query_timeout,
         )
         if changes:
             return RecentReading(tuple(changes))
@@ -96,18 +99,9 @@ async def _read_recent(conn: AsyncConnection[Any], wiki: str, request: RecentReq
 
 
 async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoker) -> DayStats | NoStats:
-    if request.language is not None:
-        wiki = core.resolve(Command.STATS, request.language)
-        key = StatsKey(wiki.dbname, request.day, TOP_PAGES_SHOWN)
-        day = await core.reads.stats.read(key, lambda: _read_day_alone(core, key))
-    else:
-        async with core.database.connection() as conn:
-            await queries.limit_statement_time(conn, core.query_timeout)
-            wiki = await core.wiki_for(conn, Command.STATS, request.language, invoker)
-            key = StatsKey(wiki.dbname, request.day, TOP_PAGES_SHOWN)
-            day = await core.reads.stats.read(
-                key, lambda: queries.read_day(conn, key.wiki, key.day, pages=key.pages)
-            )
+    wiki = await _wiki_of(core, Command.STATS, request.language, invoker)
+    key = StatsKey(wiki.dbname, request.day, TOP_PAGES_SHOWN)
+    day = await core.reads.stats.read(key, lambda: _read_day_alone(core, key))
     if day.figures is not None:
         return DayStats(
             wiki=wiki,
@@ -133,9 +127,7 @@ async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoke
 
 async def _read_day_alone(core: CommandCore, key: StatsKey) -> DayReading:
     async with core.database.connection() as conn:
-        return await queries.read_day_alone(
-            conn, key.wiki, key.day, pages=key.pages, seconds=core.query_timeout
-        )
+        return await queries.read_day_alone(conn, key.wiki, key.day, pages=key.pages)
 
 
 async def answer_setlang(

@@ -91,8 +91,9 @@ class KeptAnswers(Collector):
     def collect(self) -> Iterator[Metric]:
         served = CounterMetricFamily(
             "teston_bot_reads",
-            "!recent and !stats answers by how they were served: kept (no database), joined (a read of "
-            "the same already under way), read (from the database).",
+            "!recent and !stats answers by how they were served: kept (no database), stale (kept, its "
+            "wiki changed less than the grace ago, read again meanwhile), joined (a read of the same "
+            "already under way), read (from the database).",
             labels=["kind", "served"],
         )
         kept = GaugeMetricFamily("teston_bot_kept_answers", "Answers kept now, by kind.", labels=["kind"])
@@ -103,10 +104,12 @@ class KeptAnswers(Collector):
         reads = self.reads
         caches = (reads.recent, reads.stats) if reads is not None else (None, None)
         for kind, cache in zip(self.KINDS, caches, strict=True):
-            counts = (cache.counts.hits, cache.counts.joined, cache.counts.reads) if cache else (0, 0, 0)
-            for way, count in zip(("kept", "joined", "read"), counts, strict=True):
+            counts = (0, 0, 0, 0)
+            if cache is not None:
+                counts = (cache.counts.hits, cache.counts.stale, cache.counts.joined, cache.counts.reads)
+            for way, count in zip(("kept", "stale", "joined", "read"), counts, strict=True):
                 served.add_metric([kind, way], count)
-            kept.add_metric([kind], len(cache) if cache else 0)
+            kept.add_metric([kind], len(cache) if cache is not None else 0)
         following.add_metric([], 1 if reads is not None and reads.recent.following else 0)
         yield from (served, kept, following)
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
-from psycopg import AsyncClientCursor, AsyncConnection, sql
-from psycopg.pq import TransactionStatus
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from bot.answers import Change, DayFigures, DayRollup, TopPage
@@ -58,37 +57,31 @@ async def latest_changes_alone(
     *,
     include_bots: bool,
     include_categorize: bool,
-    seconds: float,
 ) -> list[Change]:
-    """`latest_changes` in a transaction of its own limited to `seconds`, in one round trip."""
+    """`latest_changes` as a statement of its own (`fetch_alone`)."""
     query = latest_changes_query(include_bots=include_bots, include_categorize=include_categorize)
-    rows = await fetch_in_one_trip(conn, query, {"wiki": wiki, "limit": limit}, seconds=seconds)
+    rows = await fetch_alone(conn, query, {"wiki": wiki, "limit": limit})
     return [Change(**row) for row in rows]
 
 
-async def fetch_in_one_trip(
-    conn: AsyncConnection[Any], query: sql.Composed, params: Mapping[str, Any], *, seconds: float
+async def fetch_alone(
+    conn: AsyncConnection[Any], query: sql.Composed, params: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """The rows of one read, its transaction (BEGIN, the statement time limit, COMMIT) sent with it.
+    """The rows of one read sent as a statement of its own (autocommit): one round trip.
 
-    A bot under load serves a kept answer per turn of its event loop, so every wait of a read on the
-    network lasts a turn of all the commands ready before it: sent as one text of four statements, a
-    read waits three turns, as a bare query does, where pipeline mode waits six and a statement at a
-    time twelve (BENCHMARKS.md, figure 11). A text of several statements cannot have server-side
-    parameters, so they are bound here. `conn` is idle, and is left idle.
+    A bot under load serves a kept answer per turn of its event loop, and each wait of a read on the
+    network lasts a turn of every command ready before it: a bare statement waits three turns, where
+    BEGIN, `SET LOCAL`, the query and COMMIT one at a time wait twelve and psycopg's pipeline mode six
+    (BENCHMARKS.md, figure 11). Its time limit is the connection's `statement_timeout`, which the bot's
+    pool sets (`teston.cli.wiring.bot_pool`); psycopg prepares the statement once it is used often.
+    `conn` is idle, and is left idle and out of autocommit.
     """
-    text = AsyncClientCursor(conn).mogrify(query, params)
-    limit = f"{int(seconds * 1000)}ms"
     await conn.set_autocommit(True)
     try:
         async with conn.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(f"BEGIN; SET LOCAL statement_timeout = '{limit}'; {text}; COMMIT")
-            cursor.nextset()  # past BEGIN's result
-            cursor.nextset()  # and SET's
+            await cursor.execute(query, params)
             return await cursor.fetchall()
     finally:
-        if conn.info.transaction_status != TransactionStatus.IDLE:
-            await conn.execute("ROLLBACK")  # the query failed (its time limit) inside its transaction
         await conn.set_autocommit(False)
 
 
@@ -148,12 +141,9 @@ async def read_day(conn: AsyncConnection[Any], wiki: str, day: date, *, pages: i
     return _day_reading(row)
 
 
-async def read_day_alone(
-    conn: AsyncConnection[Any], wiki: str, day: date, *, pages: int, seconds: float
-) -> DayReading:
-    """`read_day` in a transaction of its own limited to `seconds`, in one round trip."""
-    params = {"day": day, "wiki": wiki, "pages": pages}
-    [row] = await fetch_in_one_trip(conn, _READ_DAY, params, seconds=seconds)
+async def read_day_alone(conn: AsyncConnection[Any], wiki: str, day: date, *, pages: int) -> DayReading:
+    """`read_day` as a statement of its own (`fetch_alone`)."""
+    [row] = await fetch_alone(conn, _READ_DAY, {"day": day, "wiki": wiki, "pages": pages})
     return _day_reading(row)
 
 
@@ -180,11 +170,27 @@ def _day_reading(row: dict[str, Any]) -> DayReading:
     )
 
 
+async def limit_session_statement_time(conn: AsyncConnection[Any], seconds: float) -> None:
+    """Make PostgreSQL cancel any statement of this connection that runs longer than `seconds`.
+
+    For a pool's `configure`: the connection is left idle, as it was."""
+    autocommit = conn.autocommit
+    await conn.set_autocommit(True)
+    try:
+        await conn.execute(
+            sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{int(seconds * 1000)}ms"))
+        )
+    finally:
+        await conn.set_autocommit(autocommit)
+
+
 async def limit_statement_time(conn: AsyncConnection[Any], seconds: float) -> None:
     """Make PostgreSQL cancel any statement of the current transaction that runs longer than `seconds`."""
-    await conn.execute(
-        sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{int(seconds * 1000)}ms"))
-    )
+    await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(_milliseconds(seconds)))
+
+
+def _milliseconds(seconds: float) -> sql.Literal:
+    return sql.Literal(f"{int(seconds * 1000)}ms")
 
 
 async def language_defaults(

@@ -21,6 +21,7 @@ No IO here: the reads are functions passed in.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class CacheCounts:
     hits: int = 0
     joined: int = 0
     reads: int = 0
+    # Given from before a notice, within the grace, while the value is read again.
+    stale: int = 0
 
 
 class _Abandoned(Exception):
@@ -55,10 +58,17 @@ class TopicCache(Generic[K, T]):
         *,
         keep: Callable[[T], bool] = lambda value: True,
         capacity: int = DEFAULT_CAPACITY,
+        grace: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._topic_of = topic_of
         self._keep = keep
         self.capacity = capacity
+        self.grace = grace
+        self._clock = clock
+        # Values a notice named, given until their deadline while one read of them runs in the background.
+        self._stale: dict[K, tuple[T, float]] = {}
+        self._refreshes: set[asyncio.Task[T]] = set()
         self.counts = CacheCounts()
         self._following = False
         self._values: OrderedDict[K, T] = OrderedDict()
@@ -85,6 +95,8 @@ class TopicCache(Generic[K, T]):
         """Notifications stopped (the connection was lost): forget everything and keep nothing."""
         self._following = False
         self.changed(None)
+        for task in self._refreshes:
+            task.cancel()
 
     def changed(self, topics: Iterable[Hashable] | None) -> None:
         """What the database says changed: these topics, or everything (None)."""
@@ -92,11 +104,18 @@ class TopicCache(Generic[K, T]):
             self._epoch += 1
             self._values.clear()
             self._keys_of.clear()
+            self._stale.clear()
             return
+        now = self._clock()
+        if self._stale and len(self._stale) >= self.capacity:
+            self._stale = {key: kept for key, kept in self._stale.items() if kept[1] > now}
         for topic in topics:
             self._versions[topic] = self._versions.get(topic, 0) + 1
             for key in self._keys_of.pop(topic, ()):
-                self._values.pop(key, None)
+                value = self._values.pop(key, _MISSING)
+                if self.grace > 0 and value is not _MISSING and key not in self._stale:
+                    # A value already stale keeps its first deadline: notices do not extend it.
+                    self._stale[key] = (value, now + self.grace)  # type: ignore[assignment]
 
     async def read(self, key: K, load: Callable[[], Awaitable[T]]) -> T:
         """The value of `key`: kept, or the read of it under way, or `load()` (kept if still current)."""
@@ -110,8 +129,14 @@ class TopicCache(Generic[K, T]):
             topic = self._topic_of(key)
             flight_key = (key, self._epoch, self._versions.get(topic, 0))
             flight = self._flights.get(flight_key)
+            stale = self._stale.get(key) if self._following else None
+            if stale is not None and stale[1] > self._clock():
+                if flight is None:
+                    self._refresh(key, topic, flight_key, load)
+                self.counts.stale += 1
+                return stale[0]
             if flight is None:
-                return await self._lead(key, topic, flight_key, load)
+                return await self._lead(key, topic, self._open(flight_key), load)
             self.counts.joined += 1
             try:
                 # Shielded: a joiner cancelled (its command timed out) must not cancel the read itself.
@@ -119,12 +144,21 @@ class TopicCache(Generic[K, T]):
             except _Abandoned:
                 continue
 
-    async def _lead(
-        self, key: K, topic: Hashable, flight_key: tuple[K, int, int], load: Callable[[], Awaitable[T]]
-    ) -> T:
+    def _open(self, flight_key: tuple[K, int, int]) -> tuple[tuple[K, int, int], asyncio.Future[T]]:
+        """A read of `flight_key` under way from now: later commands asking the same join it."""
         flight: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._flights[flight_key] = flight
         self.counts.reads += 1
+        return flight_key, flight
+
+    async def _lead(
+        self,
+        key: K,
+        topic: Hashable,
+        opened: tuple[tuple[K, int, int], asyncio.Future[T]],
+        load: Callable[[], Awaitable[T]],
+    ) -> T:
+        flight_key, flight = opened
         try:
             value = await load()
         except asyncio.CancelledError:
@@ -143,7 +177,29 @@ class TopicCache(Generic[K, T]):
         flight.set_result(value)
         return value
 
+    def _refresh(
+        self, key: K, topic: Hashable, flight_key: tuple[K, int, int], load: Callable[[], Awaitable[T]]
+    ) -> None:
+        """Read `key` again in the background; a failure is left for the next command to meet."""
+        opened = self._open(flight_key)
+        task = asyncio.get_running_loop().create_task(self._lead(key, topic, opened, load))
+        self._refreshes.add(task)
+
+        def done(finished: asyncio.Task[T]) -> None:
+            self._refreshes.discard(finished)
+            if not finished.cancelled():
+                finished.exception()  # retrieved: the command that started it has its answer
+            flight = opened[1]
+            if not flight.done():  # cancelled before it ran: whoever joined reads for themselves
+                flight.set_exception(_Abandoned())
+                flight.exception()
+                if self._flights.get(flight_key) is flight:
+                    del self._flights[flight_key]
+
+        task.add_done_callback(done)
+
     def _store(self, key: K, topic: Hashable, value: T) -> None:
+        self._stale.pop(key, None)
         self._values[key] = value
         self._values.move_to_end(key)
         self._keys_of.setdefault(topic, set()).add(key)

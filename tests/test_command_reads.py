@@ -21,9 +21,11 @@ from analytics import rollup
 from bot import queries
 from bot.answers import DayStats, RecentChanges
 from bot.command_reads import CommandReads
-from bot.commands import CommandCore, Invoker
+from bot.commands import DEFAULT_QUERY_TIMEOUT, CommandCore, Invoker
 from bot.notifications import Notifications
+from teston.cli.wiring import bot_pool
 from teston.core.notices import wikis_named
+from teston.core.settings import DatabaseSettings
 from tests.bot_fixtures import CATALOG, insert_change, pool
 from tests.replays import ingest_file, ingest_path
 
@@ -169,17 +171,21 @@ async def test_nothing_is_kept_while_the_notice_connection_is_down(
         assert len(core.reads.recent) == 1
 
 
-async def test_a_read_in_one_trip_binds_its_values_and_leaves_its_connection_idle(
-    pool: AsyncConnectionPool,
+async def test_a_read_alone_is_bounded_by_the_bot_pools_time_limit_and_leaves_its_connection_idle(
+    db_url: str,
 ) -> None:
-    async with pool.connection() as conn:
-        text = "O'Brien'; DROP TABLE recent_changes; --"
-        query = sql.SQL("SELECT %(text)s AS text, %(day)s::date + 1 AS next")
-        rows = await queries.fetch_in_one_trip(conn, query.format(), {"text": text, "day": DAY}, seconds=5)
-        assert rows == [{"text": text, "next": date(2021, 8, 28)}]
+    async with bot_pool(db_url, DatabaseSettings(), max_size=1) as pool, pool.connection() as conn:
+        shown = await (await conn.execute("SHOW statement_timeout")).fetchone()
+        assert shown == (f"{int(DEFAULT_QUERY_TIMEOUT)}s",)
+        await conn.commit()
+        await queries.limit_session_statement_time(conn, 0.05)
+        query = sql.SQL("SELECT %(text)s AS text, %(day)s::date + 1 AS next").format()
+        text = "O'Brien'; --"
+        assert await queries.fetch_alone(conn, query, {"text": text, "day": DAY}) == [
+            {"text": text, "next": date(2021, 8, 28)}
+        ]
         slow = sql.SQL("SELECT pg_sleep(%(seconds)s)").format()
         with pytest.raises(psycopg.errors.QueryCanceled):
-            await queries.fetch_in_one_trip(conn, slow, {"seconds": 2}, seconds=0.05)
+            await queries.fetch_alone(conn, slow, {"seconds": 2})
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert not conn.autocommit
-        assert await (await conn.execute("SELECT count(*) FROM recent_changes")).fetchone() == (0,)

@@ -183,12 +183,15 @@ async def test_how_answers_were_served_is_exported_to_prometheus() -> None:
     for _ in range(3):
         assert await reads.recent.read(key, load) is reading
     reads.notified("recent_changes", "dewiki,enwiki")
-    await reads.recent.read(key, load)
+    assert await reads.recent.read(key, load) is reading  # the answer from before, read again meanwhile
+    for _ in range(3):
+        await asyncio.sleep(0)
 
     def sample(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
 
     assert sample("teston_bot_reads_total", kind="recent", served="kept") == 2
+    assert sample("teston_bot_reads_total", kind="recent", served="stale") == 1
     assert sample("teston_bot_reads_total", kind="recent", served="read") == 2
     assert sample("teston_bot_reads_total", kind="stats", served="read") == 0
     assert sample("teston_bot_kept_answers", kind="recent") == 1
@@ -196,3 +199,77 @@ async def test_how_answers_were_served_is_exported_to_prometheus() -> None:
     reads.lost()
     assert sample("teston_bot_kept_answers", kind="recent") == 0
     assert sample("teston_bot_notices_following") == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_within_the_grace_a_changed_value_is_given_while_one_read_runs_behind_it() -> None:
+    clock, source = Clock(), Source()
+    cache: TopicCache[Key, str] = TopicCache(lambda key: key[0], grace=0.1, clock=clock)
+    cache.follow()
+    key = ("wikidatawiki", 10)
+    assert await cache.read(key, source.load(key)) == "wikidatawiki:1"
+    source.gate = asyncio.Event()
+    cache.changed(["wikidatawiki"])
+    clock.now += 0.05
+    # Everyone asking within 0.1 s of the notice gets the answer from before, and one read starts.
+    assert [await cache.read(key, source.load(key)) for _ in range(3)] == ["wikidatawiki:1"] * 3
+    await asyncio.sleep(0)
+    assert (source.reads, cache.counts.stale) == (2, 3)
+    cache.changed(["wikidatawiki"])  # another commit: the deadline stays the first notice's
+    clock.now += 0.06
+    # Past the grace, commands wait for a read begun after the last notice.
+    waiting = asyncio.create_task(cache.read(key, source.load(key)))
+    await asyncio.sleep(0)
+    source.gate.set()
+    assert await waiting == "wikidatawiki:3"
+    source.gate = None
+    assert await cache.read(key, source.load(key)) == "wikidatawiki:3"
+    assert source.reads == 3
+
+
+async def test_a_failed_read_behind_a_changed_value_is_met_by_the_next_command_past_the_grace() -> None:
+    clock = Clock()
+    cache: TopicCache[Key, str] = TopicCache(lambda key: key[0], grace=0.1, clock=clock)
+    cache.follow()
+    key = ("enwiki", 10)
+
+    async def first() -> str:
+        return "before"
+
+    async def failing() -> str:
+        raise OSError("connection lost")
+
+    await cache.read(key, first)
+    cache.changed(["enwiki"])
+    assert await cache.read(key, failing) == "before"
+    for _ in range(3):
+        await asyncio.sleep(0)
+    clock.now += 0.2
+    with pytest.raises(OSError, match="connection lost"):
+        await cache.read(key, failing)
+    cache.lose()
+    cache.follow()
+    assert await cache.read(key, first) == "before"
+
+
+async def test_a_read_behind_a_changed_value_cancelled_before_it_ran_leaves_nobody_waiting() -> None:
+    clock, source = Clock(), Source()
+    cache: TopicCache[Key, str] = TopicCache(lambda key: key[0], grace=0.1, clock=clock)
+    cache.follow()
+    key = ("enwiki", 10)
+    await cache.read(key, source.load(key))
+    cache.changed(["enwiki"])
+    assert await cache.read(key, source.load(key)) == "enwiki:1"  # a read starts behind it
+    clock.now += 0.2
+    joiner = asyncio.create_task(cache.read(key, source.load(key)))  # will join the read behind
+    for task in list(cache._refreshes):
+        task.cancel()  # as when the bot stops
+    assert await asyncio.wait_for(joiner, 1) == "enwiki:2"
+    assert cache.counts.joined == 1

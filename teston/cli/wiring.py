@@ -35,7 +35,9 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from analytics.metrics import JobMetrics
 from analytics.scheduler import INTRADAY, NIGHTLY, AnalyticsScheduler, ChildJobs, Schedule
 from bot.app import DiscordBotService
+from bot.commands import DEFAULT_QUERY_TIMEOUT
 from bot.metrics import BotMetrics
+from bot.queries import limit_session_statement_time
 from ingestion.bus.engine import BusOptions, open_consumer, open_publisher
 from ingestion.bus.publisher import BusCommitter
 from ingestion.bus.sink import BusSink, SinkMetrics
@@ -116,9 +118,18 @@ def analytics_pool(url: str, settings: DatabaseSettings, connections: int) -> Co
 
 
 def bot_pool(url: str, settings: DatabaseSettings, *, max_size: int) -> AsyncConnectionPool:
-    """The bot's (unopened) async pool of `max_size` connections; the bot opens it when it starts."""
+    """The bot's (unopened) async pool of `max_size` connections; the bot opens it when it starts.
+
+    No statement of the bot runs longer than a command may take (`bot.commands.DEFAULT_QUERY_TIMEOUT`):
+    the reads sent as statements of their own have no transaction to set their limit in.
+    """
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        await limit_session_statement_time(conn, DEFAULT_QUERY_TIMEOUT)
+
     return AsyncConnectionPool(
         database.in_utc(url),
+        configure=configure,
         # Connections are opened on demand; idle ones above one are closed after DB_MAX_IDLE_TIME,
         # the nearest psycopg equivalent of Go's database/sql idle limits.
         min_size=min(1, settings.max_idle_conns),
