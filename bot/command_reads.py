@@ -13,8 +13,13 @@ from datetime import date
 
 from bot.answers import Change
 from bot.queries import DayReading
-from bot.read_cache import DEFAULT_CAPACITY, TopicCache
+from bot.read_cache import TopicCache
 from teston.core.notices import CHANGES_CHANNEL, ROLLUPS_CHANNEL, day_named, wikis_named
+
+# What is kept at most: 50,000 changes in `!recent` answers (a change is about 0.5 KB: 25 MB), 10,000
+# `!stats` readings (a wiki's day and its top pages, about 2 KB: 20 MB).
+RECENT_CAPACITY = 50_000
+STATS_CAPACITY = 10_000
 
 # A `!recent` answer whose wiki changed is still given for this long after the notice, while it is read
 # again once for every command asking: Wikidata's or Commons' answers change with nearly every commit,
@@ -50,15 +55,22 @@ class StatsKey:
 class CommandReads:
     """The kept reads of the command core; a `bot.notifications` subscriber."""
 
-    def __init__(self, *, capacity: int = DEFAULT_CAPACITY, recent_grace: float = RECENT_GRACE) -> None:
+    def __init__(
+        self,
+        *,
+        recent_changes: int = RECENT_CAPACITY,
+        stats_days: int = STATS_CAPACITY,
+        recent_grace: float = RECENT_GRACE,
+    ) -> None:
         self.recent: TopicCache[RecentKey, RecentReading] = TopicCache(
             lambda key: key.wiki,
             keep=lambda reading: bool(reading.changes),
-            capacity=capacity,
+            capacity=recent_changes,
+            weigh=lambda reading: len(reading.changes),
             grace=recent_grace,
         )
         self.stats: TopicCache[StatsKey, DayReading] = TopicCache(
-            lambda key: key.day, keep=lambda reading: reading.rollup is not None, capacity=capacity
+            lambda key: key.day, keep=lambda reading: reading.rollup is not None, capacity=stats_days
         )
 
     def following(self) -> None:

@@ -30,8 +30,10 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
-# Distinct answers kept per kind; the least recently used go first.
+# How much is kept per kind (in the kind's weight: values unless told); the least recently used go first.
 DEFAULT_CAPACITY = 20_000
+# Values past their grace are forgotten once this many have gathered.
+STALE_SWEEP = 256
 
 
 @dataclass(slots=True)
@@ -58,12 +60,17 @@ class TopicCache(Generic[K, T]):
         *,
         keep: Callable[[T], bool] = lambda value: True,
         capacity: int = DEFAULT_CAPACITY,
+        weigh: Callable[[T], int] = lambda value: 1,
         grace: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._topic_of = topic_of
         self._keep = keep
+        # What the values kept may weigh together (`weigh`: 1 each unless told, e.g. rows held).
         self.capacity = capacity
+        self._weigh = weigh
+        self.weight = 0
+        self._weights: dict[K, int] = {}
         self.grace = grace
         self._clock = clock
         # Values a notice named, given until their deadline while one read of them runs in the background.
@@ -103,16 +110,19 @@ class TopicCache(Generic[K, T]):
         if topics is None:
             self._epoch += 1
             self._values.clear()
+            self._weights.clear()
+            self.weight = 0
             self._keys_of.clear()
             self._stale.clear()
             return
         now = self._clock()
-        if self._stale and len(self._stale) >= self.capacity:
+        if len(self._stale) >= STALE_SWEEP:
             self._stale = {key: kept for key, kept in self._stale.items() if kept[1] > now}
         for topic in topics:
             self._versions[topic] = self._versions.get(topic, 0) + 1
             for key in self._keys_of.pop(topic, ()):
                 value = self._values.pop(key, _MISSING)
+                self.weight -= self._weights.pop(key, 0)
                 if self.grace > 0 and value is not _MISSING and key not in self._stale:
                     # A value already stale keeps its first deadline: notices do not extend it.
                     self._stale[key] = (value, now + self.grace)  # type: ignore[assignment]
@@ -200,11 +210,15 @@ class TopicCache(Generic[K, T]):
 
     def _store(self, key: K, topic: Hashable, value: T) -> None:
         self._stale.pop(key, None)
+        self.weight -= self._weights.pop(key, 0)
         self._values[key] = value
         self._values.move_to_end(key)
+        self._weights[key] = weight = self._weigh(value)
+        self.weight += weight
         self._keys_of.setdefault(topic, set()).add(key)
-        while len(self._values) > self.capacity:
+        while self.weight > self.capacity and len(self._values) > 1:
             oldest, _ = self._values.popitem(last=False)
+            self.weight -= self._weights.pop(oldest, 0)
             keys = self._keys_of.get(self._topic_of(oldest))
             if keys is not None:
                 keys.discard(oldest)

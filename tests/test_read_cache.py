@@ -163,7 +163,18 @@ async def test_what_is_kept_is_chosen_and_bounded() -> None:
         await cache.read(("enwiki", number), value)
     assert len(cache) == 2
     cache.changed(["enwiki"])
-    assert len(cache) == 0
+    assert (len(cache), cache.weight) == (0, 0)
+
+    weighed: TopicCache[Key, str] = TopicCache(lambda key: key[0], capacity=10, weigh=len)
+    weighed.follow()
+    for size in (4, 5, 3):
+
+        async def rows(size: int = size) -> str:
+            return "x" * size
+
+        await weighed.read(("dewiki", size), rows)
+    # 4 + 5 + 3 > 10: the least recently used (4) went; what is kept weighs 8.
+    assert (len(weighed), weighed.weight) == (2, 8)
 
 
 async def test_how_answers_were_served_is_exported_to_prometheus() -> None:
