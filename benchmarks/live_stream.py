@@ -47,13 +47,18 @@ def start_ingester(
 
 def stop_ingester(ingester: subprocess.Popen[bytes]) -> None:
     """Stop it as an operator would (Ctrl-C), killing it if it does not end within 30 s."""
-    if ingester.poll() is None:
-        ingester.send_signal(signal.SIGINT)
+    stop_process(ingester, signal.SIGINT, timeout=30)
+
+
+def stop_process(process: subprocess.Popen[bytes], signum: int, *, timeout: float) -> None:
+    """Send `signum` to a running process, and kill it if it has not ended `timeout` s later."""
+    if process.poll() is None:
+        process.send_signal(signum)
         try:
-            ingester.wait(timeout=30)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            ingester.kill()
-            ingester.wait()
+            process.kill()
+            process.wait()
 
 
 class LiveIngest:

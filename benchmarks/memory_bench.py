@@ -42,6 +42,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.harness import Context, Figure
+from benchmarks.live_stream import stop_process
 from benchmarks.local_stream import PacedStream
 from benchmarks.synthetic import EventFactory
 from bot.feeds.filters import parse_filters
@@ -223,13 +224,7 @@ def _service(
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGTERM, timeout=60)
 
 
 def run(context: Context) -> list[Figure]:
