@@ -10,10 +10,13 @@ import asyncio
 import json
 import re
 import signal
+import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import nats
+import nats.js.errors
 import psycopg
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -41,6 +44,19 @@ def _cursor(db_url: str) -> str | None:
     return row[0] if row else None
 
 
+async def _fetch(subscription: Any, *, within: float = 30.0) -> list[Any]:
+    """The next messages of a pull consumer. Just after a node of the cluster came back, the consumer
+    (replicated like its stream) may have no leader for a moment, and JetStream answers 503: ask again."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return list(await subscription.fetch(batch=500, timeout=5))
+        except nats.js.errors.ServiceUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def _bus_event_ids(cluster: NatsCluster) -> list[str]:
     """Every event id on the stream, in stream order (read by an ephemeral consumer): a lone event's
     message carries it as message id, a group's its events' digest."""
@@ -54,7 +70,7 @@ async def _bus_event_ids(cluster: NatsCluster) -> list[str]:
         ids: list[str] = []
         read = 0
         while read < total:
-            for message in await subscription.fetch(batch=500, timeout=5):
+            for message in await _fetch(subscription):
                 read += 1
                 headers = message.headers or {}
                 events = [json.loads(text)["meta"]["id"] for text in message.data.splitlines()]
