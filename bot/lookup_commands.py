@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from psycopg import AsyncConnection
+from typing import TYPE_CHECKING
 
 from bot import queries
 from bot.answers import (
@@ -65,7 +63,7 @@ def _recent_key(wiki: str, request: RecentRequest) -> RecentKey:
 
 async def _read_recent_alone(core: CommandCore, wiki: str, request: RecentRequest) -> RecentReading:
     async with core.database.connection() as conn:
-        changes = await queries.latest_changes_alone(
+        changes = await queries.latest_changes(
             conn,
             wiki,
             request.count,
@@ -74,28 +72,15 @@ async def _read_recent_alone(core: CommandCore, wiki: str, request: RecentReques
         )
         if changes:
             return RecentReading(tuple(changes))
-        # None: the rarer answer, read as any other.
+        # None: the rarer answer, read in a transaction of its own.
         await queries.limit_statement_time(conn, core.query_timeout)
-        return await _read_recent(conn, wiki, request)
-
-
-async def _read_recent(conn: AsyncConnection[Any], wiki: str, request: RecentRequest) -> RecentReading:
-    changes = await queries.latest_changes(
-        conn,
-        wiki,
-        request.count,
-        include_bots=request.include_bots,
-        include_categorize=request.include_categorize,
-    )
-    if changes:
-        return RecentReading(tuple(changes))
-    # Nothing stored: the summary tables, kept after retention, say whether there ever was.
-    newest_day = await queries.newest_counted_day(conn, wiki)
-    # Nothing shown, yet maybe bot or category changes were left out: every stored change of the
-    # wiki is one of those then, so counting the wiki's changes counts them.
-    filtered = not (request.include_bots and request.include_categorize)
-    left_out = await queries.count_changes(conn, wiki, at_most=LEFT_OUT_COUNTED + 1) if filtered else 0
-    return RecentReading((), newest_day, left_out)
+        # Nothing stored: the summary tables, kept after retention, say whether there ever was.
+        newest_day = await queries.newest_counted_day(conn, wiki)
+        # Nothing shown, yet maybe bot or category changes were left out: every stored change of the
+        # wiki is one of those then, so counting the wiki's changes counts them.
+        filtered = not (request.include_bots and request.include_categorize)
+        left_out = await queries.count_changes(conn, wiki, at_most=LEFT_OUT_COUNTED + 1) if filtered else 0
+        return RecentReading((), newest_day, left_out)
 
 
 async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoker) -> DayStats | NoStats:
@@ -127,7 +112,7 @@ async def answer_stats(core: CommandCore, request: StatsRequest, invoker: Invoke
 
 async def _read_day_alone(core: CommandCore, key: StatsKey) -> DayReading:
     async with core.database.connection() as conn:
-        return await queries.read_day_alone(conn, key.wiki, key.day, pages=key.pages)
+        return await queries.read_day(conn, key.wiki, key.day, pages=key.pages)
 
 
 async def answer_setlang(

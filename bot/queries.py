@@ -1,7 +1,8 @@
 """The bot's reads and writes: newest changes, a day's summary rows, and language defaults.
 
-Each function takes an open async connection and runs one statement; the caller owns the transaction.
-`!stats` reads only the summary tables, never `recent_changes`.
+Each function takes an open async connection and runs one statement. The newest changes and a day's
+summary rows are read as statements of their own (`fetch_alone`, on an idle connection); for the others
+the caller owns the transaction. `!stats` reads only the summary tables, never `recent_changes`.
 """
 
 from __future__ import annotations
@@ -41,16 +42,6 @@ def latest_changes_query(*, include_bots: bool, include_categorize: bool) -> sql
 
 
 async def latest_changes(
-    conn: AsyncConnection[Any], wiki: str, limit: int, *, include_bots: bool, include_categorize: bool
-) -> list[Change]:
-    """The `limit` newest changes of `wiki` (a database name such as `enwiki`), newest first."""
-    query = latest_changes_query(include_bots=include_bots, include_categorize=include_categorize)
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(query, {"wiki": wiki, "limit": limit})
-        return [Change(**row) for row in await cursor.fetchall()]
-
-
-async def latest_changes_alone(
     conn: AsyncConnection[Any],
     wiki: str,
     limit: int,
@@ -58,7 +49,8 @@ async def latest_changes_alone(
     include_bots: bool,
     include_categorize: bool,
 ) -> list[Change]:
-    """`latest_changes` as a statement of its own (`fetch_alone`)."""
+    """The `limit` newest changes of `wiki` (a database name such as `enwiki`), newest first; a statement
+    of its own (`fetch_alone`)."""
     query = latest_changes_query(include_bots=include_bots, include_categorize=include_categorize)
     rows = await fetch_alone(conn, query, {"wiki": wiki, "limit": limit})
     return [Change(**row) for row in rows]
@@ -134,15 +126,8 @@ _READ_DAY = sql.SQL(
 
 
 async def read_day(conn: AsyncConnection[Any], wiki: str, day: date, *, pages: int) -> DayReading:
-    """The day's roll-up, `wiki`'s figures and top `pages` pages, and whether the day has arrivals."""
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(_READ_DAY, {"day": day, "wiki": wiki, "pages": pages})
-        [row] = await cursor.fetchall()  # the statement always returns its one row
-    return _day_reading(row)
-
-
-async def read_day_alone(conn: AsyncConnection[Any], wiki: str, day: date, *, pages: int) -> DayReading:
-    """`read_day` as a statement of its own (`fetch_alone`)."""
+    """The day's roll-up, `wiki`'s figures and top `pages` pages, and whether the day has arrivals; a
+    statement of its own (`fetch_alone`)."""
     [row] = await fetch_alone(conn, _READ_DAY, {"day": day, "wiki": wiki, "pages": pages})
     return _day_reading(row)
 
@@ -177,9 +162,7 @@ async def limit_session_statement_time(conn: AsyncConnection[Any], seconds: floa
     autocommit = conn.autocommit
     await conn.set_autocommit(True)
     try:
-        await conn.execute(
-            sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{int(seconds * 1000)}ms"))
-        )
+        await conn.execute(sql.SQL("SET statement_timeout = {}").format(_milliseconds(seconds)))
     finally:
         await conn.set_autocommit(autocommit)
 
