@@ -172,20 +172,25 @@ class TopicCache(Generic[K, T]):
         try:
             value = await load()
         except asyncio.CancelledError:
-            flight.set_exception(_Abandoned())
-            flight.exception()  # retrieved: nobody may be waiting
+            self._fail(opened, _Abandoned())
             raise
         except Exception as error:
-            flight.set_exception(error)
-            flight.exception()
+            self._fail(opened, error)
             raise
-        finally:
-            del self._flights[flight_key]
+        del self._flights[flight_key]
         current = (key, self._epoch, self._versions.get(topic, 0)) == flight_key
         if self._following and current and self._keep(value):
             self._store(key, topic, value)
         flight.set_result(value)
         return value
+
+    def _fail(self, opened: tuple[tuple[K, int, int], asyncio.Future[T]], error: Exception) -> None:
+        """End a read without a value: whoever joined it gets `error` (`_Abandoned`: read for themselves)."""
+        flight_key, flight = opened
+        if self._flights.get(flight_key) is flight:
+            del self._flights[flight_key]
+        flight.set_exception(error)
+        flight.exception()  # retrieved: nobody may be waiting
 
     def _refresh(
         self, key: K, topic: Hashable, flight_key: tuple[K, int, int], load: Callable[[], Awaitable[T]]
@@ -199,12 +204,8 @@ class TopicCache(Generic[K, T]):
             self._refreshes.discard(finished)
             if not finished.cancelled():
                 finished.exception()  # retrieved: the command that started it has its answer
-            flight = opened[1]
-            if not flight.done():  # cancelled before it ran: whoever joined reads for themselves
-                flight.set_exception(_Abandoned())
-                flight.exception()
-                if self._flights.get(flight_key) is flight:
-                    del self._flights[flight_key]
+            if not opened[1].done():  # cancelled before it ran
+                self._fail(opened, _Abandoned())
 
         task.add_done_callback(done)
 

@@ -18,6 +18,7 @@ from bot.answers import Change
 from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedRow
 from bot.feeds.matching import FeedChange
 from teston.core.locks import feeds_lock_key
+from teston.core.notices import CHANGES_CHANNEL
 
 _FEED_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(FeedRow))
 _CHANGE_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(Change))
@@ -59,7 +60,7 @@ async def create_feed(
         await cur.execute(query, params)
         [row] = await cur.fetchall()
     # Wakes the poster (it listens for new changes) to start the feed at once, on commit.
-    await conn.execute("SELECT pg_notify('recent_changes', '')")
+    await conn.execute("SELECT pg_notify(%s, '')", (CHANGES_CHANNEL,))
     return _feed(row)
 
 
