@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -99,9 +99,8 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
     from bot.answers import Failure
     from bot.command_reads import CommandReads
     from bot.commands import CommandCore, Invoker
-    from bot.notifications import Notifications
     from bot.rendering import discord_reply
-    from teston.cli.wiring import bot_pool, listen_connector
+    from teston.cli.wiring import bot_pool
     from teston.core.runtime import settle_heap
     from teston.core.settings import DatabaseSettings
     from teston.core.wikis import WikiCatalog
@@ -115,7 +114,6 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
         core = CommandCore(database=pool, catalog=catalog, reads=CommandReads())
         # The same bot keeping nothing: its reads never follow notices.
         uncached = CommandCore(database=pool, catalog=catalog)
-        following = asyncio.create_task(Notifications(listen_connector(url), [core.reads]).run())
 
         failures: list[str] = []
 
@@ -141,43 +139,43 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
                     chart_ms[kind].append(elapsed)
         context.log(f"bot: charts measured ({size.chart_calls} calls each)")
 
-        # Figure 11: rounds of (alone, under load, under load keeping nothing), the ingester writing.
+        # Figure 11: rounds of (alone, under load), then of the load keeping nothing; the ingester writing.
         alone_calls = max(50, size.bot_calls // 4)
         lines = _commands(url, context, busiest[0], size.bot_calls, context.seed)
         runs = _Runs()
-        with live_stream.LiveIngest(context, url, LIVE_RATE):
-            await live_stream.until(lambda: core.reads.recent.following)
-            settle_heap()  # as `teston bot` does once its components have started
-            # One untimed pass over every command line, 200 at a time: the 17 GB are fresh from loading,
-            # and the first reads of a wiki's index pages would otherwise come from disk in the first round.
-            await _under_load(call, lines, size.bot_concurrency)
-            failures.clear()
-            for round_number in range(size.bot_rounds):
-                rng = random.Random(context.seed + round_number)
-                sample = rng.sample(lines, min(alone_calls, len(lines)))
-                alone_round = [(await call(line))[0] for line in sample]
-                before = _counts(core)
-                loaded_round, seconds = await _under_load(call, lines, size.bot_concurrency)
-                runs.served = [a + b - c for a, b, c in zip(runs.served, _counts(core), before, strict=True)]
-                runs.add(alone_round, loaded_round, seconds)
-                context.log(
-                    f"bot: round {round_number + 1}: p99 alone {runs.round_p99[-1][0]:.1f} ms, "
-                    f"{size.bot_concurrency} in flight {runs.round_p99[-1][1]:.1f} ms"
-                )
-            # The same load on the bot keeping nothing, after (between the rounds above, its minutes of
-            # commits would pile up as answers to read again when the kept ones resume, which a bot
-            # answering all the time reads as they come).
-            for round_number in range(size.bot_rounds):
-                uncached_round, _ = await _under_load(call_uncached, lines, size.bot_concurrency)
-                runs.uncached_p99.append(percentile(uncached_round, 99))
-                runs.uncached += uncached_round
-                context.log(
-                    f"bot: keeping nothing, round {round_number + 1}: {size.bot_concurrency} in flight "
-                    f"{runs.uncached_p99[-1]:.1f} ms"
-                )
-        following.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await following
+        async with _following(url, core.reads):
+            with live_stream.LiveIngest(context, url, LIVE_RATE):
+                await live_stream.until(lambda: core.reads.recent.following)
+                settle_heap()  # as `teston bot` does once its components have started
+                # One untimed pass over every command line, 200 at a time: the 17 GB are fresh from
+                # loading, and the first reads of a wiki's index pages would otherwise come from disk.
+                await _under_load(call, lines, size.bot_concurrency)
+                failures.clear()
+                for round_number in range(size.bot_rounds):
+                    rng = random.Random(context.seed + round_number)
+                    sample = rng.sample(lines, min(alone_calls, len(lines)))
+                    alone_round = [(await call(line))[0] for line in sample]
+                    before = _counts(core)
+                    loaded_round, seconds = await _under_load(call, lines, size.bot_concurrency)
+                    runs.served = [
+                        a + b - c for a, b, c in zip(runs.served, _counts(core), before, strict=True)
+                    ]
+                    runs.add(alone_round, loaded_round, seconds)
+                    context.log(
+                        f"bot: round {round_number + 1}: p99 alone {runs.round_p99[-1][0]:.1f} ms, "
+                        f"{size.bot_concurrency} in flight {runs.round_p99[-1][1]:.1f} ms"
+                    )
+                # The same load on the bot keeping nothing, after (between the rounds above, its minutes of
+                # commits would pile up as answers to read again when the kept ones resume, which a bot
+                # answering all the time reads as they come).
+                for round_number in range(size.bot_rounds):
+                    uncached_round, _ = await _under_load(call_uncached, lines, size.bot_concurrency)
+                    runs.uncached_p99.append(percentile(uncached_round, 99))
+                    runs.uncached += uncached_round
+                    context.log(
+                        f"bot: keeping nothing, round {round_number + 1}: {size.bot_concurrency} in flight "
+                        f"{runs.uncached_p99[-1]:.1f} ms"
+                    )
     figure = _load_figure(context, data, runs)
     figure.values["failed"] = float(len(failures))
     figure.met = bool(figure.met) and not failures
@@ -185,10 +183,31 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
     return [_chart_figure(context, chart_ms, chart_answers, busiest), figure]
 
 
-def _counts(core: Any) -> tuple[int, int, int]:
-    """Commands served so far from kept answers, by joining a read in flight, by reading the database."""
+@contextlib.asynccontextmanager
+async def _following(url: str, reads: Any) -> AsyncIterator[None]:
+    """The core's reads follow the database's notices on a LISTEN connection, as in `teston bot`."""
+    from bot.notifications import Notifications
+    from teston.cli.wiring import listen_connector
+
+    task = asyncio.create_task(Notifications(listen_connector(url), [reads]).run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _counts(core: Any) -> tuple[int, int, int, int]:
+    """Commands served so far from kept answers, from answers kept from before a notice (within the
+    grace), by joining a read in flight, by reading the database."""
     recent, stats = core.reads.recent.counts, core.reads.stats.counts
-    return (recent.hits + stats.hits, recent.joined + stats.joined, recent.reads + stats.reads)
+    return (
+        recent.hits + stats.hits,
+        recent.stale + stats.stale,
+        recent.joined + stats.joined,
+        recent.reads + stats.reads,
+    )
 
 
 @dataclass
@@ -202,7 +221,7 @@ class _Runs:
     round_p99: list[tuple[float, float]] = field(default_factory=list)
     uncached_p99: list[float] = field(default_factory=list)
     loaded_seconds: float = 0.0
-    served: list[int] = field(default_factory=lambda: [0, 0, 0])  # kept, joined, read
+    served: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # kept, stale, joined, read
 
     def add(self, alone: list[float], loaded: list[float], seconds: float) -> None:
         self.alone += alone
@@ -286,8 +305,8 @@ def _load_figure(context: Context, data: query_bench.LoadedData, runs: _Runs) ->
     by_alone, by_load, by_uncached = _summary(alone), _summary(loaded), _summary(runs.uncached)
     rounds = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in runs.round_p99)
     uncached_rounds = ", ".join(f"{p:.1f}" for p in runs.uncached_p99)
-    kept, joined, read = runs.served
-    served = max(1, kept + joined + read)
+    kept, stale, joined, read = runs.served
+    served = max(1, kept + stale + joined + read)
     return Figure(
         number=11,
         what=(
@@ -307,6 +326,7 @@ def _load_figure(context: Context, data: query_bench.LoadedData, runs: _Runs) ->
             **{f"alone_{k}": v for k, v in by_alone.items()},
             **{f"uncached_{k}": v for k, v in by_uncached.items()},
             "kept_share": kept / served,
+            "stale_share": stale / served,
             "joined_share": joined / served,
             "read_share": read / served,
             "ratio_median": ratio(round_ratios).median,
@@ -319,7 +339,8 @@ def _load_figure(context: Context, data: query_bench.LoadedData, runs: _Runs) ->
             f"{rounds}), then {size.bot_rounds} rounds of the load keeping nothing (p99 per round, ms: "
             f"{uncached_rounds}); the ingester storing "
             f"{LIVE_RATE:.0f} events/s meanwhile; under load {kept / served:.0%} of the answers were kept "
-            f"ones, {joined / served:.0%} joined a read in flight, {read / served:.0%} read the database; "
+            f"ones, {stale / served:.0%} kept from before a notice (within its grace), "
+            f"{joined / served:.0%} joined a read in flight, {read / served:.0%} read the database; "
             f"keeping nothing: p99 {by_uncached['p99_ms']:.1f} ms (p50 {by_uncached['p50_ms']:.1f}); "
             f"pool of {BOT_POOL_SIZE} connections as `teston bot` alone; mix of `!stats <day> <wiki>`, "
             f"`!recent` busiest and `!recent` random wiki; {len(loaded) / max(1e-9, loaded_seconds):,.0f} "
