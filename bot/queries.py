@@ -25,7 +25,10 @@ _FIGURE_COLUMNS = tuple(field.name for field in fields(DayFigures))
 
 def latest_changes_query(*, include_bots: bool, include_categorize: bool) -> sql.Composed:
     """The newest-first query for one wiki; filters are spelled out, not parameters, so the planner
-    sees them and walks the (wiki, event_time DESC) index of each day's partition newest day first."""
+    sees them and walks a (wiki, event_time DESC) index of each day's partition newest day first: with
+    both filters, the partial index of just the rows they keep (`RECENT_EDITS_CONDITION` in
+    `teston.core.schema`), so a wiki of bots' changes finds its few people's edits without reading the
+    rest."""
     conditions = [sql.SQL("wiki = %(wiki)s")]
     if not include_bots:
         conditions.append(sql.SQL("NOT bot"))

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -100,3 +101,40 @@ def test_standalone_alembic_reads_the_settings(db_url: str, tmp_path: Path) -> N
     refused = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1
     assert "DB_MAX_OPEN_CONNS" in refused.stderr
+
+
+def _plan_blocks(plan: dict[str, Any]) -> int:
+    """Shared buffers an EXPLAIN (ANALYZE, BUFFERS) node and its children touched."""
+    return int(plan["Shared Hit Blocks"]) + int(plan["Shared Read Blocks"])
+
+
+def test_recent_of_a_wiki_of_bots_reads_only_peoples_edits(conn: psycopg.Connection) -> None:
+    from bot.queries import latest_changes_query
+
+    partitions.ensure_partitions(conn, {date(2021, 8, 27)})
+    # 3,000 bot changes of cewiki, with page-sized raw JSON so that they fill a few hundred pages,
+    # then one person's edit long before them and one category change after.
+    conn.execute(
+        "INSERT INTO recent_changes (event_time, event_id, wiki, server_name, project, type, bot, raw)"
+        " SELECT '2021-08-27T12:00:00Z'::timestamptz + n * interval '1 second', gen_random_uuid(),"
+        " 'cewiki', 'ce.wikipedia.org', 'wikipedia', 'edit', true,"
+        " jsonb_build_object('comment', repeat('x', 500)) FROM generate_series(1, 3000) AS n"
+    )
+    conn.execute(
+        "INSERT INTO recent_changes (event_time, event_id, wiki, server_name, project, type, bot, raw)"
+        " VALUES ('2021-08-27T01:00:00Z', gen_random_uuid(), 'cewiki', 'ce.wikipedia.org', 'wikipedia',"
+        " 'edit', false, '{}'), ('2021-08-27T23:00:00Z', gen_random_uuid(), 'cewiki', 'ce.wikipedia.org',"
+        " 'wikipedia', 'categorize', false, '{}')"
+    )
+    conn.execute("ANALYZE recent_changes_p20210827")
+    conn.execute("SET enable_seqscan = off")
+    query = latest_changes_query(include_bots=False, include_categorize=False).as_string(conn)
+    ((explained,),) = conn.execute(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query, {"wiki": "cewiki", "limit": 10}
+    ).fetchall()
+    plan = explained[0]["Plan"]
+    assert plan["Actual Rows"] == 1  # the one person's edit
+    # Its index holds only what the default view shows: a handful of pages, not the bots' 3,000 rows.
+    assert _plan_blocks(plan) < 10
+    rows = conn.execute(query, {"wiki": "cewiki", "limit": 10}).fetchall()
+    assert [row[0] for row in rows] == [datetime(2021, 8, 27, 1, 0, tzinfo=UTC)]

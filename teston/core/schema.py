@@ -59,6 +59,10 @@ def _tz(**kw: Any) -> Any:
     return Field(sa_column=Column(DateTime(timezone=True), **kw))
 
 
+# The rows `!recent` shows unless asked for more: what people, not bots, changed in pages.
+RECENT_EDITS_CONDITION = "NOT bot AND type <> 'categorize'"
+
+
 class RecentChange(SchemaModel, table=True):
     """One row per recentchange event, range-partitioned by the UTC day of `event_time`."""
 
@@ -68,6 +72,14 @@ class RecentChange(SchemaModel, table=True):
         # unique constraint of a partitioned table; an event's timestamp never changes, so
         # (event_time, event_id) is as unique as `meta.id` alone.
         Index("ix_recent_changes_wiki_event_time", "wiki", text("event_time DESC")),
+        # `!recent`'s default view, bots and category changes left out (`bot.queries`): on a wiki whose
+        # changes are nearly all bots', the index above would be read to its end to find none.
+        Index(
+            "ix_recent_changes_wiki_event_time_edits",
+            "wiki",
+            text("event_time DESC"),
+            postgresql_where=text(RECENT_EDITS_CONDITION),
+        ),
         # Live feeds read a wiki's rows in arrival order, from their cursor on.
         Index("ix_recent_changes_wiki_arrival", "wiki", "arrival"),
         {"postgresql_partition_by": "RANGE (event_time)"},
