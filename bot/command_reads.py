@@ -1,7 +1,9 @@
 """The reads of `!recent` and `!stats` that `bot.read_cache` keeps, and the notices that drop them.
 
-`!recent` answers are kept under their wiki and only when they show changes (an empty answer also reads
-the summary tables); one whose wiki changed is still given for `RECENT_GRACE` while it is read again.
+`!recent` answers are kept under their wiki; one whose wiki changed is still given for `RECENT_GRACE`
+while it is read again. An answer showing no change also tells the newest day the summary tables counted,
+so a roll-up drops every kept `!recent` answer as well (roll-ups are minutes apart; the answers are read
+again once each).
 `!stats` readings are kept under their day once the day is rolled up: from then on only another roll-up
 of the day (`day_rollups`) changes what they show.
 """
@@ -64,9 +66,8 @@ class CommandReads:
     ) -> None:
         self.recent: TopicCache[RecentKey, RecentReading] = TopicCache(
             lambda key: key.wiki,
-            keep=lambda reading: bool(reading.changes),
             capacity=recent_changes,
-            weigh=lambda reading: len(reading.changes),
+            weigh=lambda reading: max(1, len(reading.changes)),
             grace=recent_grace,
         )
         self.stats: TopicCache[StatsKey, DayReading] = TopicCache(
@@ -87,3 +88,4 @@ class CommandReads:
         elif channel == ROLLUPS_CHANNEL:
             day = day_named(payload)
             self.stats.changed(None if day is None else (day,))
+            self.recent.changed(None)

@@ -72,14 +72,13 @@ async def _read_recent_alone(core: CommandCore, wiki: str, request: RecentReques
         )
         if changes:
             return RecentReading(tuple(changes))
-        # None: the rarer answer, read in a transaction of its own.
-        await queries.limit_statement_time(conn, core.query_timeout)
-        # Nothing stored: the summary tables, kept after retention, say whether there ever was.
-        newest_day = await queries.newest_counted_day(conn, wiki)
-        # Nothing shown, yet maybe bot or category changes were left out: every stored change of the
-        # wiki is one of those then, so counting the wiki's changes counts them.
+        # Nothing shown: the summary tables, kept after retention, say whether there ever was a change;
+        # and maybe bot or category changes were left out: every stored change of the wiki is one of
+        # those then, so counting the wiki's changes counts them.
         filtered = not (request.include_bots and request.include_categorize)
-        left_out = await queries.count_changes(conn, wiki, at_most=LEFT_OUT_COUNTED + 1) if filtered else 0
+        newest_day, left_out = await queries.nothing_shown(
+            conn, wiki, at_most=LEFT_OUT_COUNTED + 1 if filtered else 0
+        )
         return RecentReading((), newest_day, left_out)
 
 

@@ -1,8 +1,9 @@
 """The bot's reads and writes: newest changes, a day's summary rows, and language defaults.
 
-Each function takes an open async connection and runs one statement. The newest changes and a day's
-summary rows are read as statements of their own (`fetch_alone`, on an idle connection); for the others
-the caller owns the transaction. `!stats` reads only the summary tables, never `recent_changes`.
+Each function takes an open async connection and runs one statement. The newest changes, what stands in
+for them when a wiki shows none, and a day's summary rows are read as statements of their own
+(`fetch_alone`, on an idle connection); for the others the caller owns the transaction. `!stats` reads
+only the summary tables, never `recent_changes`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ async def latest_changes(
 
 
 async def fetch_alone(
-    conn: AsyncConnection[Any], query: sql.Composed, params: Mapping[str, Any]
+    conn: AsyncConnection[Any], query: sql.SQL | sql.Composed, params: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """The rows of one read sent as a statement of its own (autocommit): one round trip.
 
@@ -80,23 +81,23 @@ async def fetch_alone(
         await conn.set_autocommit(False)
 
 
-async def count_changes(conn: AsyncConnection[Any], wiki: str, *, at_most: int) -> int:
-    """How many changes of `wiki` are stored, counted no further than `at_most`."""
-    cursor = await conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM recent_changes WHERE wiki = %s LIMIT %s) AS stored",
-        (wiki, at_most),
-    )
-    row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+# When a wiki shows no change: the newest day the summary tables counted any (kept after the raw rows
+# are dropped), and how many of its stored changes there are, counted no further than `at_most` (the
+# ones a filter left out, when every stored change is one of those). One statement, one round trip.
+_NOTHING_SHOWN = sql.SQL(
+    """
+    SELECT (SELECT max(day) FROM daily_wiki_stats WHERE wiki = %(wiki)s AND changes > 0) AS newest_day,
+        (SELECT count(*) FROM (SELECT 1 FROM recent_changes WHERE wiki = %(wiki)s LIMIT %(at_most)s)
+         AS stored) AS stored
+    """
+)
 
 
-async def newest_counted_day(conn: AsyncConnection[Any], wiki: str) -> date | None:
-    """The newest day the summary tables counted any change of `wiki`; kept after its raw rows are dropped."""
-    cursor = await conn.execute(
-        "SELECT max(day) FROM daily_wiki_stats WHERE wiki = %s AND changes > 0", (wiki,)
-    )
-    row = await cursor.fetchone()
-    return row[0] if row else None
+async def nothing_shown(conn: AsyncConnection[Any], wiki: str, *, at_most: int) -> tuple[date | None, int]:
+    """The newest day counted for `wiki` and its stored changes up to `at_most` (0: not counted); a
+    statement of its own (`fetch_alone`)."""
+    [row] = await fetch_alone(conn, _NOTHING_SHOWN, {"wiki": wiki, "at_most": at_most})
+    return row["newest_day"], int(row["stored"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,7 @@ async def test_stats_are_kept_until_the_day_is_rolled_up_again(
         await until_value(changes, before.figures.changes + 1)
 
 
-async def until_value(read: object, wanted: int) -> None:
+async def until_value(read: object, wanted: object) -> None:
     seen = []
     for _ in range(200):
         seen.append(await read())  # type: ignore[operator]
@@ -147,6 +147,29 @@ async def until_value(read: object, wanted: int) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"wanted {wanted}, saw {seen[-3:]}")
+
+
+async def test_an_answer_showing_no_change_is_kept_until_a_roll_up_counts_its_wiki(
+    pool: AsyncConnectionPool, db_url: str, tmp_path: Path
+) -> None:
+    await ingest_file(db_url, CAPTURE_2021, catalog=CATALOG)  # cewiki: 50 changes, all bots' or categories
+    core = CommandCore(database=pool, catalog=CATALOG, reads=CommandReads())
+    async with following(core, db_url):
+        first = await core.answer_text("!recent ce", INVOKER)
+        assert isinstance(first, RecentChanges)
+        assert (first.changes, first.left_out, first.newest_day) == ((), 50, None)
+        assert await core.answer_text("!recent ce", INVOKER) == first
+        assert (core.reads.recent.counts.reads, core.reads.recent.counts.hits) == (1, 1)
+        with psycopg.connect(db_url) as conn:
+            rollup.rollup_day(conn, tmp_path, DAY, now=datetime(2021, 9, 1, tzinfo=UTC))
+
+        async def newest_day() -> date | None:
+            answer = await core.answer_text("!recent ce", INVOKER)
+            assert isinstance(answer, RecentChanges)
+            assert (answer.changes, answer.left_out) == ((), 50)
+            return answer.newest_day
+
+        await until_value(newest_day, DAY)
 
 
 async def test_nothing_is_kept_while_the_notice_connection_is_down(
