@@ -119,6 +119,7 @@ async def ingest_from_stream(url: str, stream_url: str, events: int) -> int:
     from ingestion.pipeline import IngestPipeline, PipelineOptions
     from ingestion.resilient_writer import ResilientWriter
     from teston.cli.wiring import writer_connector
+    from teston.core.runtime import prompt_thread_switches
     from teston.core.wikis import WikiCatalog
 
     catalog = WikiCatalog.load()
@@ -127,7 +128,8 @@ async def ingest_from_stream(url: str, stream_url: str, events: int) -> int:
         writer = ResilientWriter(writer_connector(url))
         pipeline = IngestPipeline(FirstEvents(client, events), writer, catalog, options=PipelineOptions())
         try:
-            summary = await pipeline.run()
+            with prompt_thread_switches():  # as `teston ingest` runs it
+                summary = await pipeline.run()
         finally:
             await asyncio.to_thread(writer.close)
     return int(summary.ingested)

@@ -13,7 +13,7 @@ import aiohttp
 import psycopg
 import pytest
 
-from teston.core.runtime import run_components
+from teston.core.runtime import INGEST_SWITCH_INTERVAL, prompt_thread_switches, run_components
 from tests.conftest import DATA_DIR
 from tests.fakestream import FakeEventStreams, read_capture
 
@@ -105,3 +105,11 @@ async def test_one_failing_component_stops_the_others_and_is_reported() -> None:
     with pytest.raises(RuntimeError, match="bot broke"):
         await run_components(components, asyncio.Event())
     assert log == ["start ingestion", "start bot", "stop bot", "stop ingestion"]
+
+
+def test_ingest_only_processes_switch_threads_sooner_and_restore_the_interval_after() -> None:
+    default = sys.getswitchinterval()
+    assert default > INGEST_SWITCH_INTERVAL
+    with prompt_thread_switches():
+        assert sys.getswitchinterval() == pytest.approx(INGEST_SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == default

@@ -22,7 +22,7 @@ from teston.cli import wiring
 from teston.cli.common import ingestion_failures_exit, read_settings
 from teston.cli.progress import ReplayProgress
 from teston.core import database
-from teston.core.runtime import run_components, stop_on_signals
+from teston.core.runtime import prompt_thread_switches, run_components, stop_on_signals
 from teston.core.settings import Settings, parse_duration
 
 
@@ -83,6 +83,7 @@ async def _run_ingest(
                 on_progress=progress.update if progress is not None else None,
             )
             stack.enter_context(stop_on_signals(stop))
+            stack.enter_context(prompt_thread_switches())
             await run_components([service], stop)
         return service.summary, stop.is_set()
 

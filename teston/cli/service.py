@@ -24,7 +24,7 @@ from teston.core import database
 from teston.core.connections import ConnectionBudget
 from teston.core.monitoring import Health
 from teston.core.roles import Role, configured_roles, missing_configuration
-from teston.core.runtime import Component, run_components, stop_on_signals
+from teston.core.runtime import Component, prompt_thread_switches, run_components, stop_on_signals
 from teston.core.settings import Settings
 from teston.core.wikis import WikiCatalog
 
@@ -153,7 +153,7 @@ async def _run_sink(settings: Settings, url: str, *, metrics_port: int, idle_exi
     sink = wiring.sink_service(
         settings, url, catalog=wiring.catalog(), metrics_port=metrics_port, idle_exit=idle_exit
     )
-    with stop_on_signals(stop):
+    with stop_on_signals(stop), prompt_thread_switches():
         await run_components([sink], stop)
     return sink.summary.describe()
 

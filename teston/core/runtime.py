@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -56,6 +57,28 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+# How long a thread may hold the interpreter lock while another waits for it, in a process that only
+# ingests (`teston ingest`, `teston sink`): its writer thread, back from each round trip to PostgreSQL,
+# waits for the parser on the event loop to let go, up to Python's default of 5 ms per round trip, and
+# a commit makes four of them (BENCHMARKS.md, figure 1).
+INGEST_SWITCH_INTERVAL = 0.001
+
+
+@contextlib.contextmanager
+def prompt_thread_switches(interval: float = INGEST_SWITCH_INTERVAL) -> Iterator[None]:
+    """Meanwhile, threads waiting for the interpreter lock get it after `interval` s at most.
+
+    Process-wide, so only for processes that ingest and nothing else: `teston up` keeps the default, as
+    its bot and scheduler share the interpreter and were measured with it.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(interval)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 async def run_components(components: Sequence[Component], stop: asyncio.Event) -> None:
