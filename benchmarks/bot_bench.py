@@ -18,7 +18,10 @@ settings: `DB_MAX_OPEN_CONNS`=10 less the feeds' LISTEN connection, so 9).
     After one untimed pass over every command line (the data is fresh from loading, its pages not yet
     read), rounds of two phases: the baseline, commands one at a time (each alone on the bot); then the
     load, `bot_concurrency` (200) tasks each sending its next command as soon as the last was answered,
-    so that 200 are in flight at once. Then as many rounds of the same load on a core that keeps nothing
+    so that 200 are in flight at once, through the lines and from the first again until the round has
+    lasted `bot_round_seconds` (10 s: kept answers are served fast enough that a single pass would end
+    before the ingester's commits had changed any). The rounds begin once the ingester's commits flow.
+    Then as many rounds of the same load on a core that keeps nothing
     (every command reads the database; identical reads in flight are still shared), the bot as it was
     before. The commands are the mix of figures 4 and 5 (`!stats <day> <wiki>` for a random day and
     wiki, `!recent` of the busiest wiki and of a random one); every round sends the same lines. A
@@ -30,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -144,8 +148,12 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
         lines = _commands(url, context, busiest[0], size.bot_calls, context.seed)
         runs = _Runs()
         async with _following(url, core.reads):
-            with live_stream.LiveIngest(context, url, LIVE_RATE):
-                await live_stream.until(lambda: core.reads.recent.following)
+            with live_stream.LiveIngest(context, url, LIVE_RATE) as live:
+                await live_stream.until(
+                    lambda: core.reads.recent.following, "the bot following the database's notices"
+                )
+                # The ingester takes seconds to start: the rounds begin once its commits flow.
+                await live_stream.until(lambda: live.stored() > 0, "the ingester storing events", 60.0)
                 settle_heap()  # as `teston bot` does once its components have started
                 # One untimed pass over every command line, 200 at a time: the 17 GB are fresh from
                 # loading, and the first reads of a wiki's index pages would otherwise come from disk.
@@ -156,7 +164,9 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
                     sample = rng.sample(lines, min(alone_calls, len(lines)))
                     alone_round = [(await call(line))[0] for line in sample]
                     before = _counts(core)
-                    loaded_round, seconds = await _under_load(call, lines, size.bot_concurrency)
+                    loaded_round, seconds = await _under_load(
+                        call, lines, size.bot_concurrency, size.bot_round_seconds
+                    )
                     runs.served = [
                         a + b - c for a, b, c in zip(runs.served, _counts(core), before, strict=True)
                     ]
@@ -169,7 +179,9 @@ async def _measure(context: Context, url: str, data: query_bench.LoadedData) -> 
                 # commits would pile up as answers to read again when the kept ones resume, which a bot
                 # answering all the time reads as they come).
                 for round_number in range(size.bot_rounds):
-                    uncached_round, _ = await _under_load(call_uncached, lines, size.bot_concurrency)
+                    uncached_round, _ = await _under_load(
+                        call_uncached, lines, size.bot_concurrency, size.bot_round_seconds
+                    )
                     runs.uncached_p99.append(percentile(uncached_round, 99))
                     runs.uncached += uncached_round
                     context.log(
@@ -232,11 +244,21 @@ class _Runs:
         self.round_ratios.append(p99[1] / p99[0])
 
 
-async def _under_load(call: Any, lines: Sequence[str], concurrency: int) -> tuple[list[float], float]:
-    """Run every line with `concurrency` callers, each sending its next once answered; ms per call, s."""
-    pending = iter(lines)
+async def _under_load(
+    call: Any, lines: Sequence[str], concurrency: int, seconds: float = 0.0
+) -> tuple[list[float], float]:
+    """Run every line with `concurrency` callers, each sending its next once answered, and the lines
+    again from the first until `seconds` have passed; ms per call, and the seconds it took."""
     timings: list[float] = []
     started = time.perf_counter()
+
+    def next_lines() -> Iterator[str]:
+        for index in itertools.count():
+            if index >= len(lines) and time.perf_counter() - started >= seconds:
+                return
+            yield lines[index % len(lines)]
+
+    pending = next_lines()
 
     async def caller() -> None:
         for line in pending:
@@ -335,7 +357,8 @@ def _load_figure(context: Context, data: query_bench.LoadedData, runs: _Runs) ->
         },
         notes=(
             f"{size.bot_rounds} rounds of {len(alone) // max(1, size.bot_rounds)} commands alone then "
-            f"{size.bot_calls} with {size.bot_concurrency} in flight (p99 alone/loaded per round, ms: "
+            f"{size.bot_calls} or more with {size.bot_concurrency} in flight for at least "
+            f"{size.bot_round_seconds:g} s (p99 alone/loaded per round, ms: "
             f"{rounds}), then {size.bot_rounds} rounds of the load keeping nothing (p99 per round, ms: "
             f"{uncached_rounds}); the ingester storing "
             f"{LIVE_RATE:.0f} events/s meanwhile; under load {kept / served:.0%} of the answers were kept "

@@ -62,6 +62,7 @@ class Size:
     bot_concurrency: int = 200  # 11: commands in flight at once
     bot_rounds: int = 5  # 11: rounds of (alone, concurrent)
     bot_calls: int = 2_000  # 11: commands per round and phase
+    bot_round_seconds: float = 10.0  # 11: a loaded round sends its commands again until this long has passed
     bus_events: int = 200_000  # 8: events through the bus path and the direct path, per round
     bus_rounds: int = 3
     memory_seconds: float = 600.0  # 13: how long `teston up` follows the 50 events/s stream
@@ -86,6 +87,7 @@ SIZES: dict[str, Size] = {
         chart_calls=3,
         bot_rounds=1,
         bot_calls=400,
+        bot_round_seconds=0.5,
         bus_events=2_000,
         bus_rounds=1,
         memory_seconds=20.0,

@@ -72,7 +72,7 @@ class LiveIngest:
         with psycopg.connect(url) as conn:
             ensure_partitions(conn, [now.date(), (now + timedelta(days=1)).date()])
             conn.commit()
-        self._context, self._url = context, url
+        self._context, self._url, self._start = context, url, now
         self._stream = PacedStream(lines, rate)
         self._log_path = context.workdir / "live-ingest.log"
 
@@ -86,6 +86,14 @@ class LiveIngest:
     def sent(self) -> int:
         return len(self._stream.sent)
 
+    def stored(self) -> int:
+        """How many of the stream's events the ingester has committed so far."""
+        with psycopg.connect(self._url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM recent_changes WHERE event_time >= %s", (self._start,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
@@ -96,10 +104,10 @@ class LiveIngest:
             self._stream.__exit__(kind, error, trace)
 
 
-async def until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    """Wait until `condition()` holds (checked every 10 ms), or fail after `seconds`."""
+async def until(condition: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    """Wait until `condition()` holds (checked every 10 ms), or fail after `seconds` saying `what`."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise RuntimeError("the bot did not follow the database's notices in time")
+            raise RuntimeError(f"{what} did not happen within {seconds:.0f} s")
         await asyncio.sleep(0.01)
