@@ -21,6 +21,7 @@ from bot.feeds.poster import FeedPoster
 from bot.messages import Message
 from bot.requests import Command
 from bot.shards import ShardPlan
+from teston.core.notices import wikis_named
 from tests.bot_fixtures import CATALOG, NOW, insert_change, pool
 from tests.replays import ingest_file, ingest_path
 
@@ -40,6 +41,20 @@ def test_rows_are_numbered_in_the_order_they_arrive_and_each_commit_notifies(db_
     with psycopg.connect(db_url) as conn:
         stored = conn.execute("SELECT event_id::text FROM recent_changes ORDER BY arrival").fetchall()
     assert [row[0] for row in stored] == ids
+
+
+async def test_a_new_feed_wakes_the_poster_naming_its_wiki_only(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN recent_changes")
+        async with pool.connection() as conn:
+            await store.create_feed(
+                conn, guild_id=1, channel_id=10, wiki="dewiki", filters="", created_by=None
+            )
+        notified = [notice.payload for notice in listener.notifies(timeout=1.0)]
+    # The poster wakes on any notice; the kept `!recent` answers of other wikis stay kept.
+    assert [wikis_named(payload) for payload in notified] == [frozenset({"dewiki"})]
 
 
 async def test_a_feed_starts_after_the_newest_change_and_reads_late_events_by_arrival(

@@ -18,7 +18,7 @@ from bot.answers import Change
 from bot.feeds.answers import MAX_FEEDS_PER_GUILD, FeedRow
 from bot.feeds.matching import FeedChange
 from teston.core.locks import feeds_lock_key
-from teston.core.notices import CHANGES_CHANNEL
+from teston.core.notices import CHANGES_CHANNEL, wikis_payload
 
 _FEED_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(FeedRow))
 _CHANGE_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(Change))
@@ -59,8 +59,9 @@ async def create_feed(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params)
         [row] = await cur.fetchall()
-    # Wakes the poster (it listens for new changes) to start the feed at once, on commit.
-    await conn.execute("SELECT pg_notify(%s, '')", (CHANGES_CHANNEL,))
+    # Wakes the poster (it listens for new changes) to start the feed at once, on commit. It names the
+    # feed's wiki, so that the bots' kept `!recent` answers of other wikis stay kept (`bot.command_reads`).
+    await conn.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, wikis_payload([wiki])))
     return _feed(row)
 
 
