@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks.__main__ import ALL_FIGURES, render_report, run_benchmarks
 
 
@@ -35,6 +37,10 @@ def test_smoke_run_produces_every_figure_as_a_finite_number() -> None:
     # Both engines rolled the same days up into identical summary rows.
     assert by_number[12].values["identical"] == 1.0
     assert by_number[12].values["events"] > 0
-    assert by_number[11].values["load_calls"] == by_number[11].values["alone_calls"] * 4
+    # Figure 11's loaded round sent every line once (4 per command alone), then again until it had
+    # lasted its time; the ingester was storing meanwhile, and every command was served somehow.
+    assert by_number[11].values["load_calls"] >= by_number[11].values["alone_calls"] * 4
+    shares = ("kept_share", "stale_share", "joined_share", "read_share")
+    assert sum(by_number[11].values[share] for share in shares) == pytest.approx(1.0)
     report = render_report(machine, figures)
     assert all(f"| {number} |" in report for number in ALL_FIGURES)
