@@ -97,16 +97,10 @@ async def test_cluster_kills_lose_and_duplicate_nothing(
             log=tmp_path / "ingest.log",
         )  # fmt: skip
         processes.append(ingester)
-        # Meanwhile, the direct path's result: what the bus path must end with.
-        await asyncio.to_thread(ingest_path, reference_url, capture)
-        expected_rows = stored_rows(reference_url)
         await wait_until(lambda: _has_stream(nats_cluster), 60, "the stream created")
-        poison_seq = await _publish_poison(nats_cluster)
-        expected_quarantine = sorted(
-            [*quarantine(reference_url), (f"nats:{STREAM_NAME}#{poison_seq}", reason.reason, reason.payload)]
-        )
 
-        # Kill the stream's leader once the ingester is well into the capture.
+        # Kill the stream's leader once the ingester is well into the capture (watched from the moment
+        # the stream exists: anything done first could let the ingester reach the capture's end).
         for _ in range(1200):  # a minute at most
             try:
                 messages, leader = await _stream_state(nats_cluster)
@@ -118,6 +112,15 @@ async def test_cluster_kills_lose_and_duplicate_nothing(
         assert leader is not None, "the ingester never published 300 events"
         nats_cluster.kill(leader)
         killed_leader_during_ingest = ingester.returncode is None
+
+        # Meanwhile, the direct path's result: what the bus path must end with; and a message no sink
+        # can parse, published once the stream has a new leader.
+        await asyncio.to_thread(ingest_path, reference_url, capture)
+        expected_rows = stored_rows(reference_url)
+        poison_seq = await _publish_poison(nats_cluster)
+        expected_quarantine = sorted(
+            [*quarantine(reference_url), (f"nats:{STREAM_NAME}#{poison_seq}", reason.reason, reason.payload)]
+        )
 
         # Kill one sink once some rows are stored, while the rest is still coming.
         await wait_until(lambda: counts(db_url)[0] >= 600, 60, "600 rows stored")
