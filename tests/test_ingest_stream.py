@@ -243,6 +243,9 @@ async def test_metrics_and_health_are_served(
         await service.start()
         try:
             await wait_until(lambda: len(stored_ids(db_url)) == 100)
+            # The rows are visible at COMMIT, a moment before the pipeline accounts for the batch (its
+            # metrics among the rest) back on the event loop.
+            await wait_until(lambda: service.summary.ingested == 100)
             base = f"http://127.0.0.1:{service._metrics_server._port}"  # type: ignore[union-attr]
             async with session.get(f"{base}/metrics") as response:
                 text = await response.text()
