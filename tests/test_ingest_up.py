@@ -56,8 +56,13 @@ async def test_up_ingests_the_stream_serves_metrics_and_stops_cleanly_on_sigterm
                 async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
                     assert response.status == 200
                     assert (await response.json())["status"] == "ok"
-                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                    metrics = await response.text()
+                # The rows are visible at COMMIT, a moment before the pipeline counts them.
+                while True:
+                    async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        metrics = await response.text()
+                    if "teston_ingest_inserted_events_total 300.0" in metrics or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
             assert "teston_ingest_inserted_events_total 300.0" in metrics
             # The same endpoint serves the scheduler's metrics: one registry for the whole process.
             assert 'teston_job_runs_total{kind="nightly",status="failed"} 0.0' in metrics
