@@ -17,6 +17,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from bot.answers import Change, DayFigures, DayRollup, TopPage
+from teston.core.schema import NOT_BOTS_CONDITION, NOT_CATEGORIZE_CONDITION
 from teston.core.statuses import DayStatus
 
 # The columns read are the fields of the answers built from them (`Change(**row)`, `DayFigures(**row)`).
@@ -27,14 +28,14 @@ _FIGURE_COLUMNS = tuple(field.name for field in fields(DayFigures))
 def latest_changes_query(*, include_bots: bool, include_categorize: bool) -> sql.Composed:
     """The newest-first query for one wiki; filters are spelled out, not parameters, so the planner
     sees them and walks a (wiki, event_time DESC) index of each day's partition newest day first: with
-    both filters, the partial index of just the rows they keep (`RECENT_EDITS_CONDITION` in
-    `teston.core.schema`), so a wiki of bots' changes finds its few people's edits without reading the
-    rest."""
+    both filters, the partial index of just the rows they keep (its condition is theirs, joined by AND:
+    `RECENT_EDITS_CONDITION` in `teston.core.schema`), so a wiki of bots' changes finds its few
+    people's edits without reading the rest."""
     conditions = [sql.SQL("wiki = %(wiki)s")]
     if not include_bots:
-        conditions.append(sql.SQL("NOT bot"))
+        conditions.append(sql.SQL(NOT_BOTS_CONDITION))
     if not include_categorize:
-        conditions.append(sql.SQL("type <> 'categorize'"))
+        conditions.append(sql.SQL(NOT_CATEGORIZE_CONDITION))
     return sql.SQL(
         "SELECT {columns} FROM recent_changes WHERE {conditions} "
         # rcid orders changes made within the same second as the wiki recorded them.

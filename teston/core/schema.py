@@ -59,8 +59,11 @@ def _tz(**kw: Any) -> Any:
     return Field(sa_column=Column(DateTime(timezone=True), **kw))
 
 
-# The rows `!recent` shows unless asked for more: what people, not bots, changed in pages.
-RECENT_EDITS_CONDITION = "NOT bot AND type <> 'categorize'"
+# The rows `!recent` shows unless asked for more: what people, not bots, changed in pages. `bot.queries`
+# filters by each (a command may ask for bots or category changes); both are the partial index's condition.
+NOT_BOTS_CONDITION = "NOT bot"
+NOT_CATEGORIZE_CONDITION = "type <> 'categorize'"
+RECENT_EDITS_CONDITION = f"{NOT_BOTS_CONDITION} AND {NOT_CATEGORIZE_CONDITION}"
 
 
 class RecentChange(SchemaModel, table=True):
